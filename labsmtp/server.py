@@ -1,0 +1,778 @@
+"""The lab's SMTP server: aiosmtpd's threaded Controller, our dialogue rules.
+
+Theory of operation.  ``LabServer`` owns one aiosmtpd ``Controller`` per
+start (a stopped Controller cannot start again: its loop is closed).  The
+Controller runs an asyncio loop on a daemon thread; each connection gets a
+``_LabSMTP`` protocol object.  ``_LabSMTP`` keeps aiosmtpd's plumbing (the
+stream reader, the session and envelope objects, the handler hooks) but
+replaces its command loop: every command is checked against the state table
+(``states.py``), answered in the persona's words (``personas.py``) under the
+server's ``Policy``, and both directions are written to the ``Transcript``.
+Accepted messages go to the ``Mailbox`` through the handler's
+``handle_DATA`` hook, before the 250 is sent, so a 250 always means stored.
+
+Traps from ``shared/reference/aiosmtpd-notes.md`` handled here: port 0 (read
+the bound port before the self-test), ``::1`` (always bind an explicit
+host), slow ``getfqdn`` (always pass a server name), restart after stop (new
+Controller), a taken port (checked first, fails at once), the self-test
+connection (kept out of the transcript), the ``mail.log`` logger (silenced),
+idle timeout (421 4.4.2 before closing, §4.5.3.2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import errno
+import ipaddress
+import logging
+import random
+import socket
+import threading
+import time
+import warnings
+import weakref
+from dataclasses import dataclass
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP
+
+from . import states
+from .errors import LabValueError, PortInUseError
+from .mailbox import Mailbox, StoredMessage
+from .personas import Persona, get_persona
+from .policy import Policy
+from .replies import Reply, parse_reply
+from .states import Command, State
+from .transcript import CLIENT, EVENT, SERVER, Line, SessionInfo, Transcript
+
+# aiosmtpd logs every connection; in a notebook those lines (and tracebacks)
+# would land in whichever cell runs next.  The transcript is the record.
+logging.getLogger("mail.log").setLevel(logging.CRITICAL)
+logging.getLogger("mail.log").propagate = False
+
+DEFAULT_HOSTNAME = "mx.lab.example.org"
+_READ_LIMIT = 8192  # stream buffer; lines past this are drained and refused
+_DATA_LINES_KEPT = 200  # message lines recorded per message; the rest summarised
+_ESMTP_PARAMS = {"MAIL": {"SIZE", "BODY", "SMTPUTF8", "RET", "ENVID", "AUTH"},
+                 "RCPT": {"NOTIFY", "ORCPT"}}
+
+_registry: dict[str, LabServer] = {}
+_registry_lock = threading.Lock()
+
+
+def stop_all() -> int:
+    """Stop every lab server this kernel started; returns how many were running."""
+    with _registry_lock:
+        servers = list(_registry.values())
+    for s in servers:
+        s.stop()
+    return len(servers)
+
+
+def running_servers() -> list[LabServer]:
+    """The lab servers running in this process."""
+    with _registry_lock:
+        return list(_registry.values())
+
+
+atexit.register(stop_all)
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _check_port(host: str, port: int) -> None:
+    """Fail at once, with advice, if ``port`` is taken (asyncio would wait 5 s)."""
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_STREAM)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as asyncio does
+        s.bind((host, port))
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUseError(
+                f"port {port} on {host} is already in use by another program or server. "
+                f"Leave out port= to let the lab pick a free one, choose another port, "
+                f"or stop the other server (labsmtp.stop_all() stops every lab server "
+                f"in this notebook)."
+            ) from None
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            raise PortInUseError(
+                f"not allowed to listen on port {port} (ports below 1024 need root). "
+                f"Use a port such as 2525, or leave out port= to let the lab pick one."
+            ) from None
+        raise PortInUseError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    finally:
+        s.close()
+
+
+class _Handler:
+    """aiosmtpd-style handler: ``handle_DATA`` stores the message (the only hook we need)."""
+
+    def __init__(self, lab: LabServer):
+        self.lab = lab
+
+    async def handle_DATA(self, server, session, envelope) -> str:
+        lab = self.lab
+        qid = lab._next_queue_id()
+        lab.mailbox.add(
+            StoredMessage(
+                queue_id=qid,
+                helo=session.host_name,
+                mail_from=envelope.mail_from or "",
+                rcpt_tos=tuple(envelope.rcpt_tos),
+                client=session.peer[0] if session.peer else "",
+                content=envelope.original_content or b"",
+                session=server._sid,
+            )
+        )
+        return qid
+
+
+class _Controller(Controller):
+    """aiosmtpd's Controller, taught port 0 and to tell its self-test apart."""
+
+    def __init__(self, lab: LabServer, **kw):
+        self.lab = lab
+        super().__init__(_Handler(lab), **kw)
+
+    def factory(self):
+        return _LabSMTP(self.lab, self.handler, **self.SMTP_kwargs)
+
+    def _trigger_server(self):
+        # Read the real port (port=0 asks the kernel for one) before the self-test,
+        # which otherwise connects to port 0 and fails (aiosmtpd #388, #276).
+        self.port = self.server.sockets[0].getsockname()[1]
+        probe = socket.socket(socket.AF_INET6 if ":" in self.hostname else socket.AF_INET)
+        probe.settimeout(1.0)
+        try:
+            probe.bind((self.hostname, 0))
+            self.lab._probe_peers.add(probe.getsockname()[:2])
+            probe.connect((self.hostname, self.port))
+            probe.recv(1024)
+        finally:
+            probe.close()
+
+
+@dataclass
+class _Session:
+    """The lab's per-connection state, beside aiosmtpd's Session and Envelope."""
+
+    state: State = State.CONNECTED
+    errors: int = 0
+    esmtp: bool = False
+
+
+class _LabSMTP(SMTP):
+    """One connection: aiosmtpd's plumbing, the lab's dialogue rules."""
+
+    line_length_limit = _READ_LIMIT  # the StreamReader's buffer limit
+
+    def __init__(self, lab: LabServer, handler, **kw):
+        super().__init__(handler, **kw)
+        self.lab = lab
+        self.persona: Persona = lab.persona
+        self.policy: Policy = lab.policy
+        self.lab_session = _Session()
+        self._sid = 0
+        self._client = ""
+        self._probe = False
+        self._info: SessionInfo | None = None
+        self._closing = False
+
+    # --- connection edges ------------------------------------------------
+
+    def connection_made(self, transport):
+        peer = transport.get_extra_info("peername")
+        self._probe = self.transport is None and peer[:2] in self.lab._probe_peers
+        if self._probe:
+            self.lab._probe_peers.discard(peer[:2])
+        super().connection_made(transport)
+        if self._probe or self._info is not None:
+            return
+        self._sid = self.lab._new_session_id()
+        self._client = f"{peer[0]}:{peer[1]}"
+        self._info = SessionInfo(self._sid, self._client, time.time(), states=[State.CONNECTED.value])
+        self.lab.transcript.open_session(self._info)
+        self.lab._active.add(self)
+        self._event(f"connection from {self._client}")
+
+    def connection_lost(self, error):
+        if not self._probe and self._info is not None and self._info.ended is None:
+            self._info.ended = time.time()
+            self.lab._active.discard(self)
+            why = "client closed the connection" if not self._closing else "server closed the connection"
+            self._event(why)
+            self._set_state(State.CLOSED)
+        super().connection_lost(error)
+
+    def _timeout_cb(self):
+        # aiosmtpd closes silently; RFC 5321 §3.8 / §4.5.3.2 expect 421 first.
+        if self.transport is not None and not self._probe:
+            self._write_reply(self.persona.render("timeout", **self._fields()), None)
+        self._close()
+
+    def _close(self):
+        self._closing = True
+        if self.transport is not None:
+            self.transport.close()
+
+    # --- writing and recording -------------------------------------------
+
+    def _fields(self, **extra) -> dict:
+        return {"hostname": self.hostname, "client": self._client.rsplit(":", 1)[0], **extra}
+
+    def _event(self, note: str) -> None:
+        self._record(Line(self._sid, time.time(), EVENT, b"", self._client, note=note))
+
+    def _record(self, line: Line) -> None:
+        self.lab.transcript.add(line)
+        for cb in self.lab._listeners:
+            try:
+                cb(line)
+            except Exception:  # a broken printer must not break the server
+                pass
+
+    def _write_reply(self, lines: list[str], command: str | None, injected: str | None = None) -> Reply:
+        raw = "".join(ln + "\r\n" for ln in lines).encode("utf-8", "surrogateescape")
+        reply = parse_reply(raw, command=command)
+        if injected:
+            reply = Reply(reply.code, reply.lines, reply.enhanced, reply.raw, command, None, injected)
+        # Record before writing: a client that has read a reply finds it in the transcript.
+        self._record(
+            Line(self._sid, time.time(), SERVER, raw, self._client, command=command,
+                 reply=reply, tls=self.session.ssl is not None if self.session else False,
+                 injected=injected)
+        )
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(raw)
+        return reply
+
+    async def _reply(self, key: str, command: str | None, **fields) -> Reply:
+        reply = self._write_reply(self.persona.render(key, **self._fields(**fields)), command)
+        if self._writer is not None and self.transport is not None:
+            try:
+                await self._writer.drain()
+            except ConnectionError:
+                pass
+        return reply
+
+    def _set_state(self, state: State) -> None:
+        if state is not self.lab_session.state:
+            self.lab_session.state = state
+            if self._info is not None:
+                self._info.states.append(state.value)
+
+    # --- the command loop (replaces aiosmtpd's _handle_client) ----------
+
+    async def _handle_client(self) -> None:
+        if self._probe:
+            # aiosmtpd's start-up self-test: greet it, record nothing.
+            self.transport.write(f"220 {self.hostname} ESMTP\r\n".encode())
+            return
+        try:
+            await self._dialogue()
+        except asyncio.CancelledError:
+            raise
+        except ConnectionError:
+            pass
+        except Exception as exc:  # never a silent hang-up, never a traceback in a cell
+            self.lab._internal_errors.append(repr(exc))
+            self._write_reply([f"421 4.3.0 {self.hostname} Internal error, closing connection"], None)
+            self._close()
+
+    async def _dialogue(self) -> None:
+        lab, ls = self.lab, self.lab_session
+        if len(lab._active) > self.policy.max_connections:
+            await self._reply("too_many_connections", "CONNECT")
+            self._close()
+            return
+        await self._reply("greeting", "CONNECT")
+        while self.transport is not None and not self.transport.is_closing():
+            if ls.errors >= self.policy.hard_error_limit:
+                await self._reply("too_many_errors", None)
+                self._close()
+                return
+            raw = await self._read_line()
+            if raw is None:
+                return
+            reply = await self._command(raw)
+            if reply is not None and reply.klass in ("4xx", "5xx") and reply.code != 421:
+                ls.errors += 1
+            if ls.state is State.CLOSED:
+                self._close()
+                return
+
+    async def _read_line(self) -> bytes | None:
+        """One command line (bare LF tolerated, as Postfix does); None at EOF."""
+        try:
+            line = await self._reader.readuntil(b"\n")
+        except asyncio.IncompleteReadError as e:
+            if e.partial:
+                self._record(Line(self._sid, time.time(), CLIENT, e.partial, self._client,
+                                  note="incomplete line before the connection closed"))
+            return None
+        except asyncio.LimitOverrunError as e:
+            await self._reader.read(e.consumed)
+            size = e.consumed
+            while True:
+                try:
+                    rest = await self._reader.readuntil(b"\n")
+                    size += len(rest)
+                    break
+                except asyncio.LimitOverrunError as e2:
+                    await self._reader.read(e2.consumed)
+                    size += e2.consumed
+            self._record(Line(self._sid, time.time(), CLIENT, b"", self._client,
+                              note=f"a command line of {size} bytes (not shown)"))
+            return b"\x00TOO-LONG"
+        self._reset_timeout()
+        return line
+
+    async def _command(self, raw: bytes) -> Reply | None:
+        ls, persona = self.lab_session, self.persona
+        if raw == b"\x00TOO-LONG":
+            return await self._reply("line_too_long", None)
+        text_line = raw.rstrip(b"\r\n")
+        try:
+            line = text_line.decode("utf-8")
+        except UnicodeDecodeError:
+            line = None
+        verb = (line or "").split(" ", 1)[0].upper()
+        self._record(Line(self._sid, time.time(), CLIENT, raw, self._client, command=verb or None,
+                          tls=self.session.ssl is not None))
+        if line is None:
+            return await self._reply("bad_bytes", None)
+        if not line.strip():
+            return await self._reply("empty_line", None)
+        if len(raw if raw.endswith(b"\r\n") else raw + b"\r") > self.policy.command_line_limit:
+            return await self._reply("line_too_long", verb)
+        arg = line[len(verb):].strip()
+        try:
+            cmd = Command(verb)
+        except ValueError:
+            cmd = None
+        if cmd is None or cmd is Command.END_OF_DATA:
+            return await self._reply("unknown_command", verb)
+        if cmd in (Command.EXPN, Command.HELP):
+            return await self._reply(cmd.value.lower(), verb, arg=arg)
+        if cmd is Command.STARTTLS and not self.lab._tls_offered():
+            return await self._reply("starttls_not_offered", verb)
+        if cmd is Command.AUTH and not self.lab._auth_offered():
+            return await self._reply("auth_not_offered", verb)
+        helo_required = self.lab._helo_required()
+        if not states.is_allowed(ls.state, cmd, helo_required=helo_required):
+            key = states.SequenceError(ls.state, cmd).reply_key
+            return await self._reply(key, verb)
+        handler = getattr(self, f"_lab_{cmd.name}")
+        reply = await handler(arg)
+        if reply is None:  # handled its own state (DATA)
+            return None
+        self._set_state(
+            states.next_state(ls.state, cmd, ok=reply.ok, helo_required=helo_required)
+        )
+        if cmd in (Command.HELO, Command.EHLO, Command.RSET) and reply.ok:
+            self._set_rset_state()  # §4.1.4: HELO/EHLO clear the transaction like RSET
+        return reply
+
+    # --- one method per command (aiosmtpd's smtp_VERB, renamed) ------------
+
+    async def _helo(self, arg: str, verb: str) -> Reply:
+        key_syntax = "helo_syntax" if verb == "HELO" else "ehlo_syntax"
+        if not arg or " " in arg.strip():
+            return await self._reply(key_syntax, verb)
+        verdict = self.policy.helo_verdict(arg, resolves=self.lab._resolver)
+        if verdict:
+            return await self._reply(verdict, verb, arg=arg)
+        self.session.host_name = arg
+        self.session.extended_smtp = verb == "EHLO"
+        if self._info is not None:
+            self._info.helo = arg
+        if verb == "HELO":
+            # §4.1.1.1: a server MUST NOT send the extended (multi-line) reply to HELO.
+            return await self._reply("helo_ok", verb, arg=arg)
+        lines = self.persona.ehlo(self.lab._ehlo_keywords(), **self._fields(arg=arg))
+        reply = self._write_reply(lines, verb)
+        await self._writer.drain()
+        return reply
+
+    async def _lab_HELO(self, arg):
+        return await self._helo(arg, "HELO")
+
+    async def _lab_EHLO(self, arg):
+        return await self._helo(arg, "EHLO")
+
+    def _parse_path(self, arg: str, keyword: str) -> tuple[str, list[str]] | None:
+        """Split 'FROM:<a@b> SIZE=10' into ('a@b', ['SIZE=10']); None if malformed."""
+        if arg[: len(keyword)].upper() != keyword:
+            return None
+        rest = arg[len(keyword):].strip()
+        if not rest:
+            return None
+        if rest.startswith("<"):
+            end = rest.find(">")
+            if end < 0:
+                return None
+            addr, params = rest[1:end], rest[end + 1 :].split()
+        elif self.persona.requires_brackets:
+            return None
+        else:
+            addr, *params = rest.split()
+        if any(c in addr for c in " <>") or addr.count("@") > 1:
+            return None
+        if "@" in addr:
+            local, _, domain = addr.partition("@")
+            if not local or not domain:
+                return None
+        if ":" in addr and addr.startswith("@"):  # source route (§4.1.2): drop it
+            addr = addr.split(":", 1)[1]
+        return addr, params
+
+    async def _lab_MAIL(self, arg):
+        parsed = self._parse_path(arg, "FROM:")
+        if parsed is None:
+            return await self._reply("mail_syntax", "MAIL")
+        addr, params = parsed
+        for p in params:
+            name, _, value = p.partition("=")
+            if name.upper() not in _ESMTP_PARAMS["MAIL"]:
+                return await self._reply("mail_param_unknown", "MAIL", arg=name)
+            if name.upper() == "SIZE":
+                if not value.isdigit():
+                    return await self._reply("mail_syntax", "MAIL")
+                if int(value) > self.policy.message_size_limit:
+                    return await self._reply("size_param_exceeded", "MAIL")
+        self.envelope.mail_from = addr
+        self.envelope.mail_options = params
+        return await self._reply("mail_ok", "MAIL", addr=addr)
+
+    async def _lab_RCPT(self, arg):
+        parsed = self._parse_path(arg, "TO:")
+        if parsed is None or not parsed[0]:
+            return await self._reply("rcpt_syntax", "RCPT")
+        addr, params = parsed
+        for p in params:
+            if p.partition("=")[0].upper() not in _ESMTP_PARAMS["RCPT"]:
+                return await self._reply("mail_param_unknown", "RCPT", arg=p.partition("=")[0])
+        if len(self.envelope.rcpt_tos) >= self.policy.max_recipients:
+            return await self._reply("too_many_recipients", "RCPT")
+        client_ip = self._client.rsplit(":", 1)[0]
+        if not self.policy.may_deliver(addr, client_ip, self.hostname):
+            return await self._reply("relay_denied", "RCPT", addr=addr)
+        self.envelope.rcpt_tos.append(addr)
+        self.envelope.rcpt_options.extend(params)
+        return await self._reply("rcpt_ok", "RCPT", addr=addr)
+
+    async def _lab_DATA(self, arg):
+        if arg:
+            return await self._reply("data_syntax", "DATA")
+        go = await self._reply("data_go", "DATA")
+        self._set_state(State.DATA)
+        final = await self._receive_message()
+        if final is not None:
+            self._set_state(states.next_state(State.DATA, Command.END_OF_DATA, ok=final.ok))
+            self._set_post_data_state()
+            if final.klass in ("4xx", "5xx"):
+                self.lab_session.errors += 1
+        del go
+        return None
+
+    async def _receive_message(self) -> Reply | None:
+        """Read message text up to <CRLF>.<CRLF> (§4.1.1.4) and answer it once."""
+        limit, line_limit = self.policy.message_size_limit, self.policy.text_line_limit
+        kept: list[bytes] = []
+        size, too_big, too_long, shown, hidden, hidden_bytes = 0, False, False, 0, 0, 0
+        while True:
+            try:
+                line = await self._reader.readuntil(b"\r\n")
+            except asyncio.IncompleteReadError:
+                self._event("connection lost in the middle of the message; nothing stored")
+                return None
+            except asyncio.LimitOverrunError as e:
+                chunk = await self._reader.read(e.consumed)
+                too_long, size = True, size + len(chunk)
+                kept.clear()
+                continue
+            self._reset_timeout()
+            if line == b".\r\n":
+                self._record(Line(self._sid, time.time(), CLIENT, line, self._client, command="."))
+                break
+            if shown < _DATA_LINES_KEPT:
+                shown += 1
+                self._record(Line(self._sid, time.time(), CLIENT, line, self._client,
+                                  note="message text"))
+            else:
+                hidden, hidden_bytes = hidden + 1, hidden_bytes + len(line)
+            size += len(line)
+            if len(line) > line_limit + 1 and self.persona.extras.get("rejects_long_text_lines", True):
+                too_long = True  # +1: a dot-stuffed line may carry one extra dot (§4.5.2)
+            if size > limit:
+                too_big = True
+            if too_big or too_long:
+                kept.clear()
+                continue
+            kept.append(line[1:] if line.startswith(b".") else line)  # §4.5.2 un-stuffing
+        if hidden:
+            self._event(f"{hidden} more lines of message text ({hidden_bytes} bytes) not shown")
+        if too_big:
+            return await self._reply("data_too_big", ".")
+        if too_long:
+            return await self._reply("text_line_too_long", ".")
+        self.envelope.original_content = b"".join(kept)
+        self.envelope.content = self.envelope.original_content
+        qid = await self._call_handler_hook("DATA")
+        if self._info is not None:
+            self._info.messages += 1
+        return await self._reply("data_ok", ".", queue_id=qid)
+
+    async def _lab_RSET(self, arg):
+        if arg:
+            return await self._reply("rset_syntax", "RSET")
+        self._set_rset_state()
+        return await self._reply("rset_ok", "RSET")
+
+    async def _lab_NOOP(self, arg):
+        return await self._reply("noop_ok", "NOOP")  # §4.1.1.9: an argument is ignored
+
+    async def _lab_VRFY(self, arg):
+        if not arg:
+            return await self._reply("vrfy_syntax", "VRFY")
+        return await self._reply("vrfy_ok", "VRFY", arg=arg.strip("<>"))
+
+    async def _lab_EXPN(self, arg):
+        return await self._reply("expn", "EXPN")
+
+    async def _lab_HELP(self, arg):
+        return await self._reply("help", "HELP")
+
+    async def _lab_QUIT(self, arg):
+        return await self._reply("quit", "QUIT")  # the table moves the session to CLOSED
+
+    async def _lab_STARTTLS(self, arg):  # pragma: no cover - needs TLS (security issue)
+        return await self._reply("starttls_not_offered", "STARTTLS")
+
+    async def _lab_AUTH(self, arg):  # pragma: no cover - needs AUTH (security issue)
+        return await self._reply("auth_not_offered", "AUTH")
+
+
+class LabServer:
+    """A real SMTP server on loopback, running in a background thread of this kernel.
+
+    >>> with LabServer(persona="postfix") as server:
+    ...     client = server.client()
+    """
+
+    def __init__(
+        self,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        *,
+        persona: str | Persona = "generic",
+        hostname: str = DEFAULT_HOSTNAME,
+        policy: Policy | None = None,
+        name: str | None = None,
+        max_lines: int = 50_000,
+        max_messages: int = 10_000,
+        seed: int | None = None,
+        allow_non_loopback: bool = False,
+        **policy_switches,
+    ):
+        if port is not None and (isinstance(port, bool) or not isinstance(port, int)):
+            raise LabValueError(f"port must be a whole number from 1 to 65535, not {port!r}")
+        if port is not None and not 0 <= port <= 65535:
+            raise LabValueError(f"port must be from 1 to 65535 (or left out), not {port}")
+        if not isinstance(host, str) or not host:
+            raise LabValueError(f"host must be an address such as '127.0.0.1', not {host!r}")
+        if not _is_loopback(host):
+            if not allow_non_loopback:
+                raise LabValueError(
+                    f"the lab server listens on loopback only (127.0.0.1); {host!r} would "
+                    f"let other machines talk to it. Pass allow_non_loopback=True if you "
+                    f"really mean it."
+                )
+            warnings.warn(
+                f"labsmtp: listening on {host}, which other machines may reach", stacklevel=2
+            )
+        if not isinstance(hostname, str) or not hostname or " " in hostname:
+            raise LabValueError(f"hostname must be a name such as 'mx.lab.example.org', not {hostname!r}")
+        for label, value in (("max_lines", max_lines), ("max_messages", max_messages)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise LabValueError(f"{label} must be a whole number of at least 1, not {value!r}")
+        self.host, self._requested_port = host, port
+        self.hostname = hostname
+        self.persona = get_persona(persona)
+        if policy is not None and not isinstance(policy, Policy):
+            raise LabValueError("policy must be a labsmtp.Policy (or leave it out)")
+        self.policy = (policy or Policy()).with_(**policy_switches) if policy_switches else (policy or Policy())
+        self.name = name if name is not None else (f"port {port}" if port else "lab")
+        self.mailbox = Mailbox(max_messages)
+        self.transcript = Transcript(max_lines)
+        self._controller: _Controller | None = None
+        self._port: int | None = None
+        self._probe_peers: set = set()
+        self._active: weakref.WeakSet = weakref.WeakSet()
+        self._listeners: list = []
+        self._session_counter = 0
+        self._internal_errors: list[str] = []
+        self._resolver = None  # reject_unknown_helo_hostname's DNS (the fault lab sets it)
+        self._lock = threading.Lock()
+        self._rng = random.Random(seed)
+        self.seed = seed
+
+    # --- lifecycle ------------------------------------------------------
+
+    def start(self) -> LabServer:
+        """Start listening (stopping any earlier lab server with the same name)."""
+        if self.running:
+            return self
+        with _registry_lock:
+            old = _registry.get(self.name)
+        if old is not None and old is not self:
+            old.stop()
+        port = self._requested_port or 0
+        if port:
+            _check_port(self.host, port)
+        ctrl = _Controller(
+            self,
+            hostname=self.host,
+            port=port,
+            server_hostname=self.hostname,
+            ready_timeout=5.0,
+            timeout=self.policy.idle_timeout,
+            enable_SMTPUTF8=True,
+            data_size_limit=None,
+        )
+        try:
+            ctrl.start()
+        except Exception as exc:
+            try:
+                ctrl.stop(no_assert=True)
+            except Exception:
+                pass
+            if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+                raise PortInUseError(f"port {port} on {self.host} is already in use") from None
+            raise
+        self._controller, self._port = ctrl, ctrl.port
+        with _registry_lock:
+            _registry[self.name] = self
+        return self
+
+    def stop(self) -> None:
+        """Stop the server; open sessions get 421 first.  Safe to call twice."""
+        ctrl, self._controller = self._controller, None
+        if ctrl is None:
+            return
+        with _registry_lock:
+            if _registry.get(self.name) is self:
+                del _registry[self.name]
+        loop = ctrl.loop
+        done = threading.Event()
+
+        def _goodbye():
+            for proto in list(self._active):
+                try:
+                    proto._write_reply(proto.persona.render("shutdown", **proto._fields()), None)
+                    proto._close()
+                except Exception:
+                    pass
+            done.set()
+
+        try:
+            loop.call_soon_threadsafe(_goodbye)
+            done.wait(1.0)
+        except RuntimeError:
+            pass
+        ctrl.stop(no_assert=True)
+
+    def __enter__(self) -> LabServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def __del__(self):
+        try:
+            if self._controller is not None:
+                self.stop()
+        except Exception:
+            pass
+
+    @property
+    def running(self) -> bool:
+        return self._controller is not None
+
+    @property
+    def port(self) -> int:
+        """The port the server listens on (chosen by the system if none was asked for)."""
+        if self._port is None:
+            if self._requested_port:
+                return self._requested_port
+            raise LabValueError("the server has not been started yet: call server.start() first")
+        return self._port
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return (self.host, self.port)
+
+    def __repr__(self) -> str:
+        where = f"{self.host}:{self._port}" if self.running else "stopped"
+        return f"<LabServer {self.persona.name} {self.hostname} {where}>"
+
+    # --- settings a lesson changes live --------------------------------
+
+    def configure(self, *, persona: str | Persona | None = None, **policy_switches) -> LabServer:
+        """Change the persona and/or policy switches; new connections see the change."""
+        if persona is not None:
+            self.persona = get_persona(persona)
+        if policy_switches:
+            self.policy = self.policy.with_(**policy_switches)
+        return self
+
+    def on_line(self, callback) -> None:
+        """Call ``callback(line)`` for every transcript line (from the server thread)."""
+        self._listeners.append(callback)
+
+    # --- clients --------------------------------------------------------
+
+    def client(self, source: str | None = None, *, connect: bool = True, timeout: float = 10.0):
+        """A step client for this server (connected, greeting read, unless connect=False)."""
+        from .client import StepClient
+
+        c = StepClient(self.host, self.port, source=source, timeout=timeout)
+        if connect:
+            c.connect()
+        return c
+
+    # --- internals used by the protocol objects ---------------------------
+
+    def _new_session_id(self) -> int:
+        with self._lock:
+            self._session_counter += 1
+            return self._session_counter
+
+    def _next_queue_id(self) -> str:
+        with self._lock:
+            return "".join(self._rng.choice("0123456789ABCDEF") for _ in range(11))
+
+    def _helo_required(self) -> bool:
+        req = self.policy.smtpd_helo_required
+        return self.persona.helo_required_default if req is None else bool(req)
+
+    def _tls_offered(self) -> bool:
+        return False
+
+    def _auth_offered(self) -> bool:
+        return False
+
+    def _ehlo_keywords(self) -> list[str]:
+        return [k.format(size=self.policy.message_size_limit) for k in self.persona.ehlo_keywords]
+
+    @property
+    def sessions(self) -> list[SessionInfo]:
+        """Every session the transcript still holds."""
+        return self.transcript.sessions()

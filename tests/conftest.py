@@ -1,0 +1,65 @@
+"""Shared fixtures: a real lab server per test, and the no-skip rule for CI."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from labsmtp import LabServer, stop_all
+
+# In CI (LABSMTP_NO_SKIP=1, set by .ci/run) a skipped test is a failure: a missing
+# tool must not turn a red test into a quiet skip.
+NO_SKIP = os.environ.get("LABSMTP_NO_SKIP") == "1" or os.environ.get("CI") == "true"
+
+
+def require_tool(name: str, path: str | None = None) -> str:
+    """The path of an external program; skip locally, fail in CI, if it is missing."""
+    found = path if path and os.path.exists(path) else shutil.which(name)
+    if not found:
+        msg = f"{name} is not installed (apt-get install it; .ci/run does)"
+        if NO_SKIP:
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return found
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if NO_SKIP and exitstatus == 0:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        skipped = len(reporter.stats.get("skipped", [])) if reporter else 0
+        if skipped:
+            reporter.write_line(f"LABSMTP_NO_SKIP: {skipped} test(s) skipped; failing the run")
+            session.exitstatus = 1
+
+
+@pytest.fixture
+def server():
+    """A generic lab server on a free loopback port, stopped after the test."""
+    s = LabServer(name=f"test-{os.getpid()}-{id(object())}").start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def postfix_server():
+    """The postfix persona configured like tests/recordings/record_postfix.sh's Postfix."""
+    s = LabServer(
+        persona="postfix",
+        hostname="mx.lab.example.org",
+        name=f"test-postfix-{id(object())}",
+        smtpd_helo_required=True,
+        smtpd_helo_restrictions=("reject_invalid_helo_hostname", "reject_non_fqdn_helo_hostname"),
+        mydestination=("mx.lab.example.org", "lab.example.org", "localhost"),
+        mynetworks=("127.0.0.1/32",),
+        message_size_limit=1048576,
+    ).start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _stop_everything_at_the_end():
+    yield
+    stop_all()
