@@ -1,0 +1,7 @@
+"""python -m labsmtp: see labsmtp.cli."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
