@@ -1,0 +1,104 @@
+# Helpers shared by record_exim.sh, record_sendmail.sh, record_opensmtpd.sh
+# and record_clamsmtpd.sh.  Sourced, not run.
+#
+# These MTAs conflict with the installed postfix as Debian packages, so they
+# are never `apt-get install`ed: their .deb files are fetched with
+# `apt-get download` and unpacked with `dpkg -x` into a private directory,
+# and the binaries are run from there with a private configuration.  Only
+# their shared-library dependencies (which conflict with nothing) are
+# installed normally.
+
+die() { echo "${0##*/}: $*" >&2; exit 1; }
+
+need_root() { [[ $EUID -eq 0 ]] || die "must run as root"; }
+
+ensure_apt_lists() {
+    if ! ls /var/lib/apt/lists/*_Packages >/dev/null 2>&1; then
+        apt-get update -qq
+    fi
+}
+
+# apt_install PKG...: ordinary installs of non-MTA dependencies (libraries).
+apt_install() {
+    local missing=() p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
+            || missing+=("$p")
+    done
+    if ((${#missing[@]})); then
+        ensure_apt_lists
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+            "${missing[@]}" >&2
+    fi
+}
+
+# fetch_extract DIR PKG...: apt-get download each PKG into DIR/debs and
+# unpack it into DIR/root (never installs it).
+fetch_extract() {
+    local dir=$1; shift
+    mkdir -p "$dir/debs" "$dir/root"
+    ensure_apt_lists
+    (cd "$dir/debs" && apt-get download "$@" >&2) \
+        || { apt-get update -qq; (cd "$dir/debs" && apt-get download "$@" >&2); }
+    local p
+    for p in "$@"; do
+        dpkg -x "$dir"/debs/"${p}"_*.deb "$dir/root"
+    done
+}
+
+# deb_version DIR PKG: the Debian version of a downloaded package.
+deb_version() { dpkg-deb -f "$1"/debs/"$2"_*.deb Version; }
+
+port_open() {
+    python3 - "$1" <<'EOF'
+import socket, sys
+s = socket.socket()
+s.settimeout(1)
+try:
+    s.connect(("127.0.0.1", int(sys.argv[1])))
+except OSError:
+    sys.exit(1)
+s.close()
+EOF
+}
+
+# Reads the greeting and says QUIT, so that the probe is a clean session.
+port_greets() {
+    python3 - "$1" <<'EOF'
+import socket, sys
+try:
+    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+    f = s.makefile("rb")
+    line = f.readline()
+    while line[3:4] == b"-":
+        line = f.readline()
+    if not line.startswith(b"220"):
+        sys.exit(1)
+    s.sendall(b"QUIT\r\n")
+    f.readline()
+    s.close()
+except OSError:
+    sys.exit(1)
+EOF
+}
+
+wait_greets() {
+    local port=$1 i
+    for i in $(seq 1 100); do
+        port_greets "$port" && return 0
+        sleep 0.2
+    done
+    return 1
+}
+
+# stop_pid PID: TERM, wait up to 10 s, then KILL.
+stop_pid() {
+    local pid=$1 i
+    [[ -n $pid ]] || return 0
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for i in $(seq 1 50); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.2
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+}
