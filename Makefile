@@ -1,0 +1,114 @@
+# One entry point for learners and developers.
+#   make lab    open the course in JupyterLab (creates .venv on first run)
+#   make test   lint, check notebooks are stripped, run pytest
+#   make bench  run the benchmarks
+#   make pins   refresh the exact pins in the requirement files
+#   make clean  remove the venv and caches
+# Everything runs from .venv via `python -m pip`, never a global pip.
+# Kept to GNU make 3.81 features: that is what macOS ships to learners.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --no-input --quiet
+
+# `make lab` options; a test starts it headless on its own port, e.g.
+#   make lab LAB_PORT=18888 \
+#     LAB_ARGS="--no-browser --IdentityProvider.token=secret --ServerApp.port_retries=0"
+# (--ServerApp.token works too but is deprecated; port_retries=0 makes a busy
+# port an error instead of a silent move to the next port.)
+LAB_PORT     ?= 8888
+LAB_ARGS     ?=
+LAB_NOTEBOOK ?= notebooks/00-start-here.ipynb
+# Jupyter refuses to start as root unless told to (containers, CI); only then.
+ROOT_FLAG = $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+PYTEST_ARGS ?=
+
+.PHONY: lab test bench pins clean
+
+lab: $(VENV)/.stamp-lab
+	$(VENV)/bin/jupyter lab $(LAB_NOTEBOOK) --ip=127.0.0.1 --port=$(LAB_PORT) $(ROOT_FLAG) $(LAB_ARGS)
+
+# Lint, notebook check and pytest all run even when an earlier one fails, so one
+# run (one CI run) reports everything; the exit status is non-zero if any failed.
+# The format check (`ruff format --check .`) is left out until the package is
+# formatted; `ruff check` already enforces import order (rule I).
+# nbstripout checks outputs, execution counts and saved widget state; --keep-id
+# because JupyterLab's random cell ids are harmless and renumbering them is churn.
+test: $(VENV)/.stamp-dev
+	@failed=""; \
+	echo "$(PY) -m ruff check ."; \
+	$(PY) -m ruff check . || failed="$$failed ruff"; \
+	if ls notebooks/*.ipynb >/dev/null 2>&1; then \
+	  echo "$(PY) -m nbstripout --verify --keep-id notebooks/*.ipynb"; \
+	  $(PY) -m nbstripout --verify --keep-id notebooks/*.ipynb || failed="$$failed nbstripout"; \
+	fi; \
+	echo "$(PY) -m pytest $(PYTEST_ARGS)"; \
+	$(PY) -m pytest $(PYTEST_ARGS) || failed="$$failed pytest"; \
+	if [ -n "$$failed" ]; then echo "make test: failed:$$failed" >&2; exit 1; fi
+
+bench: $(VENV)/.stamp-lab
+	$(PY) benchmarks/run.py
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# Stamps: pip runs again only when a requirement file or pyproject.toml is newer
+# than the last successful install, so a second `make test` starts at once.
+# labsmtp goes in editable and without dependencies: the pins already provide them.
+$(VENV)/.stamp-lab: requirements.txt pyproject.toml | $(PY)
+	@echo "Installing requirements.txt into $(VENV) (a minute or two the first time)"
+	$(PIP) install -r requirements.txt
+	$(PIP) install --no-deps -e .
+	touch $@
+
+# requirements-dev.txt includes requirements.txt, so it satisfies the lab stamp too.
+$(VENV)/.stamp-dev: requirements.txt requirements-dev.txt pyproject.toml | $(PY)
+	@echo "Installing requirements-dev.txt into $(VENV) (a minute or two the first time)"
+	$(PIP) install -r requirements-dev.txt
+	$(PIP) install --no-deps -e .
+	$(PIP) check
+	touch $(VENV)/.stamp-lab $@
+
+# Refresh pins: install the top-level names unpinned in a scratch venv, so pip
+# resolves the newest set that works together, then write those versions back.
+# Lines with a python_version marker that is false for $(PYTHON) are left alone.
+# Refresh the Python 3.10 fallback lines, and only those, with
+#   make pins PYTHON=python3.10 PINS_SCOPE=marked
+PINS_VENV  := $(VENV)-pins
+PINS_FILES := requirements.txt requirements-dev.txt binder/requirements.txt
+PINS_SCOPE ?= all
+
+define LABSMTP_PINS_PY
+import re, sys
+from packaging.markers import Marker
+scope, freeze, files = sys.argv[1], sys.argv[2], sys.argv[3:]
+def key(name):  # PEP 503 normalisation: jupyter_repo2docker == Jupyter-Repo2Docker
+    return re.sub(r"[-_.]+", "-", name).lower()
+frozen = dict(pin.split("==", 1) for pin in open(freeze).read().split() if "==" in pin)
+frozen = {key(name): version for name, version in frozen.items()}
+for path in files:
+    out = []
+    for line in open(path).read().splitlines():
+        m = re.match(r"([A-Za-z0-9._-]+)==([^;\s]+)(\s*;\s*(.*))?$$", line)
+        if m and (Marker(m[4]).evaluate() if m[4] else scope == "all"):
+            line = f"{m[1]}=={frozen[key(m[1])]}{m[3] or ''}"
+        out.append(line)
+    open(path, "w").write("\n".join(out) + "\n")
+endef
+export LABSMTP_PINS_PY
+
+pins:
+	rm -rf $(PINS_VENV)
+	$(PYTHON) -m venv $(PINS_VENV)
+	$(PINS_VENV)/bin/python -m pip --no-input install \
+	  $$(sed -n 's/^\([A-Za-z0-9._-]*\)==.*/\1/p' requirements.txt requirements-dev.txt | sort -u)
+	$(PINS_VENV)/bin/python -m pip freeze > $(PINS_VENV)/freeze.txt
+	$(PINS_VENV)/bin/python -c "$$LABSMTP_PINS_PY" $(PINS_SCOPE) $(PINS_VENV)/freeze.txt $(PINS_FILES)
+	rm -rf $(PINS_VENV)
+	git diff --stat -- $(PINS_FILES) || true
+
+clean:
+	rm -rf $(VENV) $(PINS_VENV) .pytest_cache .ruff_cache .hypothesis build *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
