@@ -17,7 +17,9 @@ from .errors import (
     PortInUseError,
     ReplyTimeout,
     ServerClosed,
+    TLSFailed,
 )
+from .faults import Fault, FaultEngine, parse_fault
 from .mailbox import Mailbox, StoredMessage
 from .personas import Persona, get_persona, persona_names
 from .policy import Policy
@@ -25,12 +27,15 @@ from .replies import Reply, explain_code, explain_enhanced, is_legal, parse_repl
 from .server import LabServer, running_servers, stop_all
 from .states import TRANSITIONS, Command, State, allowed_commands, next_state
 from .transcript import Transcript
+from .trials import TrialResults, run_trials
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Command",
     "ConnectFailed",
+    "Fault",
+    "FaultEngine",
     "LabConnectionError",
     "LabError",
     "LabServer",
@@ -45,8 +50,10 @@ __all__ = [
     "State",
     "StepClient",
     "StoredMessage",
+    "TLSFailed",
     "TRANSITIONS",
     "Transcript",
+    "TrialResults",
     "allowed_commands",
     "dot_stuff",
     "explain_code",
@@ -55,8 +62,10 @@ __all__ = [
     "is_legal",
     "make_message",
     "next_state",
+    "parse_fault",
     "parse_reply",
     "persona_names",
+    "run_trials",
     "running_servers",
     "show_wire",
     "stop_all",

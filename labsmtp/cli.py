@@ -11,6 +11,7 @@ that names the phase that failed.
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import threading
@@ -62,6 +63,16 @@ def _restrictions(text: str) -> tuple[str, ...]:
     return items
 
 
+def _fault_spec(text: str) -> str:
+    from .faults import parse_fault
+
+    try:
+        parse_fault(text)
+    except LabError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def _csv(text: str) -> tuple[str, ...]:
     return tuple(t.strip() for t in text.replace(" ", ",").split(",") if t.strip())
 
@@ -71,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m labsmtp",
         description="A real SMTP server and client for learning the protocol (loopback only).",
     )
-    sub = ap.add_subparsers(dest="cmd", metavar="{serve,talk,send}")
+    sub = ap.add_subparsers(dest="cmd", metavar="{serve,talk,send,experiment}")
     sub.required = True
 
     s = sub.add_parser("serve", help="run the lab server and print every dialogue live")
@@ -84,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="really listen on a non-loopback address (other machines could connect)",
     )
+    s.add_argument("--fault", action="append", type=_fault_spec, default=[], metavar="SPEC",
+                   help="a fault rule such as rcpt:451:0.3 or data:drop (repeatable)")
     p = s.add_argument_group("policy (Postfix parameter names)")
     p.add_argument("--smtpd-helo-required", action="store_true", help="refuse MAIL before HELO/EHLO")
     p.add_argument(
@@ -113,13 +126,26 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--body", default="This is a test message from the lab.")
     d.add_argument("--source", help="local address to connect from, e.g. 127.0.0.2")
     d.add_argument("--timeout", type=float, default=30.0)
+
+    x = sub.add_parser("experiment", help="run N real dialogues against a lab server with faults")
+    x.add_argument("--trials", type=_positive_int, default=100, metavar="N")
+    x.add_argument("--seed", type=int, default=1, metavar="S", help="same seed, same results")
+    x.add_argument("--fault", action="append", type=_fault_spec, default=[], metavar="SPEC",
+                   help="a fault rule such as rcpt:451:0.3 (repeatable)")
+    x.add_argument("--retry", choices=("none", "mta", "naive"), default="mta",
+                   help="client retry policy (default mta)")
+    x.add_argument("--workers", type=_positive_int, default=2, help="clients at once")
+    x.add_argument("--persona", default="generic", choices=persona_names())
+    x.add_argument("--json", action="store_true", help="print one JSON object")
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"serve": cmd_serve, "talk": cmd_talk, "send": cmd_send}[args.cmd](args)
+        commands = {"serve": cmd_serve, "talk": cmd_talk, "send": cmd_send,
+                    "experiment": cmd_experiment}
+        return commands[args.cmd](args)
     except LabError as exc:
         print(f"labsmtp: {exc}", file=sys.stderr)
         return 1
@@ -157,6 +183,7 @@ def cmd_serve(args) -> int:
         **switches,
     )
     server.on_line(_print_line)
+    server.faults.add(*args.fault)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -261,9 +288,29 @@ def _send_dialogue(client, args, show) -> int:
     if show(client.data(), "DATA").code != 354:
         return EXIT_CODES["DATA"]
     msg = make_message(args.sender, ", ".join(args.to), args.subject, args.body)
-    print(" -> <message, %d bytes>" % len(msg))
+    print(f" -> <message, {len(msg)} bytes>")
     print(" -> .", flush=True)
     if not show(client.send_message(msg)).ok:
         return EXIT_CODES["after the final dot"]
     show(client.quit(), "QUIT")
+    return 0
+
+
+def cmd_experiment(args) -> int:
+    from .server import LabServer
+    from .trials import run_trials
+
+    def progress(done, total):
+        if not args.json and sys.stderr.isatty():
+            bar = "#" * (30 * done // total)
+            print(f"\r  [{bar:<30}] {done}/{total}", end="" if done < total else "\n",
+                  file=sys.stderr, flush=True)
+
+    with LabServer(persona=args.persona, seed=args.seed, name="cli-experiment") as server:
+        results = run_trials(server, args.trials, retry=args.retry, seed=args.seed,
+                             faults=args.fault, workers=args.workers, progress=progress)
+    if args.json:
+        print(json.dumps(results.to_dict()))
+    else:
+        print(results.summary())
     return 0

@@ -22,7 +22,9 @@ idle timeout (421 4.4.2 before closing, §4.5.3.2).
 from __future__ import annotations
 
 import asyncio
+import asyncio.sslproto as sslproto
 import atexit
+import datetime
 import errno
 import ipaddress
 import logging
@@ -37,8 +39,10 @@ from dataclasses import dataclass
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP
 
+from . import auth as _auth
 from . import states
 from .errors import LabValueError, PortInUseError
+from .faults import FaultEngine
 from .mailbox import Mailbox, StoredMessage
 from .personas import Persona, get_persona
 from .policy import Policy
@@ -52,6 +56,7 @@ logging.getLogger("mail.log").setLevel(logging.CRITICAL)
 logging.getLogger("mail.log").propagate = False
 
 DEFAULT_HOSTNAME = "mx.lab.example.org"
+_REVERSE_NAMES = {"127.0.0.1": "localhost", "::1": "localhost"}  # {peer}: what a PTR lookup says
 _READ_LIMIT = 8192  # stream buffer; lines past this are drained and refused
 _DATA_LINES_KEPT = 200  # message lines recorded per message; the rest summarised
 _ESMTP_PARAMS = {"MAIL": {"SIZE", "BODY", "SMTPUTF8", "RET", "ENVID", "AUTH"},
@@ -166,6 +171,7 @@ class _Session:
     state: State = State.CONNECTED
     errors: int = 0
     esmtp: bool = False
+    unknown: int = 0  # unknown commands so far (Persona.unknown_command_limit)
 
 
 class _LabSMTP(SMTP):
@@ -184,6 +190,7 @@ class _LabSMTP(SMTP):
         self._probe = False
         self._info: SessionInfo | None = None
         self._closing = False
+        self._line = ""  # the command being answered: {line}, {verb}, {word}, {keyword}
 
     # --- connection edges ------------------------------------------------
 
@@ -193,6 +200,10 @@ class _LabSMTP(SMTP):
         if self._probe:
             self.lab._probe_peers.discard(peer[:2])
         super().connection_made(transport)
+        if self.session.ssl is None and transport.get_extra_info("ssl_object") is not None:
+            # Implicit TLS (RFC 8314 §3): the handshake came before the first SMTP byte.
+            self.session.ssl = {k: transport.get_extra_info(k)
+                                for k in ("sslcontext", "peercert", "cipher", "ssl_object")}
         if self._probe or self._info is not None:
             return
         self._sid = self.lab._new_session_id()
@@ -201,6 +212,11 @@ class _LabSMTP(SMTP):
         self.lab.transcript.open_session(self._info)
         self.lab._active.add(self)
         self._event(f"connection from {self._client}")
+        if self.session.ssl is not None:
+            self._event(f"implicit TLS (RFC 8314): {self._tls_summary()}")
+        if self.lab.mode == "open-relay":
+            self._event("WARNING: this lab server is a deliberately misconfigured OPEN RELAY: "
+                        "it accepts mail for any domain from anyone")
 
     def connection_lost(self, error):
         if not self._probe and self._info is not None and self._info.ended is None:
@@ -225,7 +241,21 @@ class _LabSMTP(SMTP):
     # --- writing and recording -------------------------------------------
 
     def _fields(self, **extra) -> dict:
-        return {"hostname": self.hostname, "client": self._client.rsplit(":", 1)[0], **extra}
+        client = self._client.rsplit(":", 1)[0]
+        verb, _, arg = self._line.partition(" ")
+        name = _REVERSE_NAMES.get(client)  # the lab's reverse DNS: only /etc/hosts' localhost
+        return {
+            "hostname": self.hostname,
+            "client": client,
+            "peer": f"{name} [{client}]" if name else f"[{client}]",
+            "date": self.persona.date_format.format(d=datetime.datetime.now(datetime.timezone.utc)),
+            "limit": self.policy.message_size_limit,
+            "line": self._line,
+            "verb": verb.upper(),
+            "word": arg.strip().split(" ", 1)[0],
+            "keyword": arg.partition(":")[0].strip() if ":" in arg else arg.strip().split(" ", 1)[0],
+            **extra,
+        }
 
     def _event(self, note: str) -> None:
         self._record(Line(self._sid, time.time(), EVENT, b"", self._client, note=note))
@@ -250,7 +280,7 @@ class _LabSMTP(SMTP):
                  injected=injected)
         )
         if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(raw)
+            self.lab.faults.write(self, raw)  # the fault engine may slow the link
         return reply
 
     async def _reply(self, key: str, command: str | None, **fields) -> Reply:
@@ -278,6 +308,9 @@ class _LabSMTP(SMTP):
         try:
             await self._dialogue()
         except asyncio.CancelledError:
+            # aiosmtpd cancels us at EOF (eof_received); close our half too, or the
+            # socket would linger half-open until the server stops.
+            self._close()
             raise
         except ConnectionError:
             pass
@@ -292,7 +325,7 @@ class _LabSMTP(SMTP):
             await self._reply("too_many_connections", "CONNECT")
             self._close()
             return
-        await self._reply("greeting", "CONNECT")
+        await self.lab.faults.run(self, "connect", lambda: self._reply("greeting", "CONNECT"))
         while self.transport is not None and not self.transport.is_closing():
             if ls.errors >= self.policy.hard_error_limit:
                 await self._reply("too_many_errors", None)
@@ -335,7 +368,7 @@ class _LabSMTP(SMTP):
         return line
 
     async def _command(self, raw: bytes) -> Reply | None:
-        ls, persona = self.lab_session, self.persona
+        ls = self.lab_session
         if raw == b"\x00TOO-LONG":
             return await self._reply("line_too_long", None)
         text_line = raw.rstrip(b"\r\n")
@@ -344,12 +377,13 @@ class _LabSMTP(SMTP):
         except UnicodeDecodeError:
             line = None
         verb = (line or "").split(" ", 1)[0].upper()
+        self._line = line or ""
         self._record(Line(self._sid, time.time(), CLIENT, raw, self._client, command=verb or None,
                           tls=self.session.ssl is not None))
         if line is None:
             return await self._reply("bad_bytes", None)
         if not line.strip():
-            return await self._reply("empty_line", None)
+            return await self._unknown("empty_line", None)
         if len(raw if raw.endswith(b"\r\n") else raw + b"\r") > self.policy.command_line_limit:
             return await self._reply("line_too_long", verb)
         arg = line[len(verb):].strip()
@@ -357,8 +391,13 @@ class _LabSMTP(SMTP):
             cmd = Command(verb)
         except ValueError:
             cmd = None
-        if cmd is None or cmd is Command.END_OF_DATA:
-            return await self._reply("unknown_command", verb)
+        persona = self.persona
+        if persona.keyword_is_part_of_verb and cmd in (Command.MAIL, Command.RCPT):
+            # Exim and OpenSMTPD parse "MAIL FROM:" / "RCPT TO:" as the verb itself.
+            if not arg.upper().startswith("FROM:" if cmd is Command.MAIL else "TO:"):
+                cmd = None
+        if cmd is None or cmd is Command.END_OF_DATA or verb in persona.unsupported_verbs:
+            return await self._unknown("unknown_command", verb)
         if cmd in (Command.EXPN, Command.HELP):
             return await self._reply(cmd.value.lower(), verb, arg=arg)
         if cmd is Command.STARTTLS and not self.lab._tls_offered():
@@ -366,19 +405,34 @@ class _LabSMTP(SMTP):
         if cmd is Command.AUTH and not self.lab._auth_offered():
             return await self._reply("auth_not_offered", verb)
         helo_required = self.lab._helo_required()
-        if not states.is_allowed(ls.state, cmd, helo_required=helo_required):
-            key = states.SequenceError(ls.state, cmd).reply_key
+        variants = persona.sequence_variants  # the persona's departures from the table
+        key = states.refusal(ls.state, cmd, helo_required=helo_required, variants=variants)
+        if key is not None:
             return await self._reply(key, verb)
         handler = getattr(self, f"_lab_{cmd.name}")
-        reply = await handler(arg)
+        reply = await self.lab.faults.run(self, cmd, lambda: handler(arg), arg)
         if reply is None:  # handled its own state (DATA)
             return None
         self._set_state(
-            states.next_state(ls.state, cmd, ok=reply.ok, helo_required=helo_required)
+            states.next_state(ls.state, cmd, ok=reply.ok, helo_required=helo_required,
+                              variants=variants)
         )
         if cmd in (Command.HELO, Command.EHLO, Command.RSET) and reply.ok:
             self._set_rset_state()  # §4.1.4: HELO/EHLO clear the transaction like RSET
         return reply
+
+    async def _unknown(self, key: str, verb: str | None) -> Reply:
+        """An unknown command; past the persona's unknown_command_limit, the last word and close."""
+        ls, limit = self.lab_session, self.persona.unknown_command_limit
+        ls.unknown += 1
+        if limit and ls.unknown > limit:
+            reply = await self._reply("too_many_unknown", verb)
+            self._close()
+            return reply
+        return await self._reply(key, verb)
+
+    def _refuses_argument(self, verb: str, arg: str) -> bool:
+        return bool(arg) and verb in self.persona.no_argument_verbs
 
     # --- one method per command (aiosmtpd's smtp_VERB, renamed) ------------
 
@@ -396,7 +450,8 @@ class _LabSMTP(SMTP):
         if verb == "HELO":
             # §4.1.1.1: a server MUST NOT send the extended (multi-line) reply to HELO.
             return await self._reply("helo_ok", verb, arg=arg)
-        lines = self.persona.ehlo(self.lab._ehlo_keywords(), **self._fields(arg=arg))
+        keywords = self.lab.faults.keywords(self, self._ehlo_keywords())  # noext faults
+        lines = self.persona.ehlo(keywords, **self._fields(arg=arg))
         reply = self._write_reply(lines, verb)
         await self._writer.drain()
         return reply
@@ -434,6 +489,9 @@ class _LabSMTP(SMTP):
         return addr, params
 
     async def _lab_MAIL(self, arg):
+        if self.lab.mode == "submission" and not self.session.authenticated:
+            # RFC 6409 §4.3 / RFC 4954 §6: a submission server wants to know who you are.
+            return await self._reply("auth_required", "MAIL")
         parsed = self._parse_path(arg, "FROM:")
         if parsed is None:
             return await self._reply("mail_syntax", "MAIL")
@@ -445,7 +503,7 @@ class _LabSMTP(SMTP):
             if name.upper() == "SIZE":
                 if not value.isdigit():
                     return await self._reply("mail_syntax", "MAIL")
-                if int(value) > self.policy.message_size_limit:
+                if int(value) > self.policy.message_size_limit and self.persona.checks_size_param:
                     return await self._reply("size_param_exceeded", "MAIL")
         self.envelope.mail_from = addr
         self.envelope.mail_options = params
@@ -461,20 +519,29 @@ class _LabSMTP(SMTP):
                 return await self._reply("mail_param_unknown", "RCPT", arg=p.partition("=")[0])
         if len(self.envelope.rcpt_tos) >= self.policy.max_recipients:
             return await self._reply("too_many_recipients", "RCPT")
-        client_ip = self._client.rsplit(":", 1)[0]
-        if not self.policy.may_deliver(addr, client_ip, self.hostname):
+        # A proxy without XCLIENT (clamsmtpd) makes its server see the proxy's address.
+        client_ip = self.persona.backend_client_ip or self._client.rsplit(":", 1)[0]
+        # Postfix's permit_sasl_authenticated: an authenticated client may relay.
+        if not self.session.authenticated and not self.policy.may_deliver(addr, client_ip, self.hostname):
             return await self._reply("relay_denied", "RCPT", addr=addr)
         self.envelope.rcpt_tos.append(addr)
         self.envelope.rcpt_options.extend(params)
         return await self._reply("rcpt_ok", "RCPT", addr=addr)
 
     async def _lab_DATA(self, arg):
-        if arg:
+        if self._refuses_argument("DATA", arg):
             return await self._reply("data_syntax", "DATA")
+        before = self.lab_session.state
+        # Only a sequence variant (clamsmtpd's "data_spooled_first") lets DATA through
+        # without recipients: the table's own refusal then answers the final dot.
+        refuse = None if before is State.RCPT else states.refusal(before, Command.DATA)
         go = await self._reply("data_go", "DATA")
         self._set_state(State.DATA)
-        final = await self._receive_message()
-        if final is not None:
+        final = await self._receive_message(refuse=refuse)
+        if final is not None and refuse is not None:
+            self._set_state(before)  # the server behind the proxy never left its state
+            self.lab_session.errors += 1
+        elif final is not None:
             self._set_state(states.next_state(State.DATA, Command.END_OF_DATA, ok=final.ok))
             self._set_post_data_state()
             if final.klass in ("4xx", "5xx"):
@@ -482,8 +549,11 @@ class _LabSMTP(SMTP):
         del go
         return None
 
-    async def _receive_message(self) -> Reply | None:
-        """Read message text up to <CRLF>.<CRLF> (§4.1.1.4) and answer it once."""
+    async def _receive_message(self, refuse: str | None = None) -> Reply | None:
+        """Read message text up to <CRLF>.<CRLF> (§4.1.1.4) and answer it once.
+
+        ``refuse``: a reply key that answers the final dot instead of storing the message.
+        """
         limit, line_limit = self.policy.message_size_limit, self.policy.text_line_limit
         kept: list[bytes] = []
         size, too_big, too_long, shown, hidden, hidden_bytes = 0, False, False, 0, 0, 0
@@ -500,17 +570,19 @@ class _LabSMTP(SMTP):
                 continue
             self._reset_timeout()
             if line == b".\r\n":
-                self._record(Line(self._sid, time.time(), CLIENT, line, self._client, command="."))
+                self._record(Line(self._sid, time.time(), CLIENT, line, self._client, command=".",
+                                  tls=self.session.ssl is not None))
                 break
             if shown < _DATA_LINES_KEPT:
                 shown += 1
                 self._record(Line(self._sid, time.time(), CLIENT, line, self._client,
-                                  note="message text"))
+                                  note="message text", tls=self.session.ssl is not None))
             else:
                 hidden, hidden_bytes = hidden + 1, hidden_bytes + len(line)
             size += len(line)
-            if len(line) > line_limit + 1 and self.persona.extras.get("rejects_long_text_lines", True):
-                too_long = True  # +1: a dot-stuffed line may carry one extra dot (§4.5.2)
+            stuffed = line.startswith(b".")  # §4.5.3.1.6: the stuffed dot does not count
+            if len(line) - stuffed > line_limit and self.persona.extras.get("rejects_long_text_lines", True):
+                too_long = True
             if size > limit:
                 too_big = True
             if too_big or too_long:
@@ -519,24 +591,31 @@ class _LabSMTP(SMTP):
             kept.append(line[1:] if line.startswith(b".") else line)  # §4.5.2 un-stuffing
         if hidden:
             self._event(f"{hidden} more lines of message text ({hidden_bytes} bytes) not shown")
+        if refuse is not None:
+            return await self._reply(refuse, ".")
         if too_big:
             return await self._reply("data_too_big", ".")
         if too_long:
             return await self._reply("text_line_too_long", ".")
         self.envelope.original_content = b"".join(kept)
         self.envelope.content = self.envelope.original_content
-        qid = await self._call_handler_hook("DATA")
-        if self._info is not None:
-            self._info.messages += 1
-        return await self._reply("data_ok", ".", queue_id=qid)
+        async def store() -> Reply:
+            qid = await self._call_handler_hook("DATA")
+            if self._info is not None:
+                self._info.messages += 1
+            return await self._reply("data_ok", ".", queue_id=qid)
+
+        return await self.lab.faults.run(self, Command.END_OF_DATA, store)
 
     async def _lab_RSET(self, arg):
-        if arg:
+        if self._refuses_argument("RSET", arg):
             return await self._reply("rset_syntax", "RSET")
         self._set_rset_state()
         return await self._reply("rset_ok", "RSET")
 
     async def _lab_NOOP(self, arg):
+        if self._refuses_argument("NOOP", arg):  # §4.1.1.9 says ignore it; OpenSMTPD refuses
+            return await self._reply("noop_syntax", "NOOP")
         return await self._reply("noop_ok", "NOOP")  # §4.1.1.9: an argument is ignored
 
     async def _lab_VRFY(self, arg):
@@ -553,11 +632,122 @@ class _LabSMTP(SMTP):
     async def _lab_QUIT(self, arg):
         return await self._reply("quit", "QUIT")  # the table moves the session to CLOSED
 
-    async def _lab_STARTTLS(self, arg):  # pragma: no cover - needs TLS (security issue)
-        return await self._reply("starttls_not_offered", "STARTTLS")
+    # --- STARTTLS (RFC 3207) and AUTH (RFC 4954) ---------------------------
 
-    async def _lab_AUTH(self, arg):  # pragma: no cover - needs AUTH (security issue)
-        return await self._reply("auth_not_offered", "AUTH")
+    def _ehlo_keywords(self) -> list[str]:
+        """The EHLO keywords for this session: STARTTLS before TLS, AUTH inside it."""
+        words = self.lab._ehlo_keywords()
+        extra = []
+        if self.lab._tls_offered() and self.session.ssl is None:
+            extra.append("STARTTLS")
+        if self.lab._auth_offered() and (self.session.ssl is not None or not self.lab.auth_require_tls):
+            extra.append("AUTH " + " ".join(_auth.MECHANISMS))
+        # Where Postfix puts them: before ENHANCEDSTATUSCODES (or at the end).
+        at = next((i for i, w in enumerate(words) if w == "ENHANCEDSTATUSCODES"), len(words))
+        return words[:at] + extra + words[at:]
+
+    def _tls_summary(self) -> str:
+        ssl_object = (self.session.ssl or {}).get("ssl_object")
+        if ssl_object is None:
+            return "TLS"
+        cipher = ssl_object.cipher()
+        return f"{ssl_object.version()} {cipher[0] if cipher else ''}".strip()
+
+    async def _lab_STARTTLS(self, arg):
+        if arg:
+            return await self._reply("starttls_syntax", "STARTTLS")
+        if self.session.ssl is not None:
+            return await self._reply("starttls_already", "STARTTLS")
+        reply = await self._reply("starttls_go", "STARTTLS")
+        # The transport swap of aiosmtpd's smtp_STARTTLS: the socket's bytes now go
+        # through an SSLProtocol, and our protocol talks to its app transport.
+        # When the handshake completes, SSLProtocol calls connection_made() again,
+        # where aiosmtpd starts a fresh Session and drops any plaintext that was
+        # pipelined after STARTTLS (RFC 3207 §4.2, §6: the injection attack).
+        waiter = self.loop.create_future()
+        self._tls_protocol = sslproto.SSLProtocol(
+            self.loop, self, self.lab._server_tls_context(), waiter, server_side=True
+        )
+        self._original_transport = self.transport
+        self._original_transport.set_protocol(self._tls_protocol)
+        self.transport = self._tls_protocol._app_transport
+        self._tls_protocol.connection_made(self._original_transport)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # A client that rejects our certificate aborts the handshake; that is a
+            # lesson, not a server error.  SSLProtocol never told our protocol it
+            # was connected, so it will not tell us the connection is gone: do it.
+            self._event(f"TLS handshake failed: {exc}")
+            self._closing = True
+            self.loop.call_soon(self._tls_gone)
+            return reply
+        self._event(f"TLS started: {self._tls_summary()}; the session starts over (RFC 3207 §4.2)")
+        return reply
+
+    def _tls_gone(self) -> None:
+        if self._original_transport is not None:
+            self._original_transport.close()
+        if self._info is not None and self._info.ended is None:
+            self.connection_lost(None)
+
+    async def _auth_response(self, initial: str, challenge: str) -> bytes | None:
+        """The client's decoded answer: the initial response, or one 334 round trip."""
+        if initial:
+            return _auth.decode_response(initial)
+        await self._reply("auth_challenge", "AUTH", arg=challenge)
+        raw = await self._read_line()
+        if raw is None:
+            return None
+        if raw == b"\x00TOO-LONG":
+            raise _auth.Undecodable()
+        # Base64 of a password: recorded on purpose, so a lesson can decode it.
+        self._record(Line(self._sid, time.time(), CLIENT, raw, self._client, command="AUTH",
+                          tls=self.session.ssl is not None, note="AUTH response"))
+        return _auth.decode_response(raw.rstrip(b"\r\n").decode("ascii", "replace"))
+
+    async def _lab_AUTH(self, arg):
+        lab, session = self.lab, self.session
+        if not session.extended_smtp:
+            return await self._reply("need_ehlo_for_auth", "AUTH")  # RFC 4954 §4: EHLO first
+        if session.ssl is None and lab.auth_require_tls:
+            return await self._reply("auth_encryption_required", "AUTH")
+        if session.authenticated:
+            return await self._reply("auth_already", "AUTH")
+        mechanism, _, initial = arg.partition(" ")
+        mechanism, initial = mechanism.upper(), initial.strip()
+        if not mechanism:
+            return await self._reply("auth_syntax", "AUTH")
+        if mechanism not in _auth.MECHANISMS:
+            return await self._reply("auth_mechanism_unknown", "AUTH")
+        try:
+            if mechanism == "PLAIN":
+                data = await self._auth_response(initial, "")
+                if data is None:
+                    return None
+                authzid, user, password = _auth.parse_plain(data)
+            else:  # LOGIN: user name, then password, each after its own 334
+                data = await self._auth_response(initial, _auth.LOGIN_USERNAME)
+                if data is None:
+                    return None
+                authzid, user = "", data.decode("utf-8")
+                data = await self._auth_response("", _auth.LOGIN_PASSWORD)
+                if data is None:
+                    return None
+                password = data.decode("utf-8")
+        except _auth.Cancelled:
+            return await self._reply("auth_cancelled", "AUTH")
+        except (_auth.Undecodable, UnicodeDecodeError):
+            return await self._reply("auth_undecodable", "AUTH")
+        if not _auth.credentials_ok(lab.users, user, password, authzid):
+            self._event(f"AUTH {mechanism} failed for user {user!r}")
+            return await self._reply("auth_failed", "AUTH")
+        session.authenticated = True
+        session.auth_data = user
+        self._event(f"authenticated as {user!r} with {mechanism}")
+        return await self._reply("auth_ok", "AUTH")
 
 
 class LabServer:
@@ -578,8 +768,14 @@ class LabServer:
         name: str | None = None,
         max_lines: int = 50_000,
         max_messages: int = 10_000,
+        max_sessions: int = 10_000,
         seed: int | None = None,
         allow_non_loopback: bool = False,
+        mode: str = "mx",
+        tls: bool | None = None,
+        implicit_tls: bool = False,
+        users: dict[str, str] | None = None,
+        auth_require_tls: bool = True,
         **policy_switches,
     ):
         if port is not None and (isinstance(port, bool) or not isinstance(port, int)):
@@ -600,7 +796,8 @@ class LabServer:
             )
         if not isinstance(hostname, str) or not hostname or " " in hostname:
             raise LabValueError(f"hostname must be a name such as 'mx.lab.example.org', not {hostname!r}")
-        for label, value in (("max_lines", max_lines), ("max_messages", max_messages)):
+        for label, value in (("max_lines", max_lines), ("max_messages", max_messages),
+                             ("max_sessions", max_sessions)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise LabValueError(f"{label} must be a whole number of at least 1, not {value!r}")
         self.host, self._requested_port = host, port
@@ -610,8 +807,12 @@ class LabServer:
             raise LabValueError("policy must be a labsmtp.Policy (or leave it out)")
         self.policy = (policy or Policy()).with_(**policy_switches) if policy_switches else (policy or Policy())
         self.name = name if name is not None else (f"port {port}" if port else "lab")
+        if self.policy.open_relay and mode == "mx":
+            mode = "open-relay"  # open_relay=True is the open-relay mode: name it as such
+        self._set_security(mode=mode, tls=tls, implicit_tls=implicit_tls, users=users,
+                           auth_require_tls=auth_require_tls)
         self.mailbox = Mailbox(max_messages)
-        self.transcript = Transcript(max_lines)
+        self.transcript = Transcript(max_lines, max_sessions)
         self._controller: _Controller | None = None
         self._port: int | None = None
         self._probe_peers: set = set()
@@ -622,6 +823,7 @@ class LabServer:
         self._resolver = None  # reject_unknown_helo_hostname's DNS (the fault lab sets it)
         self._lock = threading.Lock()
         self._rng = random.Random(seed)
+        self.faults = FaultEngine(seed)  # fault rules; empty until a lesson adds some
         self.seed = seed
 
     # --- lifecycle ------------------------------------------------------
@@ -657,6 +859,12 @@ class LabServer:
             if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
                 raise PortInUseError(f"port {port} on {self.host} is already in use") from None
             raise
+        if self.implicit_tls:
+            try:
+                self._start_implicit_tls(ctrl)
+            except Exception:
+                ctrl.stop(no_assert=True)
+                raise
         self._controller, self._port = ctrl, ctrl.port
         with _registry_lock:
             _registry[self.name] = self
@@ -672,8 +880,11 @@ class LabServer:
                 del _registry[self.name]
         loop = ctrl.loop
         done = threading.Event()
+        tls_listener, self._tls_listener, self._tls_port = self._tls_listener, None, None
 
         def _goodbye():
+            if tls_listener is not None:
+                tls_listener.close()  # closes the implicit-TLS listening socket at once
             for proto in list(self._active):
                 try:
                     proto._write_reply(proto.persona.render("shutdown", **proto._fields()), None)
@@ -721,16 +932,30 @@ class LabServer:
 
     def __repr__(self) -> str:
         where = f"{self.host}:{self._port}" if self.running else "stopped"
-        return f"<LabServer {self.persona.name} {self.hostname} {where}>"
+        extra = ""
+        if self.tls:
+            extra += " STARTTLS" + (f" implicit-TLS:{self._tls_port}" if self._tls_port else "")
+        if self.users:
+            extra += " AUTH"
+        if self.mode != "mx":
+            extra += " OPEN RELAY (deliberately misconfigured)" if self.mode == "open-relay" else " submission"
+        return f"<LabServer {self.persona.name} {self.hostname} {where}{extra}>"
 
     # --- settings a lesson changes live --------------------------------
 
-    def configure(self, *, persona: str | Persona | None = None, **policy_switches) -> LabServer:
-        """Change the persona and/or policy switches; new connections see the change."""
+    def configure(
+        self, *, persona: str | Persona | None = None, mode: str | None = None, **policy_switches
+    ) -> LabServer:
+        """Change the persona, the mode and/or policy switches; new connections see the change."""
         if persona is not None:
             self.persona = get_persona(persona)
         if policy_switches:
             self.policy = self.policy.with_(**policy_switches)
+            if "open_relay" in policy_switches and mode is None:
+                mode = "open-relay" if self.policy.open_relay else "mx"
+        if mode is not None:
+            self._set_security(mode=mode, tls=self.tls, implicit_tls=self.implicit_tls,
+                               users=self.users, auth_require_tls=self.auth_require_tls)
         return self
 
     def on_line(self, callback) -> None:
@@ -739,11 +964,27 @@ class LabServer:
 
     # --- clients --------------------------------------------------------
 
-    def client(self, source: str | None = None, *, connect: bool = True, timeout: float = 10.0):
+    def client(
+        self,
+        source: str | None = None,
+        *,
+        connect: bool = True,
+        timeout: float = 10.0,
+        implicit_tls: bool = False,
+    ):
         """A step client for this server (connected, greeting read, unless connect=False)."""
         from .client import StepClient
 
-        c = StepClient(self.host, self.port, source=source, timeout=timeout)
+        port = self.port
+        if implicit_tls:
+            if not self._tls_port:
+                raise LabValueError(
+                    "this server has no implicit-TLS port: start it with "
+                    "LabServer(implicit_tls=True) first"
+                )
+            port = self._tls_port
+        c = StepClient(self.host, port, source=source, timeout=timeout,
+                       server_name=self.hostname, implicit_tls=implicit_tls)
         if connect:
             c.connect()
         return c
@@ -756,18 +997,105 @@ class LabServer:
             return self._session_counter
 
     def _next_queue_id(self) -> str:
+        """A queue id shaped like the persona's server's (Postfix: 11 hex digits)."""
+        fmt, alphabet = self.persona.queue_id_format, self.persona.queue_id_alphabet
         with self._lock:
-            return "".join(self._rng.choice("0123456789ABCDEF") for _ in range(11))
+            return "".join(self._rng.choice(alphabet) if ch == "#" else ch for ch in fmt)
 
     def _helo_required(self) -> bool:
         req = self.policy.smtpd_helo_required
         return self.persona.helo_required_default if req is None else bool(req)
 
     def _tls_offered(self) -> bool:
-        return False
+        return self.tls
 
     def _auth_offered(self) -> bool:
-        return False
+        return bool(self.users)
+
+    # --- TLS, AUTH and modes ----------------------------------------------
+
+    def _set_security(self, *, mode, tls, implicit_tls, users, auth_require_tls) -> None:
+        """Check and set mode, TLS and AUTH settings (a learner's typo gets a clear message)."""
+        mode = _auth.check_mode(mode)
+        users = _auth.check_users(users)
+        if tls is not None and not isinstance(tls, bool):
+            raise LabValueError(f"tls must be True or False, not {tls!r}")
+        if not isinstance(auth_require_tls, bool):
+            raise LabValueError(f"auth_require_tls must be True or False, not {auth_require_tls!r}")
+        if implicit_tls is not False and implicit_tls is not True:
+            if isinstance(implicit_tls, bool) or not isinstance(implicit_tls, int) or not 1 <= implicit_tls <= 65535:
+                raise LabValueError(
+                    f"implicit_tls must be True (pick a free port), False, or a port from 1 to "
+                    f"65535, not {implicit_tls!r}"
+                )
+        if mode == "submission" and not users:
+            raise LabValueError(
+                "mode='submission' refuses MAIL until the client authenticates, so it needs lab "
+                "users to log in as: add users={'alice': 'wonderland'}"
+            )
+        if tls is None:
+            tls = bool(users) or implicit_tls is not False
+        if not tls and implicit_tls is not False:
+            raise LabValueError("implicit_tls needs TLS: leave out tls=False")
+        if not tls and users and auth_require_tls:
+            raise LabValueError(
+                "AUTH is offered only inside TLS (RFC 4954 §4: passwords travel merely "
+                "base64-encoded). Leave out tls=False, or pass auth_require_tls=False to "
+                "show on purpose why AUTH in the clear is dangerous."
+            )
+        self.mode, self.tls, self.implicit_tls = mode, tls, implicit_tls
+        self.users, self.auth_require_tls = users, auth_require_tls
+        if self.policy.open_relay != (mode == "open-relay"):
+            self.policy = self.policy.with_(open_relay=mode == "open-relay")
+        if not hasattr(self, "_tls_listener"):
+            self._tls_listener, self._tls_port = None, None
+
+    @property
+    def mode_about(self) -> str:
+        """What this server's mode (mx, submission, open-relay) accepts and refuses."""
+        return f"{self.mode}: {_auth.MODE_ABOUT[self.mode]}"
+
+    @property
+    def tls_port(self) -> int | None:
+        """The implicit-TLS port (RFC 8314, like 465), or None if there is none."""
+        return self._tls_port
+
+    @property
+    def ca_file(self) -> str:
+        """Path of the lab CA certificate (PEM): give it to swaks, curl or smtplib to trust the lab."""
+        from .tls import lab_ca
+
+        return lab_ca().ca_file
+
+    def client_ssl_context(self, verify: bool = True):
+        """An ``ssl.SSLContext`` that trusts the lab CA, for smtplib's starttls(context=...)."""
+        from .tls import lab_ca
+
+        return lab_ca().client_context(verify=verify)
+
+    def _server_tls_context(self):
+        ctx = getattr(self, "_server_ctx", None)
+        if ctx is None or ctx[0] != self.hostname:
+            from .tls import lab_ca
+
+            ctx = (self.hostname, lab_ca().server_context(self.hostname))
+            self._server_ctx = ctx
+        return ctx[1]
+
+    def _start_implicit_tls(self, ctrl) -> None:
+        """A second listener whose connections are TLS from the first byte (RFC 8314 §3.3)."""
+        want = 0 if self.implicit_tls is True else int(self.implicit_tls)
+        if want:
+            _check_port(self.host, want)
+
+        async def listen():
+            return await ctrl.loop.create_server(
+                ctrl.factory, self.host, want, ssl=self._server_tls_context(),
+                ssl_handshake_timeout=min(60.0, self.policy.idle_timeout),
+            )
+
+        listener = asyncio.run_coroutine_threadsafe(listen(), ctrl.loop).result(5.0)
+        self._tls_listener, self._tls_port = listener, listener.sockets[0].getsockname()[1]
 
     def _ehlo_keywords(self) -> list[str]:
         return [k.format(size=self.policy.message_size_limit) for k in self.persona.ehlo_keywords]
