@@ -13,11 +13,13 @@ learning the protocol.
 from __future__ import annotations
 
 import socket
+import ssl
 import time
 from dataclasses import dataclass
 
+from . import auth as _auth
 from . import states
-from .errors import ConnectFailed, LabValueError, ReplyTimeout, ServerClosed
+from .errors import ConnectFailed, LabValueError, ReplyTimeout, ServerClosed, TLSFailed
 from .replies import Reply, parse_reply, reply_is_complete
 from .states import Command, State
 
@@ -67,6 +69,7 @@ class Exchange:
 
     sent: bytes
     reply: Reply | None
+    tls: bool = False  # the command travelled inside TLS
 
 
 class StepClient:
@@ -79,6 +82,9 @@ class StepClient:
         *,
         source: str | None = None,
         timeout: float = 10.0,
+        server_name: str | None = None,
+        implicit_tls: bool = False,
+        trust="lab",
     ):
         if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
             raise LabValueError(f"port must be a whole number from 1 to 65535, not {port!r}")
@@ -87,6 +93,16 @@ class StepClient:
         if source is not None and not isinstance(source, str):
             raise LabValueError(f"source must be an address such as '127.0.0.2', not {source!r}")
         self.host, self.port, self.source, self.timeout = host, port, source, timeout
+        if server_name is not None and (not isinstance(server_name, str) or not server_name):
+            raise LabValueError(f"server_name must be a host name such as 'mx.lab.example.org', not {server_name!r}")
+        if not isinstance(implicit_tls, bool):
+            raise LabValueError(f"implicit_tls must be True or False, not {implicit_tls!r}")
+        from .tls import check_trust  # light: the lab CA is made only when TLS starts
+
+        check_trust(trust)
+        # The name the server's certificate must carry (RFC 6125): by default the host.
+        self.server_name = server_name or host
+        self.implicit_tls, self.trust = implicit_tls, trust
         self.sock: socket.socket | None = None
         self.state: State = State.CLOSED
         self.history: list[Exchange] = []
@@ -111,7 +127,7 @@ class StepClient:
                 f"(is the lab server started? server.port tells its port)",
                 phase="connect",
             ) from None
-        except socket.timeout:
+        except TimeoutError:
             raise ConnectFailed(
                 f"no answer from {self.host}:{self.port} within {self.timeout} s "
                 f"(a firewall that drops packets looks like this)",
@@ -124,9 +140,12 @@ class StepClient:
                 phase="connect",
             ) from None
         self.sock, self._buf = sock, b""
+        if self.implicit_tls:
+            # RFC 8314 §3.3: TLS from the first byte, before the 220 greeting.
+            self._handshake(verify=True, server_name=self.server_name, trust=self.trust)
         self.state = State.CONNECTED
         reply = self._read_reply("CONNECT", time.perf_counter())
-        self.history.append(Exchange(b"", reply))
+        self.history.append(Exchange(b"", reply, self.tls))
         if reply.code is not None and reply.code != 220:
             # 554 or 421 instead of 220: no service here (§3.1); only QUIT is useful.
             pass
@@ -210,6 +229,63 @@ class StepClient:
     def help(self) -> Reply:
         return self.command("HELP", Command.HELP)
 
+    def starttls(self, verify: bool = True, *, server_name: str | None = None, trust=None) -> Reply:
+        """STARTTLS (RFC 3207): on 220, a TLS handshake that checks the server's certificate.
+
+        ``trust``: "lab" (the lab CA, default), "system" (this computer's public CAs:
+        the lab's certificate fails, as an untrusted one should), a CA file path, or an
+        ``ssl.SSLContext``.  ``server_name``: the name the certificate must carry.
+        A failed check raises ``TLSFailed`` saying why.  Afterwards send EHLO again.
+        """
+        reply = self.command("STARTTLS", Command.STARTTLS)
+        if reply.code == 220:
+            self._handshake(verify, server_name or self.server_name, self.trust if trust is None else trust)
+        return reply
+
+    def auth(self, user: str, password: str, mechanism: str = "PLAIN") -> Reply:
+        """AUTH PLAIN or LOGIN (RFC 4954) as ``user``; returns the final reply (235 or an error).
+
+        The password crosses the wire merely base64-encoded: use it inside TLS.
+        """
+        if not isinstance(user, str) or not isinstance(password, str):
+            raise LabValueError("auth() needs a user name and a password, both strings")
+        if not isinstance(mechanism, str) or mechanism.upper() not in _auth.MECHANISMS:
+            raise LabValueError(
+                f"mechanism must be one of {', '.join(_auth.MECHANISMS)}, not {mechanism!r}"
+            )
+        if mechanism.upper() == "PLAIN":
+            # The initial response rides on the AUTH line (RFC 4954 §4), as smtplib sends it.
+            return self.command(f"AUTH PLAIN {_auth.plain_response(user, password)}", Command.AUTH)
+        reply = self.command("AUTH LOGIN", Command.AUTH)
+        for answer in (user, password):
+            if reply.code != 334:
+                return reply
+            reply = self._send(_auth.b64(answer).encode() + b"\r\n", Command.AUTH)
+        return reply
+
+    @property
+    def tls(self) -> bool:
+        """True once the connection is inside TLS."""
+        return isinstance(self.sock, ssl.SSLSocket)
+
+    @property
+    def peer_certificate(self) -> dict | None:
+        """The server's certificate as the ssl module decodes it (inside TLS), else None."""
+        return self.sock.getpeercert() if self.tls else None
+
+    def _handshake(self, verify: bool, server_name: str, trust) -> None:
+        from .tls import client_context, explain_tls_error
+
+        ctx = client_context(trust, verify=verify)
+        # RFC 3207 §4.2: forget anything the server sent before TLS (nothing may be
+        # trusted), including its EHLO keywords; EHLO must be sent again.
+        self._buf, self.esmtp_keywords = b"", {}
+        try:
+            self.sock = ctx.wrap_socket(self.sock, server_hostname=server_name)
+        except (ssl.SSLError, ssl.CertificateError, OSError) as exc:
+            self.close()
+            raise TLSFailed(explain_tls_error(exc, server_name), phase="TLS handshake") from None
+
     def quit(self) -> Reply:
         """QUIT: the server answers 221 and closes (§4.1.1.10)."""
         reply = self.command("QUIT", Command.QUIT)
@@ -233,7 +309,7 @@ class StepClient:
             cmd = None
         if not expect_reply:
             self._write(data, verb or "raw")
-            self.history.append(Exchange(data, None))
+            self.history.append(Exchange(data, None, self.tls))
             return None
         return self._send(data, cmd, label=verb or "raw")
 
@@ -287,9 +363,10 @@ class StepClient:
     def _send(self, data: bytes, cmd: Command | None, label: str | None = None) -> Reply:
         phase = label or (cmd.value if cmd else "raw")
         started = time.perf_counter()
+        tls = self.tls
         self._write(data, phase)
         reply = self._read_reply(cmd.value if cmd else label, started)
-        self.history.append(Exchange(data, reply))
+        self.history.append(Exchange(data, reply, tls))
         self._advance(cmd, reply)
         return reply
 
@@ -316,7 +393,7 @@ class StepClient:
                 return parse_reply(raw, command=command, elapsed=time.perf_counter() - started)
             try:
                 chunk = self.sock.recv(65536) if self.sock else b""
-            except socket.timeout:
+            except TimeoutError:
                 raise ReplyTimeout(
                     f"no complete reply within {self.timeout} s (phase {phase}); "
                     f"the server may be slow on purpose (a tarpit) or stuck",

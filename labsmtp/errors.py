@@ -33,3 +33,7 @@ class ServerClosed(LabConnectionError):
 
 class ReplyTimeout(LabConnectionError):
     """No complete reply came back in time."""
+
+
+class TLSFailed(LabConnectionError):
+    """The TLS handshake failed (untrusted CA, wrong name...); the message says why."""
