@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 
 
 class State(str, enum.Enum):
@@ -137,48 +139,125 @@ SEQUENCE_ERRORS: Mapping[tuple[State, Command], str] = {
 }
 
 
+@dataclass(frozen=True)
+class Variant:
+    """A way a real server bends this table: edges it refuses, or edges it adds."""
+
+    about: str
+    forbids: frozenset = frozenset()  # (state, command) pairs answered with reply_key
+    reply_key: str = "bad_sequence"
+    allows: Mapping = field(default_factory=lambda: MappingProxyType({}))  # (state, command) -> state
+
+
+# Real servers differ from RFC 5321 in the order they accept, not only in
+# wording.  A persona names the variants it plays (``Persona.sequence_variants``);
+# the server, the step client and the tests pass them to the functions below,
+# so every ordering rule still lives in this module.
+VARIANTS: Mapping[str, Variant] = {
+    # OpenSMTPD 6.8 (smtp_session.c): "503 5.5.1 Invalid command: Already
+    # identified".  §4.1.4 lets a client send EHLO again; OpenSMTPD refuses.
+    "helo_once": Variant(
+        "a second HELO/EHLO is refused and changes nothing (OpenSMTPD)",
+        forbids=frozenset((s, c) for s in (S.GREETED, S.MAIL, S.RCPT) for c in (C.HELO, C.EHLO)),
+        reply_key="already_greeted",
+    ),
+    # Sendmail PrivacyOptions=needvrfyhelo: "503 5.0.0 I demand that you
+    # introduce yourself first" (§4.1.4 would allow VRFY at any time).
+    "vrfy_needs_helo": Variant(
+        "VRFY before HELO/EHLO is refused (Sendmail's needvrfyhelo)",
+        forbids=frozenset({(S.CONNECTED, C.VRFY)}),
+        reply_key="need_helo_for_vrfy",
+    ),
+    # OpenSMTPD 6.8 refuses RSET before HELO ("Command not allowed at this point").
+    "rset_needs_helo": Variant(
+        "RSET before HELO/EHLO is refused (OpenSMTPD)",
+        forbids=frozenset({(S.CONNECTED, C.RSET)}),
+    ),
+    # clamsmtpd 1.10 answers DATA with its own 354 at once and spools the
+    # message; only after the final dot does it send DATA to the server behind
+    # it, whose refusal (this table's ordinary one) becomes the final reply.
+    "data_spooled_first": Variant(
+        "DATA gets 354 even without recipients; the refusal comes after the dot (clamsmtpd)",
+        allows=MappingProxyType({(S.GREETED, C.DATA): S.DATA, (S.MAIL, C.DATA): S.DATA}),
+    ),
+}
+
+
+def _variants(names) -> list[Variant]:
+    try:
+        return [VARIANTS[n] for n in names]
+    except KeyError as exc:
+        raise ValueError(
+            f"no sequence variant called {exc.args[0]!r}; known: {', '.join(VARIANTS)}"
+        ) from None
+
+
 class SequenceError(Exception):
     """A command that the table does not allow in the current state (503)."""
 
-    def __init__(self, state: State, command: Command):
+    def __init__(self, state: State, command: Command, reply_key: str | None = None):
         self.state, self.command = state, command
-        self.reply_key = SEQUENCE_ERRORS.get((state, command), "bad_sequence")
+        self.reply_key = reply_key or SEQUENCE_ERRORS.get((state, command), "bad_sequence")
         super().__init__(f"can't handle {command} when state={state}")
 
 
-def is_allowed(state: State, command: Command, *, helo_required: bool = True) -> bool:
-    """True if ``command`` is in order in ``state``."""
-    return command in TRANSITIONS[state] or (
-        not helo_required and (state, command) in LENIENT_TRANSITIONS
-    )
+def _target(state: State, command: Command, helo_required: bool, variants) -> State:
+    """Where ``command`` leads from ``state``; raises SequenceError if it is out of order."""
+    vs = _variants(variants)
+    for v in vs:
+        if (state, command) in v.forbids:
+            raise SequenceError(state, command, v.reply_key)
+    if command in TRANSITIONS[state]:
+        return TRANSITIONS[state][command]
+    for v in vs:
+        if (state, command) in v.allows:
+            return v.allows[(state, command)]
+    if not helo_required and (state, command) in LENIENT_TRANSITIONS:
+        return LENIENT_TRANSITIONS[(state, command)]
+    raise SequenceError(state, command)
+
+
+def is_allowed(
+    state: State, command: Command, *, helo_required: bool = True, variants=()
+) -> bool:
+    """True if ``command`` is in order in ``state`` (under the named ``VARIANTS``)."""
+    return refusal(state, command, helo_required=helo_required, variants=variants) is None
+
+
+def refusal(
+    state: State, command: Command, *, helo_required: bool = True, variants=()
+) -> str | None:
+    """The persona reply key refusing an out-of-order ``command``, or None if it is in order."""
+    try:
+        _target(State(state), Command(command), helo_required, variants)
+    except SequenceError as err:
+        return err.reply_key
+    return None
 
 
 def next_state(
-    state: State, command: Command, *, ok: bool = True, helo_required: bool = True
+    state: State, command: Command, *, ok: bool = True, helo_required: bool = True, variants=()
 ) -> State:
     """The state after ``command`` got a success (``ok``) or failure reply.
 
     Raises ``SequenceError`` (and changes nothing) if the command is out of order.
     """
     state, command = State(state), Command(command)
-    if command in TRANSITIONS[state]:
-        target = TRANSITIONS[state][command]
-    elif not helo_required and (state, command) in LENIENT_TRANSITIONS:
-        target = LENIENT_TRANSITIONS[(state, command)]
-    else:
-        raise SequenceError(state, command)
+    target = _target(state, command, helo_required, variants)
     if ok:
         return target
     return FAILURE_TRANSITIONS.get((state, command), state)
 
 
-def allowed_commands(state: State, *, helo_required: bool = True) -> list[Command]:
+def allowed_commands(state: State, *, helo_required: bool = True, variants=()) -> list[Command]:
     """The commands that are in order in ``state``, in table order."""
     state = State(state)
     cmds = list(TRANSITIONS[state])
     if not helo_required:
         cmds += [c for (s, c) in LENIENT_TRANSITIONS if s is state and c not in cmds]
-    return cmds
+    for v in _variants(variants):
+        cmds += [c for (s, c) in v.allows if s is state and c not in cmds]
+    return [c for c in cmds if is_allowed(state, c, helo_required=helo_required, variants=variants)]
 
 
 def edges() -> list[tuple[State, Command, State]]:
