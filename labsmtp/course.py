@@ -21,7 +21,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 
-
 @dataclass(frozen=True)
 class Exercise:
     """One exercise: what to do, how to check it, and a solution that passes the check."""
@@ -62,26 +61,32 @@ def _load() -> None:
     from . import exercises as _  # noqa: F401  (registers the course's exercises)
 
 
-def check(id: str, **things) -> bool:
-    """Check exercise ``id``; prints a tick or a hint.  Never raises."""
+def _verdict(id: str, things: dict) -> tuple[bool, str]:
+    """(solved, message) for exercise ``id``; never raises."""
     _load()
     ex = _EXERCISES.get(str(id))
     if ex is None:
-        print(f"There is no exercise {id!r}; the lesson's exercises are numbered like '1.2'.")
-        return False
+        return False, f"There is no exercise {id!r}; the lesson's exercises are numbered like '1.2'."
     missing = [n for n in ex.needs if n not in things]
     if missing:
-        print(f"Exercise {id}: pass {', '.join(f'{n}={n}' for n in missing)} to check().")
-        return False
+        return False, f"Exercise {id}: pass {', '.join(f'{n}={n}' for n in missing)} to check()."
     try:
         hint = ex.checker(**things)
     except Exception as exc:  # a learner's half-built answer must not stop Run All
         hint = f"the check could not read your answer ({type(exc).__name__}: {exc})"
     if hint is None:
-        print(f"✓ Exercise {id} solved.")
-        return True
-    print(f"✗ Exercise {id} not solved yet. Hint: {hint}")
-    return False
+        return True, f"✓ Exercise {id} solved."
+    return False, f"✗ Exercise {id} not solved yet. Hint: {hint}"
+
+
+def check(id: str, **things) -> None:
+    """Check exercise ``id`` and print a tick or a hint.  Never raises."""
+    print(_verdict(id, things)[1])
+
+
+def passes(id: str, **things) -> bool:
+    """True if exercise ``id`` is solved (what ``check`` decides, without printing)."""
+    return _verdict(id, things)[0]
 
 
 class Solution(str):

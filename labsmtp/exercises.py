@@ -224,6 +224,206 @@ def _check_3_3(server):
     return None
 
 
+# --- lesson 4 -------------------------------------------------------------
+
+
+@exercise(
+    "4.1",
+    "Set `nat_address` to the loopback address whose PTR name resolves elsewhere (NAT).",
+    needs=("zone", "nat_address"),
+    setup="""
+        from labsmtp.dnszone import LabZone
+        zone = LabZone()
+    """,
+    solution="""
+        candidates = [f"127.0.0.{n}" for n in range(1, 10)]
+        nat_address = next(a for a in candidates
+                           if zone.fcrdns(a).verdict == "mismatch" and "branch" in zone.ptr(a)[0])
+    """,
+)
+def _check_4_1(zone, nat_address):
+    if nat_address != "127.0.0.5":
+        return "try zone.fcrdns(a).detail for 127.0.0.2 to 127.0.0.5: which PTR name points elsewhere?"
+    return None
+
+
+@exercise(
+    "4.2",
+    "Add an A record for newmx.example.org (127.0.0.6), load the zone, and greet from "
+    "127.0.0.6 as newmx.example.org with reject_unknown_helo_hostname on.",
+    needs=("server",),
+    setup="""
+        from labsmtp.dnszone import DEFAULT_ZONE, use_zone
+        server.configure(smtpd_helo_restrictions="reject_unknown_helo_hostname")
+    """,
+    solution="""
+        zone_text = DEFAULT_ZONE + "newmx.example.org.  A  127.0.0.6\\n"
+        use_zone(server, zone_text, identity="off")
+        c = server.client(source="127.0.0.6")
+        c.helo("newmx.example.org")
+        c.quit()
+    """,
+)
+def _check_4_2(server):
+    if "reject_unknown_helo_hostname" not in server.policy.smtpd_helo_restrictions:
+        return "keep reject_unknown_helo_hostname on: fix the DNS, not the policy."
+    for info in server.sessions:
+        if info.client.startswith("127.0.0.6:") and (info.helo or "").lower() == "newmx.example.org":
+            return None
+    return ("no accepted HELO newmx.example.org from 127.0.0.6 yet: add the line "
+            "'newmx.example.org. A 127.0.0.6' to the zone text and load it with use_zone().")
+
+
+# --- lesson 5 -------------------------------------------------------------
+
+
+@exercise(
+    "5.1",
+    "Build `refusers`: the set of persona names that refuse 'HELO client'.",
+    needs=("table", "refusers"),
+    setup="""
+        from labsmtp.compare import compare_steps
+        table = compare_steps()
+    """,
+    solution="""
+        refusers = {name for name in table.personas
+                    if table.cell(name, "HELO non-FQDN").code >= 400}
+    """,
+)
+def _check_5_1(table, refusers):
+    want = {n for n in table.personas if (table.cell(n, "HELO non-FQDN").code or 0) >= 400}
+    if not isinstance(refusers, (set, frozenset, list, tuple)):
+        return "refusers should be a set of names such as {'postfix'}."
+    if set(refusers) != want:
+        return "a refusal is a 4xx or 5xx code in the 'HELO non-FQDN' column."
+    return None
+
+
+@exercise(
+    "5.2",
+    "Greet a sendmail-persona server with HELO; put the reply in `sendmail_reply`.",
+    needs=("sendmail_reply",),
+    solution="""
+        with LabServer(name="exercise-5-2", persona="sendmail") as sm:
+            c = sm.client()
+            sendmail_reply = c.helo("client.example.org")
+            c.quit()
+    """,
+)
+def _check_5_2(sendmail_reply):
+    if sendmail_reply is None or not hasattr(sendmail_reply, "code"):
+        return "keep the reply object that client.helo(...) returns."
+    if sendmail_reply.code != 250 or "pleased to meet you" not in sendmail_reply.text:
+        return "that does not look like Sendmail's 250 reply: use LabServer(persona='sendmail')."
+    return None
+
+
+# --- lesson 6 -------------------------------------------------------------
+
+
+@exercise(
+    "6.1",
+    "100 MTA-like trials against rcpt:451:0.5; keep the result in `result`.",
+    needs=("result",),
+    solution="""
+        from labsmtp import trials
+        result = trials.run_trials(server, 100, retry="mta", faults=["rcpt:451:0.5"], seed=1)
+    """,
+)
+def _check_6_1(result):
+    if not hasattr(result, "by_outcome"):
+        return "keep what trials.run_trials(...) returns in result."
+    if result.policy.name != "mta" or len(result.trials) != 100:
+        return "run 100 trials with retry='mta'."
+    if "rcpt:451:0.5" not in [str(f) for f in result.faults]:
+        return "use the fault 'rcpt:451:0.5'."
+    if result.by_outcome()["delivered"] < 90:
+        return "with retries, almost every message should get through a 50% 4xx."
+    return None
+
+
+@exercise(
+    "6.2",
+    "Run 50 trials twice with seed=42 and mail:450:0.4; keep them in `first` and `second`.",
+    needs=("first", "second"),
+    solution="""
+        from labsmtp import trials
+        first = trials.run_trials(server, 50, retry="none", faults=["mail:450:0.4"], seed=42)
+        second = trials.run_trials(server, 50, retry="none", faults=["mail:450:0.4"], seed=42)
+    """,
+)
+def _check_6_2(first, second):
+    if not (hasattr(first, "trials") and hasattr(second, "trials")):
+        return "keep both results of trials.run_trials(...)."
+    if first.seed != 42 or second.seed != 42:
+        return "pass seed=42 to both runs."
+    if [t.outcome for t in first.trials] != [t.outcome for t in second.trials]:
+        return "the outcomes differ: were the faults and the seed the same in both runs?"
+    if first.by_outcome()["deferred"] == 0:
+        return "no trial met the 450: use the fault 'mail:450:0.4'."
+    return None
+
+
+# --- lesson 7 -------------------------------------------------------------
+
+
+@exercise(
+    "7.1",
+    "On a submission server, send to friend@elsewhere.example.net after STARTTLS and AUTH.",
+    needs=("server",),
+    setup="""
+        server = LabServer(name="exercise-7-1", mode="submission", users={"alice": "wonderland"}).start()
+    """,
+    solution="""
+        c = server.client()
+        c.ehlo("laptop.example.org")
+        c.starttls()
+        c.ehlo("laptop.example.org")
+        c.auth("alice", "wonderland")
+        c.mail("alice@lab.example.org")
+        c.rcpt("friend@elsewhere.example.net")
+        c.data("Subject: submitted\\r\\n\\r\\nhello\\r\\n")
+        c.quit()
+    """,
+)
+def _check_7_1(server):
+    if server.mailbox.find(rcpt="friend@elsewhere.example.net"):
+        return None
+    codes = [r.code for r in _replies(server)]
+    if 530 in codes:
+        return "MAIL got 530: log in with c.auth('alice', 'wonderland') first."
+    if 538 in codes:
+        return "AUTH got 538: it needs TLS, so c.starttls() and EHLO again before AUTH."
+    return "no message for friend@elsewhere.example.net yet: EHLO, STARTTLS, EHLO, AUTH, MAIL, RCPT, DATA."
+
+
+@exercise(
+    "7.2",
+    "Try STARTTLS with server_name='evil.example.net'; keep the exception in `error`.",
+    needs=("error",),
+    setup="""
+        sub7 = LabServer(name="exercise-7-2", tls=True).start()
+    """,
+    solution="""
+        t = sub7.client()
+        t.ehlo("client.example.org")
+        try:
+            t.starttls(server_name="evil.example.net")
+        except TLSFailed as exc:
+            error = exc
+        sub7.stop()
+    """,
+)
+def _check_7_2(error):
+    from .errors import LabConnectionError
+
+    if not isinstance(error, LabConnectionError):
+        return "catch the TLSFailed that starttls(server_name='evil.example.net') raises."
+    if "evil.example.net" not in str(error):
+        return "the error should be about the name evil.example.net."
+    return None
+
+
 # --- lesson 8 -------------------------------------------------------------
 
 
@@ -282,6 +482,77 @@ def _check_8_2(server):
         return "no message for retry@lab.example.org arrived; retry after a 4xx until it is accepted."
     if not any(r.code == 451 for r in _replies(server, "RCPT")):
         return "the message arrived without meeting a 451: run the setup cell above first."
+    return None
+
+
+# --- lesson 9 -------------------------------------------------------------
+
+
+def _diagnosis_hint(mystery, diagnosis) -> str | None:
+    from .mystery import DIAGNOSES
+
+    if diagnosis not in DIAGNOSES:
+        return f"the diagnosis must be one of: {', '.join(DIAGNOSES)}."
+    if not mystery.is_right(diagnosis):
+        return ("not this one. Which command gets the first error, and does the reply change "
+                "with the HELO name, the client address (source=...) or a second attempt?")
+    return None
+
+
+@exercise(
+    "9.1",
+    "Name the cause of mystery 1.",
+    needs=("mystery", "diagnosis"),
+    setup="""
+        from labsmtp.mystery import mystery as start_mystery
+        m1 = start_mystery(1)
+        mystery = m1
+    """,
+    solution="""
+        # HELO gets 550 for every name from 127.0.0.1, and 250 from 127.0.0.3.
+        diagnosis = "client-address"
+    """,
+)
+def _check_9_1(mystery, diagnosis):
+    return _diagnosis_hint(mystery, diagnosis)
+
+
+@exercise(
+    "9.2",
+    "Name the cause of mystery 2.",
+    needs=("mystery", "diagnosis"),
+    setup="""
+        from labsmtp.mystery import mystery as start_mystery
+        mystery = start_mystery(2)
+    """,
+    solution="""
+        # RCPT gets 450 "cannot find your hostname"; 127.0.0.5's PTR name points elsewhere.
+        diagnosis = "nat-identity"
+    """,
+)
+def _check_9_2(mystery, diagnosis):
+    return _diagnosis_hint(mystery, diagnosis)
+
+
+@exercise(
+    "9.3",
+    "Diagnose mysteries 3 to 7: a dict {number: diagnosis}.",
+    needs=("mysteries", "diagnoses"),
+    setup="""
+        from labsmtp.mystery import mystery as start_mystery
+        mysteries = {n: start_mystery(n) for n in range(3, 8)}
+    """,
+    solution="""
+        diagnoses = {3: "helo-not-in-dns", 4: "firewall", 5: "greylisting",
+                     6: "relay-denied", 7: "size-limit"}
+    """,
+)
+def _check_9_3(mysteries, diagnoses):
+    if not isinstance(diagnoses, dict):
+        return "diagnoses should be a dict such as {3: 'greylisting', ...}."
+    wrong = [n for n, m in sorted(mysteries.items()) if _diagnosis_hint(m, diagnoses.get(n))]
+    if wrong:
+        return f"look again at mystery {wrong[0]}" + (f" (and {len(wrong) - 1} more)." if len(wrong) > 1 else ".")
     return None
 
 

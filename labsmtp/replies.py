@@ -275,6 +275,9 @@ class Reply:
     def __str__(self) -> str:
         return "\n".join(self.lines)
 
+    def __repr__(self) -> str:  # what a notebook shows for a tuple of replies
+        return "<Reply " + " | ".join(self.lines) + (f" [injected: {self.injected}]" if self.injected else "") + ">"
+
     def _repr_html_(self) -> str:
         from .render import reply_html
 

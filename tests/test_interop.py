@@ -6,7 +6,6 @@ import smtplib
 import subprocess
 
 import pytest
-
 from conftest import require_tool
 
 

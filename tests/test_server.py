@@ -35,7 +35,7 @@ def _raw_session(port: int, payload: bytes, source: str = "127.0.0.1", wait: flo
             if not chunk:
                 break
             data += chunk
-    except socket.timeout:
+    except TimeoutError:
         pass
     s.close()
     return data

@@ -74,7 +74,7 @@ def run_dialogue(host: str, port: int, dialogue: dict, timeout: float) -> dict:
             else:
                 sock.sendall(message_payload(item))
             reply = _read_reply(f)
-        except (ConnectionError, socket.timeout) as exc:
+        except (TimeoutError, ConnectionError) as exc:
             reply = None
             exchanges.append({"sent": describe(item), "reply": None, "error": repr(exc)})
             break
