@@ -191,7 +191,7 @@ class CutOff(Action):
 
     async def apply(self, ctx, normal):
         p = ctx.proto
-        await ctx.write(p.persona.render("data_go", **p._fields()), injected=False)
+        await ctx.write(p.persona.render("data_go", p._fields()), injected=False)
         p._set_state(State.DATA)
         try:
             await asyncio.wait_for(p._reader.readuntil(b"\n"), 5.0)

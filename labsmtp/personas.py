@@ -31,6 +31,7 @@ reply formats and is not recorded.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -145,15 +146,24 @@ class Persona:
         except KeyError:
             raise KeyError(f"persona {self.name!r} has no wording for {key!r}") from None
 
-    def render(self, key: str, **fields) -> list[str]:
-        """The reply lines (without CRLF) for situation ``key``."""
-        text = self.template(key).format(**fields)
+    def render(self, key: str, fields: Mapping | None = None, **more) -> list[str]:
+        """The reply lines (without CRLF) for situation ``key``, filled from ``fields``."""
+        text = self.template(key).format_map(_merge(fields, more))
         return _multiline(text.split("\n"))
 
-    def ehlo(self, keywords: list[str], **fields) -> list[str]:
+    def ehlo(self, keywords: list[str], fields: Mapping | None = None, **more) -> list[str]:
         """The whole EHLO reply: the greeting line, then one keyword per line."""
-        first = self.template("ehlo_ok").format(**fields)
+        first = self.template("ehlo_ok").format_map(_merge(fields, more))
         return _multiline([first] + list(keywords))
+
+
+def _merge(fields: Mapping | None, more: dict) -> Mapping:
+    if fields is None:
+        return more
+    if more:
+        fields = dict(fields) if not hasattr(fields, "update") else fields
+        fields.update(more)
+    return fields
 
 
 def _multiline(lines: list[str]) -> list[str]:

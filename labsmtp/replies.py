@@ -307,6 +307,27 @@ def parse_reply(
     return Reply(code, tuple(texts), enhanced, bytes(raw), command, elapsed)
 
 
+def reply_from_lines(lines: list[str], raw: bytes, command: str | None = None,
+                     injected: str | None = None) -> Reply:
+    """A Reply for lines the lab itself rendered (one code, well-formed); else parse_reply."""
+    first = lines[0] if lines else ""
+    code = first[:3]
+    if (
+        code.isdigit()
+        and "2" <= code[0] <= "5"
+        and all(ln[:3] == code and ln[3:4] in ("-", " ") for ln in lines[:-1])
+        and lines[-1][:3] == code
+        and lines[-1][3:4] in (" ", "")
+    ):
+        m = _ENHANCED.match(first[4:])
+        enhanced = ".".join(m.groups()) if m and m.group(1) == code[0] else None
+        return Reply(int(code), tuple(lines), enhanced, raw, command, None, injected)
+    reply = parse_reply(raw, command=command)
+    if injected:
+        reply = Reply(reply.code, reply.lines, reply.enhanced, reply.raw, command, None, injected)
+    return reply
+
+
 def reply_is_complete(buffer: bytes) -> int:
     """How many bytes of ``buffer`` make one complete reply (0 if none yet).
 

@@ -46,7 +46,7 @@ from .faults import FaultEngine
 from .mailbox import Mailbox, StoredMessage
 from .personas import Persona, get_persona
 from .policy import Policy
-from .replies import Reply, parse_reply
+from .replies import Reply, reply_from_lines
 from .states import Command, State
 from .transcript import CLIENT, EVENT, SERVER, Line, SessionInfo, Transcript
 
@@ -147,7 +147,7 @@ class _Controller(Controller):
         super().__init__(_Handler(lab), **kw)
 
     def factory(self):
-        return _LabSMTP(self.lab, self.handler, **self.SMTP_kwargs)
+        return _LabSMTP(self.lab, self.handler, loop=self.loop, **self.SMTP_kwargs)
 
     def _trigger_server(self):
         # Read the real port (port=0 asks the kernel for one) before the self-test,
@@ -172,6 +172,19 @@ class _Session:
     errors: int = 0
     esmtp: bool = False
     unknown: int = 0  # unknown commands so far (Persona.unknown_command_limit)
+    tls_restarted: bool = False  # STARTTLS done: a fresh EHLO is needed before MAIL
+
+
+class _Fields(dict):
+    """Template values computed on first use (str.format_map asks only for what it needs)."""
+
+    def __init__(self, proto, extra: dict):
+        super().__init__(extra)
+        self.proto = proto
+
+    def __missing__(self, key):
+        value = self[key] = self.proto._field(key)
+        return value
 
 
 class _LabSMTP(SMTP):
@@ -179,8 +192,33 @@ class _LabSMTP(SMTP):
 
     line_length_limit = _READ_LIMIT  # the StreamReader's buffer limit
 
-    def __init__(self, lab: LabServer, handler, **kw):
-        super().__init__(handler, **kw)
+    def __init__(self, lab: LabServer, handler, *, loop, hostname: str, timeout: float, **_unused):
+        # aiosmtpd's SMTP.__init__ walks every method of the protocol and the handler
+        # (inspect.getmembers, dir) on each connection to find AUTH mechanisms and
+        # smtp_VERB methods; the lab dispatches and authenticates itself, so that
+        # work (a fifth of the server's time per message) is skipped.  These are
+        # the attributes aiosmtpd 1.4.6's connection_made / connection_lost /
+        # eof_received / _timeout_cb read.
+        self.loop = loop
+        asyncio.StreamReaderProtocol.__init__(
+            self,
+            asyncio.StreamReader(loop=self.loop, limit=self.line_length_limit),
+            client_connected_cb=self._cb_client_connected,
+            loop=self.loop,
+        )
+        self.__ident__ = "labsmtp"
+        self.event_handler = handler
+        self.hostname = hostname
+        self.data_size_limit, self.enable_SMTPUTF8, self._decode_data = None, True, False
+        self.tls_context, self.require_starttls = None, False
+        self._timeout_duration, self._timeout_handle = timeout, None
+        self._tls_handshake_okay, self._tls_protocol, self._original_transport = True, None, None
+        self.session = self.envelope = self.transport = self._handler_coroutine = None
+        self._auth_require_tls, self._auth_required, self._proxy_timeout = True, False, None
+        self._authenticator = self._auth_callback = None
+        self._auth_methods, self._smtp_methods, self._ehlo_hook_ver = {}, {}, None
+        self._handle_hooks = {"DATA": handler.handle_DATA}
+        self._enforce_call_limit = False
         self.lab = lab
         self.persona: Persona = lab.persona
         self.policy: Policy = lab.policy
@@ -227,10 +265,25 @@ class _LabSMTP(SMTP):
             self._set_state(State.CLOSED)
         super().connection_lost(error)
 
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        # aiosmtpd cancels and re-creates a timer for every line; one timer per
+        # session that re-arms itself when it fires early costs far less.
+        self._last_active = self.loop.time()
+        if self._timeout_handle is None or self._timeout_handle.cancelled():
+            self._timeout_handle = self.loop.call_later(
+                duration or self._timeout_duration, self._timeout_cb
+            )
+
     def _timeout_cb(self):
+        idle = self.loop.time() - self._last_active
+        if idle < self._timeout_duration and self.transport is not None:
+            self._timeout_handle = self.loop.call_later(
+                self._timeout_duration - idle, self._timeout_cb
+            )
+            return
         # aiosmtpd closes silently; RFC 5321 §3.8 / §4.5.3.2 expect 421 first.
         if self.transport is not None and not self._probe:
-            self._write_reply(self.persona.render("timeout", **self._fields()), None)
+            self._write_reply(self.persona.render("timeout", self._fields()), None)
         self._close()
 
     def _close(self):
@@ -240,22 +293,33 @@ class _LabSMTP(SMTP):
 
     # --- writing and recording -------------------------------------------
 
-    def _fields(self, **extra) -> dict:
+    def _fields(self, **extra) -> _Fields:
+        """The values a reply template may use; each is computed only if the template asks."""
+        return _Fields(self, extra)
+
+    def _field(self, key: str):
         client = self._client.rsplit(":", 1)[0]
         verb, _, arg = self._line.partition(" ")
-        name = _REVERSE_NAMES.get(client)  # the lab's reverse DNS: only /etc/hosts' localhost
-        return {
-            "hostname": self.hostname,
-            "client": client,
-            "peer": f"{name} [{client}]" if name else f"[{client}]",
-            "date": self.persona.date_format.format(d=datetime.datetime.now(datetime.timezone.utc)),
-            "limit": self.policy.message_size_limit,
-            "line": self._line,
-            "verb": verb.upper(),
-            "word": arg.strip().split(" ", 1)[0],
-            "keyword": arg.partition(":")[0].strip() if ":" in arg else arg.strip().split(" ", 1)[0],
-            **extra,
-        }
+        if key == "hostname":
+            return self.hostname
+        if key == "client":
+            return client
+        if key == "peer":
+            name = _REVERSE_NAMES.get(client)  # the lab's reverse DNS: only /etc/hosts' localhost
+            return f"{name} [{client}]" if name else f"[{client}]"
+        if key == "date":
+            return self.persona.date_format.format(d=datetime.datetime.now(datetime.timezone.utc))
+        if key == "limit":
+            return self.policy.message_size_limit
+        if key == "line":
+            return self._line
+        if key == "verb":
+            return verb.upper()
+        if key == "word":
+            return arg.strip().split(" ", 1)[0]
+        if key == "keyword":
+            return arg.partition(":")[0].strip() if ":" in arg else arg.strip().split(" ", 1)[0]
+        raise KeyError(key)
 
     def _event(self, note: str) -> None:
         self._record(Line(self._sid, time.time(), EVENT, b"", self._client, note=note))
@@ -270,9 +334,7 @@ class _LabSMTP(SMTP):
 
     def _write_reply(self, lines: list[str], command: str | None, injected: str | None = None) -> Reply:
         raw = "".join(ln + "\r\n" for ln in lines).encode("utf-8", "surrogateescape")
-        reply = parse_reply(raw, command=command)
-        if injected:
-            reply = Reply(reply.code, reply.lines, reply.enhanced, reply.raw, command, None, injected)
+        reply = reply_from_lines(lines, raw, command, injected)
         # Record before writing: a client that has read a reply finds it in the transcript.
         self._record(
             Line(self._sid, time.time(), SERVER, raw, self._client, command=command,
@@ -284,7 +346,7 @@ class _LabSMTP(SMTP):
         return reply
 
     async def _reply(self, key: str, command: str | None, **fields) -> Reply:
-        reply = self._write_reply(self.persona.render(key, **self._fields(**fields)), command)
+        reply = self._write_reply(self.persona.render(key, self._fields(**fields)), command)
         if self._writer is not None and self.transport is not None:
             try:
                 await self._writer.drain()
@@ -302,8 +364,10 @@ class _LabSMTP(SMTP):
 
     async def _handle_client(self) -> None:
         if self._probe:
-            # aiosmtpd's start-up self-test: greet it, record nothing.
+            # aiosmtpd's start-up self-test: greet it, record nothing, and close our
+            # side too (otherwise the transport lingers until garbage collection).
             self.transport.write(f"220 {self.hostname} ESMTP\r\n".encode())
+            self._close()
             return
         try:
             await self._dialogue()
@@ -404,7 +468,9 @@ class _LabSMTP(SMTP):
             return await self._reply("starttls_not_offered", verb)
         if cmd is Command.AUTH and not self.lab._auth_offered():
             return await self._reply("auth_not_offered", verb)
-        helo_required = self.lab._helo_required()
+        # After STARTTLS the client MUST send EHLO again (RFC 3207 §4.2), whatever the
+        # persona's leniency about MAIL before HELO on a fresh connection.
+        helo_required = self.lab._helo_required() or self.lab_session.tls_restarted
         variants = persona.sequence_variants  # the persona's departures from the table
         key = states.refusal(ls.state, cmd, helo_required=helo_required, variants=variants)
         if key is not None:
@@ -451,7 +517,7 @@ class _LabSMTP(SMTP):
             # §4.1.1.1: a server MUST NOT send the extended (multi-line) reply to HELO.
             return await self._reply("helo_ok", verb, arg=arg)
         keywords = self.lab.faults.keywords(self, self._ehlo_keywords())  # noext faults
-        lines = self.persona.ehlo(keywords, **self._fields(arg=arg))
+        lines = self.persona.ehlo(keywords, self._fields(arg=arg))
         reply = self._write_reply(lines, verb)
         await self._writer.drain()
         return reply
@@ -685,6 +751,7 @@ class _LabSMTP(SMTP):
             self.loop.call_soon(self._tls_gone)
             return reply
         self._event(f"TLS started: {self._tls_summary()}; the session starts over (RFC 3207 §4.2)")
+        self.lab_session.tls_restarted = True
         return reply
 
     def _tls_gone(self) -> None:
@@ -887,7 +954,7 @@ class LabServer:
                 tls_listener.close()  # closes the implicit-TLS listening socket at once
             for proto in list(self._active):
                 try:
-                    proto._write_reply(proto.persona.render("shutdown", **proto._fields()), None)
+                    proto._write_reply(proto.persona.render("shutdown", proto._fields()), None)
                     proto._close()
                 except Exception:
                     pass

@@ -487,3 +487,15 @@ def test_idle_timeout_also_applies_inside_tls():
         time.sleep(1.0)
         assert c.sock.recv(1024).startswith(b"421 4.4.2")
         assert s._internal_errors == []
+
+
+def test_mail_after_starttls_needs_a_fresh_ehlo_even_where_helo_is_optional():
+    # RFC 3207 §4.2: after TLS the server forgets the EHLO; Postfix's default
+    # smtpd_helo_required = no must not let MAIL through before a new EHLO.
+    with LabServer(name="starttls-postfix", persona="postfix", tls=True) as s:
+        c = s.client()
+        c.ehlo("client.example.org")
+        assert c.starttls().code == 220
+        assert c.mail("a@example.org").code == 503
+        c.ehlo("client.example.org")
+        assert c.mail("a@example.org").code == 250
