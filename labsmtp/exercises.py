@@ -60,7 +60,7 @@ def _check_0_2(server, count):
 
 @exercise(
     "1.1",
-    "Make the server answer 503: send a command in the wrong order.",
+    "Make the server answer 503 to MAIL or RCPT: send it in the wrong order.",
     needs=("server",),
     solution="""
         c = server.client()
@@ -70,8 +70,8 @@ def _check_0_2(server, count):
     """,
 )
 def _check_1_1(server):
-    if not any(r.code == 503 for r in _replies(server)):
-        return "no 503 in the transcript yet. Try RCPT before MAIL, or DATA before RCPT."
+    if not any(r.code == 503 for cmd in ("MAIL", "RCPT") for r in _replies(server, cmd)):
+        return "no 503 to MAIL or RCPT in the transcript yet. Try RCPT before MAIL, or MAIL twice."
     return None
 
 
@@ -577,20 +577,21 @@ def _check_10_1(server):
 
 @exercise(
     "10.2",
-    "Disprove 'HELO must carry the server's FQDN': greet the lab server with a name "
-    "that is not its own and still deliver a message.",
+    "Greet with an address literal instead of any name, and deliver a message.",
     needs=("server",),
     solution="""
         c = server.client()
-        c.helo("some-client.example.net")
+        c.helo("[127.0.0.1]")
         c.mail("a@example.org")
         c.rcpt("postmaster@lab.example.org")
-        c.data("Subject: not your name\\r\\n\\r\\nhi\\r\\n")
+        c.data("Subject: no name\\r\\n\\r\\nhi\\r\\n")
         c.quit()
     """,
 )
 def _check_10_2(server):
+    from .policy import address_literal
+
     for m in server.mailbox:
-        if m.helo and m.helo.lower() != server.hostname.lower():
+        if m.helo and address_literal(m.helo):
             return None
-    return "greet with your own (client) name, not server.hostname, then send a message."
+    return "greet with an address literal such as '[127.0.0.1]' (brackets included), then send a message."

@@ -502,7 +502,9 @@ class _Context:
         self.engine.write(p, raw)
 
     def event(self, note: str) -> None:
-        self.proto._event(f"fault {self.rule.name}: {note}")
+        # Policy checks (use_zone) name themselves; fault rules say they are faults.
+        kind = "" if self.rule.name.startswith("identity check") else "fault "
+        self.proto._event(f"{kind}{self.rule.name}: {note}")
 
     async def _drain(self) -> None:
         w = self.proto._writer

@@ -106,7 +106,7 @@ def _server(number: int, **kw) -> LabServer:
 def _m1() -> Mystery:
     s = _server(1)
     # Built as an object: the reply text has colons, which the short spec syntax splits on.
-    s.faults.add(Fault("helo", ReplyWith(550, "5.7.1 <[127.0.0.1]>: Client host rejected: Access denied"),
+    s.faults.add(Fault("helo", ReplyWith(550, "5.7.1 <unknown[127.0.0.1]>: Client host rejected: Access denied"),
                        client="127.0.0.1", name="client blocklist"))
     return Mystery(1, "the 550 after HELO",
                    "From 127.0.0.1, deliver a message to postmaster@lab.example.org.", s,

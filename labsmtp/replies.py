@@ -255,7 +255,7 @@ class Reply:
 
     @property
     def legal(self) -> bool:
-        """Whether RFC 5321 §4.3.2 allows this code after the command it answers."""
+        """Whether RFC 5321 §4.3.2 lists this code for the command it answers (or 421/500/501)."""
         return self.code is not None and is_legal(self.command, self.code)
 
     def explain(self) -> str:
@@ -266,10 +266,13 @@ class Reply:
         if self.enhanced:
             parts.append(explain_enhanced(self.enhanced))
         if self.command:
-            verdict = "is" if self.legal else "is NOT"
-            parts.append(
-                f"{self.code} {verdict} a reply RFC 5321 §4.3.2 allows after {self.command}."
-            )
+            if self.legal:
+                parts.append(f"{self.code} is one of the replies RFC 5321 §4.3.2 lists for {self.command}.")
+            else:
+                parts.append(
+                    f"{self.code} is NOT among the replies RFC 5321 §4.3.2 lists for {self.command}; "
+                    f"a client must still act on its first digit ({self.klass})."
+                )
         return " ".join(parts)
 
     def __str__(self) -> str:

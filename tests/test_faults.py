@@ -321,3 +321,16 @@ def test_remove_one_rule_by_object_or_spec(server):
     server.faults.remove(b)
     c, reply = reach(server, "noop")
     assert reply.code == 250 and server.faults.rules == []
+
+
+def test_client_matcher_fires_only_for_matching_client_addresses():
+    from labsmtp import LabServer, parse_fault
+
+    rule = parse_fault("helo:550:client=127.0.0.2")
+    assert rule.client == "127.0.0.2" and rule.name == "helo:550:client=127.0.0.2"
+    with LabServer(name="client-matcher") as s:
+        s.faults.add(rule)
+        assert s.client(source="127.0.0.2").helo("a.example.org").code == 550
+        assert s.client(source="127.0.0.3").helo("a.example.org").code == 250
+        s.faults.set("helo:550:client=127.0.0.*")
+        assert s.client(source="127.0.0.9").helo("a.example.org").code == 550

@@ -9,6 +9,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+_TIMES: dict[str, float] = {}
 NOTEBOOKS = sorted((pathlib.Path(__file__).parent.parent / "notebooks").glob("[0-9][0-9]-*.ipynb"))
 
 
@@ -30,5 +31,15 @@ def test_lesson_runs_clean(path, tmp_path):
                 problems.append(f"cell {i}: {out.ename}: {out.evalue}")
             if out.output_type == "stream" and out.name == "stderr":
                 problems.append(f"cell {i} printed to stderr: {out.text[:200]}")
+    _TIMES[path.name] = elapsed
     assert not problems, problems
     assert elapsed < 15, f"{path.name} took {elapsed:.1f} s (limit 15 s)"
+
+
+def test_whole_course_runs_within_a_minute():
+    # Runs after the lessons (file order); measures what they took in this session.
+    if not _TIMES:
+        pytest.fail("run the lessons first (this test reads their times)")
+    total = sum(_TIMES.values())
+    print(" ".join(f"{k[:2]}={v:.1f}s" for k, v in sorted(_TIMES.items())), f"total={total:.1f}s")
+    assert total <= 60, f"the course took {total:.1f} s (limit 60 s)"

@@ -92,4 +92,4 @@ def test_reply_is_complete_waits_for_the_last_line():
 
 def test_explain_mentions_legality():
     r = parse_reply(b"251 2.1.5 forwarding\r\n", command="HELO")
-    assert "is NOT a reply RFC 5321" in r.explain()
+    assert "is NOT among the replies RFC 5321 §4.3.2 lists for HELO" in r.explain()
