@@ -6,7 +6,8 @@
    ``--rounds``.  Target: lab / sink >= 0.9.
 2. 1000 trials with a 30% RCPT fault (``rcpt:451:0.3``), retry none and mta.
    Target: <= 3 s.
-3. Fault panel redraw: change the probability slider of a FaultLab and time
+3. Fault panel redraw: change the probability slider of a FaultLab (its default:
+   100 trials, retry none) and time
    the rerun plus both plots.  Target: well under a second.
 
 Usage: .venv/bin/python benchmarks/run.py [--rounds 3] [--smtp-source PATH]
@@ -95,18 +96,20 @@ def trials_time() -> dict:
 
 
 def slider_redraw() -> dict:
+    """Seconds from a slider move to the redrawn panel (worst of three moves)."""
     from labsmtp.widgets import FaultLab
 
     out = {}
     with LabServer(name="bench-panel", seed=1) as server:
-        for trials in (100, 200):
+        for trials, retry in ((100, "none"), (100, "mta"), (200, "none")):
             lab = FaultLab(server, trials=trials)
+            lab.retry.value = retry
             times = []
             for value in (0.5, 0.2, 0.4):
                 started = time.perf_counter()
                 lab.probability.value = value  # what a slider move does
                 times.append(time.perf_counter() - started)
-            out[trials] = max(times)
+            out[(trials, retry)] = max(times)
     return out
 
 
@@ -144,9 +147,11 @@ def main() -> int:
     for retry, (secs, attempts) in trials_time().items():
         rows.append((f"1000 trials, rcpt:451:0.3, retry {retry} ({attempts} dialogues)",
                      f"{secs:.2f} s", "PASS" if secs <= 3 else "FAIL (target <= 3 s)"))
-    for trials, secs in slider_redraw().items():
-        rows.append((f"fault panel: slider move -> {trials} trials + 2 plots", f"{secs:.2f} s",
-                     "PASS" if secs < 1 else "FAIL (target < 1 s)"))
+    for (trials, retry), secs in slider_redraw().items():
+        default = (trials, retry) == (100, "none")  # the panel as a lesson first shows it
+        rows.append((f"fault panel: slider move -> {trials} trials (retry {retry}) + 2 plots"
+                     + (" [default]" if default else ""), f"{secs:.2f} s",
+                     ("PASS" if secs < 1 else "FAIL (target < 1 s)") if default else "(for reference)"))
     width = max(len(r[0]) for r in rows)
     print(f"{'measurement':<{width}}  {'result':>14}  verdict")
     for name, value, verdict in rows:

@@ -224,14 +224,15 @@ def _label(persona: str) -> str:
 
 def plot_comparison(table: Comparison):
     """A grid: rows are personas, columns are steps; colour = reply class, text = codes."""
-    from matplotlib.figure import Figure
     from matplotlib.patches import Patch, Rectangle
+
+    from .plots import LabFigure
 
     if not isinstance(table, Comparison):
         raise LabValueError("plot_comparison() wants the table that compare() or compare_steps() returns")
     font = 13  # readable on a workshop projector
     n_rows, n_cols = len(table.personas), len(table.steps)
-    fig = Figure(figsize=(2.6 * n_cols + 2.5, 0.9 * n_rows + 2.2), layout="constrained")
+    fig = LabFigure(figsize=(2.6 * n_cols + 2.5, 0.9 * n_rows + 2.2), layout="constrained")
     ax = fig.add_subplot()
     for r, persona in enumerate(table.personas):
         for c, cell in enumerate(table.cells[persona]):

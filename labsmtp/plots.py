@@ -10,6 +10,7 @@ Font sizes are chosen for a workshop projector.
 
 from __future__ import annotations
 
+import io
 from collections import Counter
 
 from matplotlib.figure import Figure
@@ -33,8 +34,22 @@ _HATCHES = ("", "//", "..", "xx", "\\\\", "oo", "++")  # tell codes of one class
 _FONT = 13
 
 
+class LabFigure(Figure):
+    """A Figure that shows itself in a notebook as a PNG, with or without pyplot.
+
+    The lab builds figures without pyplot (thread-safe, no global state), and
+    the notebook's inline backend only draws pyplot's figures; so each figure
+    renders itself when it is a cell's value.
+    """
+
+    def _repr_png_(self) -> bytes:
+        buf = io.BytesIO()
+        self.savefig(buf, format="png", dpi=100)
+        return buf.getvalue()
+
+
 def _figure(size=(9, 5)) -> Figure:
-    fig = Figure(figsize=size, layout="constrained")
+    fig = LabFigure(figsize=size, layout="constrained")
     return fig
 
 

@@ -6,10 +6,13 @@ import html
 
 from .style import CLASS_COLOURS, CLIENT_COLOUR, INJECTED_COLOUR
 
+# JupyterLab right-aligns table cells (.jp-RenderedHTMLCommon td) with a more
+# specific selector than ours: out-specify it, or the transcript reads backwards.
 _CSS = (
     "<style>.labsmtp-t{border-collapse:collapse;font-family:monospace;font-size:13px}"
-    ".labsmtp-t td,.labsmtp-t th{padding:2px 8px;text-align:left;vertical-align:top;"
-    "border-bottom:1px solid #ddd}.labsmtp-t th{background:#f3f3f3}</style>"
+    ".labsmtp-t td,.labsmtp-t th,.jp-RenderedHTMLCommon .labsmtp-t td,"
+    ".jp-RenderedHTMLCommon .labsmtp-t th{padding:2px 8px;text-align:left;"
+    "vertical-align:top;border-bottom:1px solid #ddd}.labsmtp-t th{background:#f3f3f3}</style>"
 )
 
 

@@ -46,6 +46,13 @@ def _own_server(server, name: str):
     return LabServer(name=name, seed=1).start()
 
 
+def _ensure_running(server) -> None:
+    # A lesson's last cell stops its servers (stop_all), yet a learner may go back
+    # and press a button: start the server again rather than fail.
+    if not server.running:
+        server.start()
+
+
 # --- the dialogue stepper ----------------------------------------------------
 
 _STEPS = [
@@ -87,6 +94,7 @@ class DialogueStepper(W.VBox):
         """Open a new connection (closing the old one) and show the greeting."""
         if self.client is not None:
             self.client.close()
+        _ensure_running(self.server)
         self.client = self.server.client(connect=False, timeout=5.0)
         try:
             reply = self.client.connect()
@@ -176,7 +184,7 @@ class FaultLab(W.VBox):
         self.seed = W.IntText(value=seed, description="seed")
         self.trials = W.IntSlider(value=trials, min=10, max=2000, step=10, description="trials",
                                   continuous_update=False)
-        self.retry = W.ToggleButtons(options=list(POLICIES), value="mta", description="retry")
+        self.retry = W.ToggleButtons(options=list(POLICIES), value="none", description="retry")
         self.run_button = W.Button(description="Run", button_style="primary", icon="play")
         self.run_button.on_click(lambda _b: self.run())
         self.progress = W.IntProgress(value=0, min=0, max=trials, description="progress")
@@ -215,6 +223,7 @@ class FaultLab(W.VBox):
     def run(self):
         """Run the trials for the current settings and redraw (errors go to the panel)."""
         started = time.perf_counter()
+        _ensure_running(self.server)
         if self.probability.value <= 0:
             faults = []
         else:

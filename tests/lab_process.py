@@ -53,8 +53,12 @@ def isolated_env(tmp: Path) -> dict[str, str]:
     change what the test sees, and the test must not write there.
     """
     env = dict(os.environ)
-    for var, sub in (("JUPYTER_CONFIG_DIR", "config"), ("JUPYTER_DATA_DIR", "data"),
-                     ("JUPYTER_RUNTIME_DIR", "runtime"), ("IPYTHONDIR", "ipython")):
+    for var, sub in (
+        ("JUPYTER_CONFIG_DIR", "config"),
+        ("JUPYTER_DATA_DIR", "data"),
+        ("JUPYTER_RUNTIME_DIR", "runtime"),
+        ("IPYTHONDIR", "ipython"),
+    ):
         (tmp / sub).mkdir(parents=True, exist_ok=True)
         env[var] = str(tmp / sub)
     env.pop("JUPYTER_PATH", None)
@@ -65,8 +69,15 @@ def isolated_env(tmp: Path) -> dict[str, str]:
 def start(cmd: list[str], *, cwd: Path, env: dict[str, str], log: Path) -> subprocess.Popen:
     """Start ``cmd`` in a new process group, output to ``log`` (a pipe nobody reads can fill up)."""
     with open(log, "wb") as out:
-        return subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            cmd,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def log_tail(log: Path, lines: int = 40) -> str:
@@ -87,8 +98,9 @@ def get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
         return 0, b""
 
 
-def wait_for_status(proc: subprocess.Popen, port: int, token: str, log: Path,
-                    timeout: float = 60.0) -> dict:
+def wait_for_status(
+    proc: subprocess.Popen, port: int, token: str, log: Path, timeout: float = 60.0
+) -> dict:
     """Poll /api/status until it answers 200 (the server is up); its JSON.
 
     Fails at once, with the server's log, if the process exits first (a taken
@@ -98,8 +110,9 @@ def wait_for_status(proc: subprocess.Popen, port: int, token: str, log: Path,
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise AssertionError(f"the server exited with {proc.returncode} before answering "
-                                 f"{url}:\n{log_tail(log)}")
+            raise AssertionError(
+                f"the server exited with {proc.returncode} before answering {url}:\n{log_tail(log)}"
+            )
         status, body = get(url, timeout=2.0)
         if status == 200:
             return json.loads(body)
@@ -107,31 +120,44 @@ def wait_for_status(proc: subprocess.Popen, port: int, token: str, log: Path,
     raise AssertionError(f"no 200 from {url} within {timeout:.0f} s:\n{log_tail(log)}")
 
 
-def stop(proc: subprocess.Popen, port: int | None = None, token: str | None = None,
-         timeout: float = 15.0) -> None:
+def stop(
+    proc: subprocess.Popen, port: int | None = None, token: str | None = None, timeout: float = 15.0
+) -> None:
     """Stop the server and its process group; safe to call on a process that already exited.
 
     With a port and token it first asks the server to shut down (POST
     /api/shutdown: kernels are shut down too), then SIGTERM, then SIGKILL.
     """
     if port is not None and token is not None and proc.poll() is None:
-        req = urllib.request.Request(f"http://{HOST}:{port}/api/shutdown?token={token}",
-                                     method="POST")
+        req = urllib.request.Request(
+            f"http://{HOST}:{port}/api/shutdown?token={token}", method="POST"
+        )
         try:
             urllib.request.urlopen(req, timeout=5).close()
             proc.wait(timeout=timeout)
         except (OSError, urllib.error.URLError, subprocess.TimeoutExpired):
             pass
     for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+        if not _group_alive(proc):
+            break
         try:
             os.killpg(proc.pid, sig)  # the group: make and its jupyter, or jupyter alone
         except ProcessLookupError:
-            break  # the whole group is gone
-        try:
-            proc.wait(timeout=wait)
-        except subprocess.TimeoutExpired:
-            continue
+            break
+        deadline = time.monotonic() + wait
+        while _group_alive(proc) and time.monotonic() < deadline:
+            time.sleep(0.05)
     proc.wait(timeout=5)
+
+
+def _group_alive(proc: subprocess.Popen) -> bool:
+    """True while any process of ``proc``'s group exists (``proc`` is reaped, not a zombie)."""
+    proc.poll()
+    try:
+        os.killpg(proc.pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def wait_until_port_is_free(port: int, timeout: float = 10.0) -> bool:

@@ -32,12 +32,11 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-import pytest
-from conftest import require_tool
-
 import lab_process
+import pytest
+from conftest import NO_SKIP, require_tool
 
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(240)]
 
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
@@ -65,7 +64,9 @@ SETTINGS = {
     "@jupyterlab/notebook-extension:tracker": {"windowingMode": "none"},
     # no "receive official Jupyter news?" toast, no update check, no toasts at all
     "@jupyterlab/apputils-extension:notification": {
-        "fetchNews": "false", "checkForUpdates": False, "doNotDisturbMode": True,
+        "fetchNews": "false",
+        "checkForUpdates": False,
+        "doNotDisturbMode": True,
     },
     # the extension manager would ask PyPI: no network needed, none used
     "@jupyterlab/extensionmanager-extension:plugin": {"enabled": False},
@@ -114,7 +115,8 @@ RUN_STATE_JS = """(path) => {
 
 RUN_DONE_JS = f"""(path) => {{
   const s = ({RUN_STATE_JS})(path);
-  return s.running === 0 && s.kernel === 'idle' && (s.counted === s.cells || s.errors > 0);
+  return s.kernel === 'dead'
+    || (s.running === 0 && s.kernel === 'idle' && (s.counted === s.cells || s.errors > 0));
 }}"""
 
 # Every code cell: its index, source, error/stderr outputs, and whether it shows an image.
@@ -144,8 +146,11 @@ def playwright_api():
     """playwright.sync_api; without it or chromium: a skip locally, a failure in CI."""
     require_tool("chromium", CHROMIUM)
     if importlib.util.find_spec("playwright") is None:
-        # The package's console script is missing too, so require_tool reports it.
-        require_tool("playwright", str(Path(sys.executable).with_name("playwright")))
+        # A pip package, not a program: require_tool's rule with pip's advice.
+        msg = "playwright is not installed (it is in requirements-dev.txt: make test installs it)"
+        if NO_SKIP:
+            pytest.fail(msg)
+        pytest.skip(msg)
     from playwright import sync_api
 
     return sync_api
@@ -169,25 +174,21 @@ def lab(tmp_path_factory, playwright_api, request):
     started = time.perf_counter()
     tmp = tmp_path_factory.mktemp("browser-lab")
     root = tmp / "course"
-    shutil.copytree(ROOT / "notebooks", root / "notebooks",
-                    ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    shutil.copytree(
+        ROOT / "notebooks", root / "notebooks", ignore=shutil.ignore_patterns(".ipynb_checkpoints")
+    )
     env = lab_process.isolated_env(tmp)
-    if os.environ.get("DEVHACK"):  # DEVHACK
-        import nbformat  # DEVHACK
-        f = root / "notebooks" / FAULT_LAB_LESSON  # DEVHACK
-        nb = nbformat.read(f, as_version=4)  # DEVHACK
-        nb.cells = [c for c in nb.cells if c.source.strip() != "stop_all()"]  # DEVHACK
-        for c in nb.cells:  # DEVHACK
-            if c.source.startswith("plots."): c.source = c.source.rstrip(";")  # DEVHACK
-        nb.cells[1].source = "%matplotlib inline\n" + nb.cells[1].source  # DEVHACK
-        nbformat.write(nb, f)  # DEVHACK
     labconfig = Path(env["JUPYTER_CONFIG_DIR"]) / "labconfig"
     labconfig.mkdir(parents=True)
     (labconfig / "default_setting_overrides.json").write_text(json.dumps(SETTINGS))
     port, token = lab_process.free_port(), lab_process.new_token()
     cmd = [
-        sys.executable, "-m", "jupyterlab", "--no-browser",
-        f"--ServerApp.ip={lab_process.HOST}", f"--ServerApp.port={port}",
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        f"--ServerApp.ip={lab_process.HOST}",
+        f"--ServerApp.port={port}",
         "--ServerApp.port_retries=0",  # a taken port is an error, not a quiet move
         f"--IdentityProvider.token={token}",
         f"--ServerApp.root_dir={root}",
@@ -197,6 +198,8 @@ def lab(tmp_path_factory, playwright_api, request):
         cmd.append("--allow-root")
     log = tmp / "jupyterlab.log"
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for old in SCREENSHOTS.glob("*.png"):  # this test's folder: no stale pictures
+        old.unlink()
     with ExitStack() as stack:
         proc = lab_process.start(cmd, cwd=root, env=env, log=log)
         stack.callback(lab_process.stop, proc, port, token)
@@ -214,11 +217,18 @@ def lab(tmp_path_factory, playwright_api, request):
         page = context.pages[0] if context.pages else context.new_page()
         page.set_default_timeout(WIDGET_S * 1000)
         # A workspace of its own: nothing restored from an earlier session.
-        page.goto(f"http://{lab_process.HOST}:{port}/lab/workspaces/browser-test?token={token}",
-                  timeout=LAB_START_S * 1000)
-        page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell",
-                               timeout=LAB_START_S * 1000)
-        page.evaluate("() => window.jupyterapp.restored")
+        page.goto(
+            f"http://{lab_process.HOST}:{port}/lab/workspaces/browser-test?token={token}",
+            timeout=LAB_START_S * 1000,
+        )
+        page.wait_for_function(
+            "() => window.jupyterapp && window.jupyterapp.shell", timeout=LAB_START_S * 1000
+        )
+        # (page.evaluate would await the promise without a timeout; a flag is waited for.)
+        page.evaluate(
+            "() => { window.jupyterapp.restored.then(() => { window.__restored = 1; }); }"
+        )
+        page.wait_for_function("() => window.__restored === 1", timeout=LAB_START_S * 1000)
         page.evaluate("() => window.jupyterapp.shell.collapseLeft()")  # room for the lesson
         lab = Lab(f"http://{lab_process.HOST}:{port}", token, log, page)
         lab.timings["Lab and browser started"] = time.perf_counter() - started
@@ -252,6 +262,7 @@ def run_lesson(lab: Lab, name: str) -> Lesson:
     page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
     page.wait_for_function(RUN_DONE_JS, arg=path, timeout=RUN_ALL_S * 1000, polling=100)
     lesson = Lesson(lab, name, page.evaluate(RUN_STATE_JS, path), page.evaluate(CELLS_JS, path))
+    assert lesson.state["kernel"] != "dead", f"{name}: the kernel died during Run All"
     lab.timings[f"{name}: opened and ran all cells"] = time.perf_counter() - started
     if lesson.state["errors"]:  # a picture of the first error, for whoever reads the CI log
         shoot(page, page.locator(ERROR_OUTPUTS).first, SCREENSHOTS / f"{name[:2]}-ERROR.png")
@@ -262,8 +273,9 @@ def close_lesson(lab: Lab, name: str) -> None:
     """Shut down the lesson's kernel and close it (the temporary copy is not saved)."""
     path = f"notebooks/{name}"
     lab.page.evaluate(CLOSE_JS, path)
-    lab.page.wait_for_function("(path) => window.__labsmtp[path].panel.isDisposed", arg=path,
-                               timeout=KERNEL_S * 1000)
+    lab.page.wait_for_function(
+        "(path) => window.__labsmtp[path].panel.isDisposed", arg=path, timeout=KERNEL_S * 1000
+    )
 
 
 @pytest.fixture
@@ -278,6 +290,15 @@ def fault_lab_lesson(lab):
     close_lesson(lab, FAULT_LAB_LESSON)
 
 
+@pytest.fixture(autouse=True)
+def screenshot_on_failure(lab, request):
+    """After a failed test, a picture of the page as it was: <test name>-FAILED.png."""
+    failed_before = request.session.testsfailed
+    yield
+    if request.session.testsfailed > failed_before:  # the call's report is already counted
+        lab.page.screenshot(path=str(SCREENSHOTS / f"{request.node.name}-FAILED.png"))
+
+
 def shoot(page, locator, path: Path) -> None:
     """A screenshot of the page with ``locator`` scrolled to the top."""
     locator.evaluate("el => el.scrollIntoView({block: 'start'})")
@@ -287,7 +308,8 @@ def shoot(page, locator, path: Path) -> None:
 
 def assert_ran_clean(lesson: Lesson) -> None:
     page = lesson.page
-    assert lesson.problems() == [], f"{lesson.name}: error or stderr outputs"
+    problems = lesson.problems()
+    assert not problems, f"{lesson.name}: error or stderr outputs:\n" + "\n".join(problems)
     assert page.locator(ERROR_OUTPUTS).count() == 0
     assert lesson.state["counted"] == lesson.state["cells"], f"not every cell ran: {lesson.state}"
     assert page.get_by_text("Error displaying widget").count() == 0
@@ -304,8 +326,16 @@ def test_start_lesson_runs_clean_and_shows_the_transcript_table(start_lesson):
     transcript = page.locator("table.labsmtp-t", has=page.locator("th", has_text="who")).last
     transcript.wait_for(state="visible")
     text = transcript.inner_text()
-    for expected in ("220 ", "HELO client.example.org", "MAIL FROM:<learner@example.org>",
-                     "DATA", "QUIT", "221 ", "client", "server"):
+    for expected in (
+        "220 ",
+        "HELO client.example.org",
+        "MAIL FROM:<learner@example.org>",
+        "DATA",
+        "QUIT",
+        "221 ",
+        "client",
+        "server",
+    ):
         assert expected in text, f"{expected!r} is not in the transcript table:\n{text}"
     shoot(page, transcript, SCREENSHOTS / "00-start-here.png")
 
@@ -324,8 +354,9 @@ def test_fault_lab_lesson_runs_clean_and_renders_its_widgets(fault_lab_lesson):
 
     panel = fault_lab_panel(page)
     panel.wait_for(state="visible")
-    probability = panel.locator(".widget-slider", has=page.locator(".widget-label",
-                                                                    has_text="probability"))
+    probability = panel.locator(
+        ".widget-slider", has=page.locator(".widget-label", has_text="probability")
+    )
     assert probability.locator(".noUi-handle").is_visible(), "no probability slider"
     assert panel.get_by_role("button", name="Run").is_visible(), "no Run button"
     assert panel.locator(".widget-slider").count() >= 3  # probability, delay, trials
@@ -340,7 +371,7 @@ def test_fault_lab_lesson_shows_every_plot_it_draws(fault_lab_lesson):
     plot_cells = [c for c in fault_lab_lesson.cells if PLOT_CALL.search(c["source"])]
     assert plot_cells, "the lesson has no plots.<name>(...) cell any more: update this test"
     blank = [f"cell {c['index']}: {c['source'].strip()}" for c in plot_cells if not c["image"]]
-    assert blank == [], "these cells draw a plot but show no image"
+    assert not blank, "these cells draw a plot but show no image:\n" + "\n".join(blank)
 
 
 def test_fault_lab_panel_redraws_when_a_control_changes_and_run_is_pressed(fault_lab_lesson):
@@ -350,8 +381,9 @@ def test_fault_lab_panel_redraws_when_a_control_changes_and_run_is_pressed(fault
     panel.evaluate("el => el.scrollIntoView({block: 'start'})")
     image = panel.locator("img.widget-image")
     message = panel.locator(".widget-html").first  # "fault: ...; N trials in ..."
-    probability = panel.locator(".widget-slider", has=page.locator(".widget-label",
-                                                                    has_text="probability"))
+    probability = panel.locator(
+        ".widget-slider", has=page.locator(".widget-label", has_text="probability")
+    )
     first_plot = image.get_attribute("src")
     assert first_plot, "the plot image has no src"
     # Count the runs from here on: every run first resets the progress bar to 0%.
@@ -369,26 +401,45 @@ def test_fault_lab_panel_redraws_when_a_control_changes_and_run_is_pressed(fault
     probability.locator(".noUi-handle").focus()
     probability.locator(".noUi-handle").press("ArrowRight")
     readout = probability.locator(".widget-readout")
-    page.wait_for_function("el => el.textContent.trim() === '0.35'",
-                           arg=readout.element_handle())
-    page.wait_for_function(redrawn, arg=[image.element_handle(), first_plot,
-                                         message.element_handle(), 1], timeout=WIDGET_S * 1000)
+    page.wait_for_function("el => el.textContent.trim() === '0.35'", arg=readout.element_handle())
+    page.wait_for_function(
+        redrawn,
+        arg=[image.element_handle(), first_plot, message.element_handle(), 1],
+        timeout=WIDGET_S * 1000,
+    )
     text = message.inner_text()
     assert "not running" not in text, (
         f"the fault lab panel says {text!r}: after Run All the lesson's last cell "
-        "(stop_all()) has stopped the server the panel runs its trials against")
+        "(stop_all()) has stopped the server the panel runs its trials against"
+    )
     assert "0.35" in text, f"the panel did not run with the new probability: {text!r}"
     moved_plot = image.get_attribute("src")
 
     # ... and presses Run: the trials run again and the plot is drawn again.
     panel.get_by_role("button", name="Run").click()
-    page.wait_for_function(redrawn, arg=[image.element_handle(), first_plot,
-                                         message.element_handle(), 2], timeout=WIDGET_S * 1000)
+    page.wait_for_function(
+        redrawn,
+        arg=[image.element_handle(), first_plot, message.element_handle(), 2],
+        timeout=WIDGET_S * 1000,
+    )
     assert "0.35" in message.inner_text() and "not running" not in message.inner_text()
     assert image.get_attribute("src") not in (first_plot, None)
     assert moved_plot != first_plot
     assert fault_lab_lesson.page.locator(ERROR_OUTPUTS).count() == 0
     shoot(page, panel, SCREENSHOTS / "06-fault-lab-after-run.png")
-    panel.screenshot(path=str(SCREENSHOTS / "fault-lab-panel.png"))
+    # For the README: JupyterLab's menu and tab, the panel, down to the bottom of its plots.
+    plots_bottom = image.bounding_box()
+    page.screenshot(
+        path=str(SCREENSHOTS / "fault-lab-readme.png"),
+        clip={
+            "x": 0,
+            "y": 0,
+            "width": page.viewport_size["width"],
+            "height": min(
+                page.viewport_size["height"], plots_bottom["y"] + plots_bottom["height"] + 4
+            ),
+        },
+    )
     lab.timings["fault lab: slider moved, Run pressed, plot redrawn"] = (
-        time.perf_counter() - started)
+        time.perf_counter() - started
+    )
