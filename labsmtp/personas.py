@@ -119,8 +119,6 @@ class Persona:
     source: str = ""
     # Behaviour that differs between real servers, not just wording.
     requires_brackets: bool = True  # MAIL FROM:a@b (no <>) is a syntax error
-    unknown_command_counts_as_error: bool = True
-    hard_error_limit: int = 20  # Postfix smtpd_hard_error_limit
     helo_required_default: bool = False
     extras: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
     # How real servers differ in what they do, not only in what they say.  Each
