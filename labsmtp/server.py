@@ -902,7 +902,12 @@ class LabServer:
         with _registry_lock:
             old = _registry.get(self.name)
         if old is not None and old is not self:
+            # Re-running a cell lands here: replace, never "address in use". Say so,
+            # in case two different servers were given the same (default) name.
+            where = f"{old.host}:{old._port}" if old.running else "stopped"
             old.stop()
+            print(f"labsmtp: stopped the earlier server named {self.name!r} ({where}) and started "
+                  f"this one; give servers different name= values to run several at once.")
         port = self._requested_port or 0
         if port:
             _check_port(self.host, port)

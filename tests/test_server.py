@@ -65,10 +65,11 @@ def test_stop_is_idempotent_and_start_after_stop_works():
     assert first > 0
 
 
-def test_rerunning_a_cell_replaces_the_server_with_the_same_name():
+def test_rerunning_a_cell_replaces_the_server_with_the_same_name(capsys):
     a = LabServer(name="lesson").start()
     b = LabServer(name="lesson").start()  # what re-running the cell does
     assert not a.running and b.running
+    assert "stopped the earlier server named 'lesson'" in capsys.readouterr().out
     assert [s for s in running_servers() if s.name == "lesson"] == [b]
     b.stop()
 
