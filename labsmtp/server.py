@@ -57,7 +57,8 @@ logging.getLogger("mail.log").propagate = False
 
 DEFAULT_HOSTNAME = "mx.lab.example.org"
 _REVERSE_NAMES = {"127.0.0.1": "localhost", "::1": "localhost"}  # {peer}: what a PTR lookup says
-_READ_LIMIT = 8192  # stream buffer; lines past this are drained and refused
+_READ_LIMIT = 16384  # stream buffer (fits RFC 4954's 12,288-octet AUTH lines); longer are refused
+_AUTH_LINE_LIMIT = 12288  # RFC 4954 §4: AUTH lines may be this long, whatever the command limit
 _DATA_LINES_KEPT = 200  # message lines recorded per message; the rest summarised
 _ESMTP_PARAMS = {"MAIL": {"SIZE", "BODY", "SMTPUTF8", "RET", "ENVID", "AUTH"},
                  "RCPT": {"NOTIFY", "ORCPT"}}
@@ -448,7 +449,10 @@ class _LabSMTP(SMTP):
             return await self._reply("bad_bytes", None)
         if not line.strip():
             return await self._unknown("empty_line", None)
-        if len(raw if raw.endswith(b"\r\n") else raw + b"\r") > self.policy.command_line_limit:
+        limit = self.policy.command_line_limit
+        if verb == "AUTH":
+            limit = max(limit, _AUTH_LINE_LIMIT)
+        if len(raw if raw.endswith(b"\r\n") else raw + b"\r") > limit:
             return await self._reply("line_too_long", verb)
         arg = line[len(verb):].strip()
         try:

@@ -499,3 +499,16 @@ def test_mail_after_starttls_needs_a_fresh_ehlo_even_where_helo_is_optional():
         assert c.mail("a@example.org").code == 503
         c.ehlo("client.example.org")
         assert c.mail("a@example.org").code == 250
+
+
+def test_auth_lines_may_be_longer_than_the_command_limit():
+    # RFC 4954 §4: an AUTH command line (with its initial response) may be up
+    # to 12,288 octets, far beyond RFC 5321's 512 for other commands.
+    password = "p" * 6000  # base64 of "\0alice\0" + this is about 8 kB
+    with LabServer(name="long-auth", users={"alice": password}) as s:
+        c = s.client()
+        c.ehlo("client.example.org")
+        c.starttls()
+        c.ehlo("client.example.org")
+        assert c.auth("alice", password).code == 235
+        assert c.raw("NOOP " + "x" * 600).code == 500  # other commands keep the 512 limit
