@@ -145,33 +145,9 @@ def memory(dialogues: int) -> dict:
 
 def slow_client() -> dict:
     """50 full dialogues while another client sends one byte a second."""
-    import socket
-
-    with LabServer(name="bench-slow", idle_timeout=30) as s:
-        slow = socket.create_connection(s.address, timeout=10)
-        slow.recv(1024)
-        stop = threading.Event()
-
-        def trickle():
-            for byte in b"EHLO slow.example.org\r\n":
-                if stop.wait(1.0):
-                    return
-                slow.sendall(bytes([byte]))
-
-        t = threading.Thread(target=trickle)
-        t.start()
-        time.sleep(1.5)
-        started = time.perf_counter()
-        for i in range(50):
-            c = s.client()
-            c.ehlo(), c.mail("f@example.org"), c.rcpt("postmaster@lab.example.org")
-            c.data(f"Subject: {i}\r\n\r\nx\r\n"), c.quit()
-        elapsed = time.perf_counter() - started
-        stop.set()
-        t.join()
-        slow.close()
-        return {"dialogues beside a 1 byte/s client": 50, "seconds": round(elapsed, 2),
-                "delivered": len(s.mailbox)}
+    elapsed, delivered = T.beside_a_slow_client(50)
+    return {"dialogues beside a 1 byte/s client": 50, "seconds": round(elapsed, 2),
+            "delivered": delivered}
 
 
 def main(argv=None) -> int:

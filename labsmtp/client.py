@@ -146,9 +146,8 @@ class StepClient:
         self.state = State.CONNECTED
         reply = self._read_reply("CONNECT", time.perf_counter())
         self.history.append(Exchange(b"", reply, self.tls))
-        if reply.code is not None and reply.code != 220:
-            # 554 or 421 instead of 220: no service here (§3.1); only QUIT is useful.
-            pass
+        # A 554 or 421 instead of 220 means no service here (§3.1): it is returned,
+        # not raised, and only QUIT is useful after it.
         return reply
 
     def close(self) -> None:

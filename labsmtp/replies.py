@@ -10,8 +10,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from .states import Command
-
 # §4.2.1: the first digit.
 FIRST_DIGIT = {
     "2": "Positive completion: the requested action has been done.",
@@ -176,7 +174,7 @@ def legal_codes(command: str) -> frozenset[int]:
 
 
 def is_legal(command: str | None, code: int) -> bool:
-    """True if ``code`` is a reply RFC 5321 §4.3.2 allows after ``command``."""
+    """True if RFC 5321 §4.3.2 lists ``code`` for ``command`` (421, 500 and 501 always count)."""
     if command is None or str(command).upper() not in LEGAL_REPLIES:
         return 200 <= code <= 599
     return code in legal_codes(command)
@@ -347,14 +345,3 @@ def reply_is_complete(buffer: bytes) -> int:
         pos = nl + 1
         if len(line) < 4 or line[3:4] != b"-":
             return pos
-
-
-def command_of(line: str) -> Command | None:
-    """The ``Command`` a client line starts with, or None for unknown verbs."""
-    verb = line.strip().split(" ", 1)[0].upper() if line.strip() else ""
-    if verb == ".":
-        return None
-    try:
-        return Command(verb)
-    except ValueError:
-        return None

@@ -171,7 +171,6 @@ class _Session:
 
     state: State = State.CONNECTED
     errors: int = 0
-    esmtp: bool = False
     unknown: int = 0  # unknown commands so far (Persona.unknown_command_limit)
     tls_restarted: bool = False  # STARTTLS done: a fresh EHLO is needed before MAIL
 
@@ -605,7 +604,7 @@ class _LabSMTP(SMTP):
         # Only a sequence variant (clamsmtpd's "data_spooled_first") lets DATA through
         # without recipients: the table's own refusal then answers the final dot.
         refuse = None if before is State.RCPT else states.refusal(before, Command.DATA)
-        go = await self._reply("data_go", "DATA")
+        await self._reply("data_go", "DATA")
         self._set_state(State.DATA)
         final = await self._receive_message(refuse=refuse)
         if final is not None and refuse is not None:
@@ -616,7 +615,6 @@ class _LabSMTP(SMTP):
             self._set_post_data_state()
             if final.klass in ("4xx", "5xx"):
                 self.lab_session.errors += 1
-        del go
         return None
 
     async def _receive_message(self, refuse: str | None = None) -> Reply | None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
@@ -204,6 +203,3 @@ class Transcript:
 
         return transcript_html(self.lines(), dropped=self.dropped)
 
-
-def now() -> float:
-    return time.time()

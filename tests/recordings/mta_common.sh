@@ -1,5 +1,5 @@
-# Helpers shared by record_exim.sh, record_sendmail.sh, record_opensmtpd.sh
-# and record_clamsmtpd.sh.  Sourced, not run.
+# Helpers shared by record_postfix.sh, record_exim.sh, record_sendmail.sh,
+# record_opensmtpd.sh and record_clamsmtpd.sh.  Sourced, not run.
 #
 # These MTAs conflict with the installed postfix as Debian packages, so they
 # are never `apt-get install`ed: their .deb files are fetched with

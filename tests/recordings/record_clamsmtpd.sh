@@ -108,37 +108,9 @@ mkdir -p "$PF/etc" "$PF/spool" "$PF/lib"
 chown root:root "$PF/etc" "$PF/spool"
 chown postfix:postfix "$PF/lib"
 chmod 0755 "$PF" "$PF/etc" "$PF/spool" "$PF/lib"
-BACKEND_SETTINGS="$(cat <<'EOF'
-compatibility_level = 3.6
-myhostname = mx.lab.example.org
-mydomain = lab.example.org
-myorigin = $mydomain
-mydestination = $myhostname, lab.example.org, localhost
-mynetworks = 127.0.0.1/32
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-smtpd_banner = $myhostname ESMTP $mail_name (Debian/GNU)
-biff = no
-append_dot_mydomain = no
-readme_directory = no
-smtpd_helo_required = yes
-smtpd_helo_restrictions = reject_invalid_helo_hostname, reject_non_fqdn_helo_hostname
-smtpd_delay_reject = no
-smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
-message_size_limit = 1048576
-local_recipient_maps =
-alias_maps =
-alias_database =
-smtpd_tls_security_level = none
-smtp_tls_security_level = none
-smtpd_sasl_auth_enable = no
-default_transport = discard
-relay_transport = discard
-local_transport = discard
-virtual_transport = discard
-smtpd_authorized_xclient_hosts = 127.0.0.1
-EOF
-)"
+# The recorded Postfix's own settings, plus trust for clamsmtpd's XCLIENT (left off).
+BACKEND_SETTINGS="$(grep -v '^#' "$HERE/postfix-lab.cf")
+smtpd_authorized_xclient_hosts = 127.0.0.1"
 cat >"$PF/etc/main.cf" <<EOF
 # Throw-away backend made by tests/recordings/record_clamsmtpd.sh
 config_directory = $PF/etc

@@ -19,7 +19,7 @@ OUT="${OUT:-$HERE/postfix-3.7.json}"
 POSTFIX=/usr/sbin/postfix
 POSTCONF=/usr/sbin/postconf
 
-die() { echo "record_postfix: $*" >&2; exit 1; }
+. "$HERE/mta_common.sh"  # die, port_open, port_greets
 
 [[ $EUID -eq 0 ]] || die "must run as root (Postfix's master runs as root)"
 [[ -x $POSTFIX && -x $POSTCONF ]] || die "postfix is not installed (apt-get install postfix)"
@@ -27,37 +27,6 @@ command -v python3 >/dev/null || die "python3 is needed"
 getent passwd postfix >/dev/null || die "no 'postfix' user (is the postfix package installed?)"
 getent group postdrop >/dev/null || die "no 'postdrop' group (is the postfix package installed?)"
 [[ $PORT =~ ^[0-9]+$ ]] || die "PORT must be a number"
-
-port_open() {
-    python3 - "$1" <<'EOF'
-import socket, sys
-s = socket.socket()
-s.settimeout(1)
-try:
-    s.connect(("127.0.0.1", int(sys.argv[1])))
-except OSError:
-    sys.exit(1)
-s.close()
-EOF
-}
-
-# Reads the greeting and says QUIT, so that the probe is a clean session.
-port_greets() {
-    python3 - "$1" <<'EOF'
-import socket, sys
-try:
-    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2)
-    f = s.makefile("rb")
-    line = f.readline()
-    if not line.startswith(b"220"):
-        sys.exit(1)
-    s.sendall(b"QUIT\r\n")
-    f.readline()
-    s.close()
-except OSError:
-    sys.exit(1)
-EOF
-}
 
 port_open "$PORT" && die "something already listens on 127.0.0.1:$PORT (a leftover run? choose another PORT=)"
 
@@ -105,36 +74,7 @@ trap 'exit 130' INT TERM
 
 # The settings that shape what the server answers.  They are written to
 # main.cf verbatim and recorded verbatim in the fixture's "settings" field.
-SETTINGS="$(cat <<'EOF'
-compatibility_level = 3.6
-myhostname = mx.lab.example.org
-mydomain = lab.example.org
-myorigin = $mydomain
-mydestination = $myhostname, lab.example.org, localhost
-mynetworks = 127.0.0.1/32
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-smtpd_banner = $myhostname ESMTP $mail_name (Debian/GNU)
-biff = no
-append_dot_mydomain = no
-readme_directory = no
-smtpd_helo_required = yes
-smtpd_helo_restrictions = reject_invalid_helo_hostname, reject_non_fqdn_helo_hostname
-smtpd_delay_reject = no
-smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
-message_size_limit = 1048576
-local_recipient_maps =
-alias_maps =
-alias_database =
-smtpd_tls_security_level = none
-smtp_tls_security_level = none
-smtpd_sasl_auth_enable = no
-default_transport = discard
-relay_transport = discard
-local_transport = discard
-virtual_transport = discard
-EOF
-)"
+SETTINGS="$(grep -v '^#' "$HERE/postfix-lab.cf")"
 
 # Plumbing: where this throw-away instance lives (not behaviour; not recorded).
 cat >"$CONF/main.cf" <<EOF
