@@ -1,11 +1,31 @@
-"""Record what a real SMTP server answers to the scripted dialogues.
+"""Record what a real SMTP server answers to scripted or generated dialogues.
 
     python tests/recordings/record.py --server 127.0.0.1:10025 \
         --software "Postfix 3.7.11" --out tests/recordings/postfix-3.7.json
+    python tests/recordings/record.py --server 127.0.0.1:25 --dialogues generated/corpus.json ...
 
-Every dialogue in dialogues.json is replayed over a fresh TCP connection,
-from the client address it names (127.0.0.x are all loopback on Linux), one
-line at a time: send a line, read exactly one (possibly multi-line) reply.
+Every dialogue is replayed over a fresh TCP connection, from the client
+address it names (127.0.0.x are all loopback on Linux).  The item kinds are
+described in generate.py; in short: a string is one command line (CRLF
+added, one reply read), ``raw`` is exact bytes (N replies read),
+``pipeline`` is several commands in one write (one reply read per command),
+``message``/``message_raw``/``message_bytes`` is a message body, sent only
+after a 354, and ``bdat`` is a BDAT command with its chunk (RFC 3030).
+
+Each item gives one exchange (a raw or pipeline item one per reply read):
+``{"sent": ..., "reply": [lines]}``, or ``"reply": null`` with an
+``"outcome"``: ``"closed"`` (the server closed the connection; nothing more
+is sent), ``"timeout"`` (no complete reply within --timeout seconds: a hang
+is data, not a crash; later replies in the same dialogue are waited for
+--after-timeout seconds only), ``"skipped"`` (a message not sent because the
+reply before it was not 354), ``"none expected"`` (raw bytes that end no
+line).  Replies that arrive unasked right after raw bytes, a pipelined group,
+a raw message, a BDAT chunk or an over-long line (within --settle seconds)
+are kept in ``"extra"`` on that exchange.  After a 220 reply to STARTTLS the
+recorder starts TLS (no certificate checks) and goes on inside it
+(``"tls": version``).  Reply lines are decoded as UTF-8, undecodable bytes
+as backslash escapes.
+
 The result is a JSON file that the persona tests compare the lab against.
 Standard library only, so it runs before the lab's own venv exists.
 """
@@ -16,27 +36,107 @@ import argparse
 import datetime as _dt
 import json
 import pathlib
+import select
 import socket
+import ssl
 import sys
+import time
 
 HERE = pathlib.Path(__file__).resolve().parent
+CRLF = b"\r\n"
+LONG_LINE = 510  # octets before CRLF; longer command lines get a settle time (RFC 5321 4.5.3.1.4)
 
 
-def _read_reply(sock_file) -> list[str] | None:
-    """One SMTP reply: lines up to the one whose 4th character is a space."""
-    lines: list[str] = []
-    while True:
-        raw = sock_file.readline()
-        if not raw:
-            return lines or None  # connection closed
-        line = raw.decode("utf-8", "replace").rstrip("\r\n")
-        lines.append(line)
-        if len(line) < 4 or line[3] != "-":
-            return lines
+class Closed(Exception):
+    """The server closed the connection (or reset it)."""
+
+
+class Conn:
+    """A client connection with its own buffer, so that timeouts leave it usable."""
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.buf = b""
+        self.eof = False
+
+    def send(self, data: bytes) -> None:
+        try:
+            self.sock.sendall(data)
+        except OSError as exc:  # BrokenPipe, ConnectionReset, SSL errors
+            raise Closed(repr(exc)) from None
+
+    def _fill(self, deadline: float) -> bool:
+        """Read more bytes; False on timeout.  Sets eof when the server closed."""
+        if self.eof:
+            return True
+        pending = isinstance(self.sock, ssl.SSLSocket) and self.sock.pending()
+        if not pending:
+            wait = deadline - time.monotonic()
+            if wait <= 0:
+                return False
+            ready, _, _ = select.select([self.sock], [], [], wait)
+            if not ready:
+                return False
+        try:
+            data = self.sock.recv(65536)
+        except ssl.SSLWantReadError:
+            return True
+        except OSError:
+            data = b""
+        if not data:
+            self.eof = True
+        self.buf += data
+        return True
+
+    def read_line(self, deadline: float) -> bytes | None | str:
+        """One line without its line end; None at EOF; "timeout"."""
+        while True:
+            i = self.buf.find(b"\n")
+            if i >= 0:
+                line, self.buf = self.buf[: i + 1], self.buf[i + 1 :]
+                return line.rstrip(b"\r\n")
+            if self.eof:
+                if self.buf:
+                    line, self.buf = self.buf, b""
+                    return line
+                return None
+            if not self._fill(deadline):
+                return "timeout"
+
+    def read_reply(self, timeout: float) -> tuple[list[str] | None, str | None]:
+        """One (possibly multi-line) reply and an outcome (None, "closed", "timeout")."""
+        deadline = time.monotonic() + timeout
+        lines: list[str] = []
+        while True:
+            line = self.read_line(deadline)
+            if line is None or line == "timeout":
+                return (lines or None), ("closed" if line is None else "timeout")
+            lines.append(line.decode("utf-8", "backslashreplace"))
+            if len(line) < 4 or line[3:4] != b"-":
+                return lines, None
+
+    def has_data(self, wait: float) -> bool:
+        if self.buf or self.eof:
+            return bool(self.buf) or self.eof
+        if isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
+            return True
+        ready, _, _ = select.select([self.sock], [], [], wait)
+        return bool(ready)
+
+    def starttls(self) -> str:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        self.sock.settimeout(15)
+        self.sock = ctx.wrap_socket(self.sock)
+        self.sock.settimeout(None)
+        return self.sock.version() or "TLS"
 
 
 def message_payload(item: dict) -> bytes:
     """The bytes that carry a message body, dot-stuffed, ending <CRLF>.<CRLF>."""
+    if "message_raw" in item:
+        return item["message_raw"].encode("latin-1")
     if "message" in item:
         text = item["message"]
     else:
@@ -50,38 +150,179 @@ def message_payload(item: dict) -> bytes:
     return ("\r\n".join(stuffed) + "\r\n.\r\n").encode()
 
 
+def _short(text: str, limit: int = 300) -> str:
+    if len(text) <= limit:
+        return text
+    return f"{text[:120]}…[{len(text.encode('utf-8', 'surrogateescape'))} octets in all]…{text[-40:]}"
+
+
 def describe(item) -> str:
     if isinstance(item, str):
-        return item
+        return _short(item)
+    if "raw" in item:
+        return "raw " + _short(repr(item["raw"]))
+    if "message_raw" in item:
+        return f"<raw message of {len(item['message_raw'])} octets: {_short(repr(item['message_raw']), 120)}>"
     if "message" in item:
         return "<message>"
-    return f"<message of {item['message_bytes']} bytes>"
+    if "message_bytes" in item:
+        return f"<message of {item['message_bytes']} bytes>"
+    if "bdat" in item:
+        return f"BDAT {len(item['bdat'].encode('latin-1'))}{' LAST' if item.get('last') else ''}"
+    return json.dumps(item)[:200]
 
 
-def run_dialogue(host: str, port: int, dialogue: dict, timeout: float) -> dict:
+def _command_bytes(item) -> bytes:
+    if isinstance(item, str):
+        return item.encode("utf-8") + CRLF
+    return item["raw"].encode("latin-1")
+
+
+def _replies_for(item) -> int:
+    return 1 if isinstance(item, str) else int(item.get("replies", item["raw"].count("\n")))
+
+
+def _is_long(item) -> bool:
+    return isinstance(item, str) and len(item.encode("utf-8")) > LONG_LINE
+
+
+def _is_starttls(item) -> bool:
+    return isinstance(item, str) and item.strip().upper() == "STARTTLS"
+
+
+def run_dialogue(host: str, port: int, dialogue: dict, timeout: float = 8.0,
+                 after_timeout: float = 3.0, settle: float = 0.3, bdat_wait: float = 1.5) -> dict:
+    """Replay one dialogue against HOST:PORT and return what was said."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
     sock.bind((dialogue.get("client", "127.0.0.1"), 0))
+    sock.settimeout(timeout)
     sock.connect((host, port))
-    f = sock.makefile("rb")
-    exchanges = [{"sent": None, "reply": _read_reply(f)}]
-    for item in dialogue["lines"]:
-        if exchanges[-1]["reply"] is None:
-            break  # the server hung up; nothing more can be said
-        try:
-            if isinstance(item, str):
-                sock.sendall(item.encode() + b"\r\n")
+    sock.settimeout(None)
+    conn = Conn(sock)
+    tmo = timeout
+    exchanges: list[dict] = []
+    closed = False
+
+    def reply(sent: str, **extra) -> dict:
+        nonlocal tmo, closed
+        lines, outcome = conn.read_reply(tmo)
+        ex = {"sent": sent, "reply": lines}
+        if outcome:
+            ex["outcome"] = outcome
+            if outcome == "timeout":
+                tmo = min(timeout, after_timeout)
             else:
-                sock.sendall(message_payload(item))
-            reply = _read_reply(f)
-        except (TimeoutError, ConnectionError) as exc:
-            reply = None
-            exchanges.append({"sent": describe(item), "reply": None, "error": repr(exc)})
-            break
-        exchanges.append({"sent": describe(item), "reply": reply})
-    sock.close()
-    return {"name": dialogue["name"], "client": dialogue.get("client", "127.0.0.1"),
-            "exchanges": exchanges}
+                closed = True
+        ex.update(extra)
+        exchanges.append(ex)
+        return ex
+
+    def drain(ex: dict) -> None:
+        """Replies nobody asked for, arriving within `settle` seconds."""
+        nonlocal closed
+        while not closed and conn.has_data(settle):
+            lines, outcome = conn.read_reply(tmo)
+            if lines:
+                ex.setdefault("extra", []).append(lines)
+            if outcome == "closed":
+                closed = True
+                ex["extra_outcome"] = "closed"
+            if outcome:
+                break
+
+    def last_code() -> str:
+        for ex in reversed(exchanges):
+            if ex.get("reply"):
+                return ex["reply"][-1][:3]
+            if ex.get("outcome") != "none expected":
+                return ""
+        return ""
+
+    reply(None)
+    group = 0
+    try:
+        for item in dialogue["lines"]:
+            if closed:
+                break
+            if isinstance(item, str) or "raw" in item:
+                conn.send(_command_bytes(item))
+                n = _replies_for(item)
+                if n == 0:
+                    exchanges.append({"sent": describe(item), "reply": None, "outcome": "none expected"})
+                for k in range(n):
+                    sent = describe(item) if k == 0 else f"{describe(item)} [reply {k + 1} of {n}]"
+                    ex = reply(sent)
+                    if closed:
+                        break
+                if not closed and (not isinstance(item, str) or _is_long(item)):
+                    drain(exchanges[-1])
+                if _is_starttls(item) and not closed and (exchanges[-1]["reply"] or [""])[-1][:3] == "220":
+                    try:
+                        exchanges[-1]["tls"] = conn.starttls()
+                    except (OSError, ssl.SSLError) as exc:
+                        exchanges[-1]["outcome"] = "tls-failed"
+                        exchanges[-1]["tls_error"] = repr(exc)
+                        closed = True
+            elif "pipeline" in item:
+                group += 1
+                subs = item["pipeline"]
+                conn.send(b"".join(_command_bytes(s) for s in subs))
+                for s in subs:
+                    n = _replies_for(s)
+                    for k in range(n):
+                        sent = describe(s) if k == 0 else f"{describe(s)} [reply {k + 1} of {n}]"
+                        reply(sent, pipelined=group)
+                        if closed:
+                            break
+                    if closed:
+                        break
+                if not closed:
+                    drain(exchanges[-1])
+            elif "bdat" in item:
+                chunk = item["bdat"].encode("latin-1")
+                line = f"BDAT {len(chunk)}{' LAST' if item.get('last') else ''}".encode() + CRLF
+                conn.send(line)
+                if conn.has_data(bdat_wait):
+                    reply(describe(item), chunk="not sent: the server answered the BDAT line")
+                else:
+                    conn.send(chunk)
+                    reply(describe(item), chunk="sent")
+                if not closed:
+                    drain(exchanges[-1])
+            elif any(k in item for k in ("message", "message_raw", "message_bytes")):
+                if last_code() != "354":
+                    exchanges.append({"sent": describe(item), "reply": None, "outcome": "skipped"})
+                    continue
+                conn.send(message_payload(item))
+                ex = reply(describe(item))
+                if not closed and ("message_raw" in item or "message_bytes" in item
+                                   or any(len(x) > 998 for x in item.get("message", "").split("\r\n"))):
+                    drain(ex)
+            else:
+                raise ValueError(f"unknown dialogue item {item!r}")
+    except Closed as exc:
+        exchanges.append({"sent": None, "reply": None, "outcome": "closed", "detail": str(exc)})
+        closed = True
+    end = "closed by the server" if closed else None
+    if not closed:
+        # Anything the server still says before the client hangs up.
+        if conn.has_data(settle):
+            lines, outcome = conn.read_reply(min(tmo, settle * 3))
+            if lines:
+                exchanges.append({"sent": None, "reply": lines, "outcome": "unasked"})
+            if conn.eof and not conn.buf:
+                end = "closed by the server"
+        end = end or "closed by the client"
+    try:
+        conn.sock.close()
+    except OSError:
+        pass
+    out = {"name": dialogue["name"], "client": dialogue.get("client", "127.0.0.1")}
+    if "area" in dialogue:
+        out["area"] = dialogue["area"]
+    out["exchanges"] = exchanges
+    out["end"] = end
+    return out
 
 
 def main(argv=None) -> int:
@@ -91,23 +332,38 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True, type=pathlib.Path)
     ap.add_argument("--dialogues", type=pathlib.Path, default=HERE / "dialogues.json")
     ap.add_argument("--settings", default="", help="the server settings used, recorded verbatim")
-    ap.add_argument("--timeout", type=float, default=15.0)
+    ap.add_argument("--timeout", type=float, default=15.0, help="seconds to wait for a reply")
+    ap.add_argument("--after-timeout", type=float, default=3.0,
+                    help="seconds to wait for each later reply once one has timed out")
+    ap.add_argument("--settle", type=float, default=0.3,
+                    help="seconds to wait for unasked replies after raw bytes, pipelines, long lines")
+    ap.add_argument("--only", help="replay only the dialogues whose name contains this")
+    ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     host, _, port = args.server.rpartition(":")
     script = json.loads(args.dialogues.read_text())
     recorded = []
+    start = time.monotonic()
     for d in script["dialogues"]:
-        rec = run_dialogue(host, int(port), d, args.timeout)
+        if args.only and args.only not in d["name"]:
+            continue
+        rec = run_dialogue(host, int(port), d, args.timeout, args.after_timeout, args.settle)
         recorded.append(rec)
-        print(f"{d['name']}: " + " | ".join(
-            (e["reply"] or ["<closed>"])[-1] for e in rec["exchanges"]), file=sys.stderr)
+        if not args.quiet:
+            print(f"{d['name']}: " + " | ".join(
+                (e["reply"] or [f"<{e.get('outcome')}>"])[-1][:60] for e in rec["exchanges"]),
+                file=sys.stderr)
     out = {
         "software": args.software,
         "recorded": _dt.date.today().isoformat(),
         "settings": args.settings,
-        "dialogues": recorded,
     }
-    args.out.write_text(json.dumps(out, indent=1) + "\n")
+    if "generator" in script:
+        out["corpus"] = script["generator"]
+    out["recorder"] = {"timeout": args.timeout, "after_timeout": args.after_timeout,
+                       "settle": args.settle, "seconds": round(time.monotonic() - start)}
+    out["dialogues"] = recorded
+    args.out.write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n")
     return 0
 
 
