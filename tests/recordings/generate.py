@@ -774,6 +774,72 @@ def generate(seed: int, count: int) -> dict:
     }
 
 
+def targeted() -> dict:
+    """Hand-made dialogues for the setting variants (HELO checks, limits, privacy).
+
+    Recorded, together with dialogues.json, under each variant of a program's
+    configuration (record_stock.sh VARIANT=...): each dialogue isolates one
+    setting's effect, from both clients.
+    """
+    out = []
+
+    def add(name, lines, client="127.0.0.1"):
+        out.append({"name": f"t-{name}" + ("-outside" if client == "127.0.0.2" else ""),
+                    "client": client, "area": "targeted", "lines": lines})
+
+    helo_names = {
+        "fqdn-in-zone": "client.example.org", "fqdn-not-in-zone": "unknown.example.net",
+        "bare": "client", "invalid": "bad_host!", "underscore": "under_score.example.org",
+        "literal": "[127.0.0.1]", "literal-wrong": "[192.0.2.1]", "ipv6-literal": "[IPv6:::1]",
+        "trailing-dot": "client.example.org.", "localhost": "localhost",
+        "own-name": "mx.lab.example.org", "numeric": "1.2.3.4", "empty": None,
+    }
+    for client in ("127.0.0.1", "127.0.0.2"):
+        for label, name in helo_names.items():
+            for verb in ("HELO", "EHLO") if label in ("bare", "invalid", "fqdn-not-in-zone") else ("HELO",):
+                helo = verb if name is None else f"{verb} {name}"
+                add(f"{verb.lower()}-{label}", [helo, "MAIL FROM:<a@client.example.org>",
+                                                "RCPT TO:<postmaster@lab.example.org>", "DATA",
+                                                {"message": "Subject: t\r\n\r\nbody\r\n"}, "QUIT"], client)
+        add("no-helo", ["MAIL FROM:<a@client.example.org>", "RCPT TO:<postmaster@lab.example.org>",
+                        "QUIT"], client)
+        add("helo-twice", ["HELO client", "HELO client.example.org", "MAIL FROM:<a@client.example.org>",
+                           "RCPT TO:<postmaster@lab.example.org>", "QUIT"], client)
+        add("envelope-forms", [
+            "EHLO client.example.org", "MAIL FROM:a@client.example.org", "RSET",
+            "MAIL FROM: <a@client.example.org>", "RSET", "MAIL FROM:<@relay.example.net:a@client.example.org>",
+            "RCPT TO:postmaster@lab.example.org", "RCPT TO: <postmaster@lab.example.org>",
+            "RCPT TO:<postmaster>", "RCPT TO:<\"post master\"@lab.example.org>", "QUIT"], client)
+        add("sender-forms", ["EHLO client.example.org", "MAIL FROM:<a>", "RSET", "MAIL FROM:<a@client>",
+                             "RSET", "MAIL FROM:<a@example.org>", "RCPT TO:<postmaster@lab.example.org>",
+                             "RSET", "MAIL FROM:<a@nowhere.invalid>", "RCPT TO:<postmaster@lab.example.org>",
+                             "QUIT"], client)
+        add("recipient-limit", ["EHLO client.example.org", "MAIL FROM:<a@client.example.org>"]
+            + ["RCPT TO:<postmaster@lab.example.org>", "RCPT TO:<root@lab.example.org>",
+               "RCPT TO:<abuse@lab.example.org>", "RCPT TO:<postmaster@mx.lab.example.org>",
+               "RCPT TO:<root@mx.lab.example.org>", "DATA", {"message": "Subject: five\r\n\r\nx\r\n"},
+               "QUIT"], client)
+        add("size-param", ["EHLO client.example.org", "MAIL FROM:<a@client.example.org> SIZE=1999",
+                           "RSET", "MAIL FROM:<a@client.example.org> SIZE=2001", "RSET",
+                           "MAIL FROM:<a@client.example.org> SIZE=20000000", "QUIT"], client)
+        add("size-data", ["EHLO client.example.org", "MAIL FROM:<a@client.example.org>",
+                          "RCPT TO:<postmaster@lab.example.org>", "DATA", {"message_bytes": 3000},
+                          "QUIT"], client)
+        add("privacy", ["VRFY postmaster", "EXPN postmaster", "EHLO client.example.org",
+                        "VRFY postmaster", "VRFY root", "VRFY nosuchuser", "EXPN postmaster",
+                        "EXPN root", "VERB", "HELP", "QUIT"], client)
+        add("unknown-user", ["EHLO client.example.org", "MAIL FROM:<a@client.example.org>",
+                             "RCPT TO:<nosuchuser@lab.example.org>", "RCPT TO:<alice@lab.example.org>",
+                             "RCPT TO:<Postmaster@lab.example.org>", "QUIT"], client)
+        add("relay", ["EHLO client.example.org", "MAIL FROM:<a@client.example.org>",
+                      "RCPT TO:<someone@elsewhere.example.net>", "RCPT TO:<x@client.example.org>",
+                      "QUIT"], client)
+    return {
+        "about": "Targeted dialogues for the setting variants; made by generate.py --targeted.",
+        "dialogues": out,
+    }
+
+
 def classify(item) -> str:
     """The kind of sample one item is, for --stats."""
     if isinstance(item, dict):
@@ -813,9 +879,11 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--count", type=int, default=600)
     ap.add_argument("--out", type=pathlib.Path, required=True)
+    ap.add_argument("--targeted", action="store_true",
+                    help="write the hand-made dialogues for setting variants instead")
     ap.add_argument("--stats", action="store_true", help="print how many samples each area got")
     args = ap.parse_args(argv)
-    corpus = generate(args.seed, args.count)
+    corpus = targeted() if args.targeted else generate(args.seed, args.count)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(corpus, indent=1, ensure_ascii=False) + "\n")
     if args.stats:

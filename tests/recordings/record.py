@@ -70,19 +70,25 @@ class Conn:
         if self.eof:
             return True
         pending = isinstance(self.sock, ssl.SSLSocket) and self.sock.pending()
+        wait = deadline - time.monotonic()
         if not pending:
-            wait = deadline - time.monotonic()
             if wait <= 0:
                 return False
             ready, _, _ = select.select([self.sock], [], [], wait)
             if not ready:
                 return False
+        # A TLS record that carries no application data (a TLS 1.3 session
+        # ticket) makes a blocking recv() wait for more: never block past
+        # the deadline.
+        self.sock.settimeout(max(wait, 0.01))
         try:
             data = self.sock.recv(65536)
-        except ssl.SSLWantReadError:
-            return True
+        except (TimeoutError, ssl.SSLWantReadError):
+            return time.monotonic() < deadline
         except OSError:
             data = b""
+        finally:
+            self.sock.settimeout(None)
         if not data:
             self.eof = True
         self.buf += data
@@ -116,12 +122,11 @@ class Conn:
                 return lines, None
 
     def has_data(self, wait: float) -> bool:
-        if self.buf or self.eof:
-            return bool(self.buf) or self.eof
-        if isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
-            return True
-        ready, _, _ = select.select([self.sock], [], [], wait)
-        return bool(ready)
+        """Did the server say something (or close) within `wait` seconds?"""
+        deadline = time.monotonic() + wait
+        while not (self.buf or self.eof) and time.monotonic() < deadline:
+            self._fill(deadline)
+        return bool(self.buf) or self.eof
 
     def starttls(self) -> str:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -325,12 +330,27 @@ def run_dialogue(host: str, port: int, dialogue: dict, timeout: float = 8.0,
     return out
 
 
+def dialogues_digest(dialogues: list[dict]) -> str:
+    """A fingerprint of exactly which dialogues were replayed."""
+    import hashlib
+    text = json.dumps(dialogues, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _relative(path: pathlib.Path) -> str:
+    try:
+        return str(path.resolve().relative_to(HERE))
+    except ValueError:
+        return str(path)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--server", required=True, help="HOST:PORT of the real server")
     ap.add_argument("--software", required=True, help="name and version, e.g. 'Postfix 3.7.11'")
     ap.add_argument("--out", required=True, type=pathlib.Path)
-    ap.add_argument("--dialogues", type=pathlib.Path, default=HERE / "dialogues.json")
+    ap.add_argument("--dialogues", type=pathlib.Path, action="append",
+                    help="dialogues file (repeat for more; default dialogues.json)")
     ap.add_argument("--settings", default="", help="the server settings used, recorded verbatim")
     ap.add_argument("--timeout", type=float, default=15.0, help="seconds to wait for a reply")
     ap.add_argument("--after-timeout", type=float, default=3.0,
@@ -341,7 +361,11 @@ def main(argv=None) -> int:
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     host, _, port = args.server.rpartition(":")
-    script = json.loads(args.dialogues.read_text())
+    files = args.dialogues or [HERE / "dialogues.json"]
+    scripts = [json.loads(f.read_text()) for f in files]
+    script = {"dialogues": [d for s in scripts for d in s["dialogues"]]}
+    if len(scripts) == 1 and "generator" in scripts[0]:
+        script["generator"] = scripts[0]["generator"]
     recorded = []
     start = time.monotonic()
     for d in script["dialogues"]:
@@ -358,6 +382,8 @@ def main(argv=None) -> int:
         "recorded": _dt.date.today().isoformat(),
         "settings": args.settings,
     }
+    out["dialogues_files"] = [_relative(f) for f in files]
+    out["dialogues_sha256"] = dialogues_digest(script["dialogues"])
     if "generator" in script:
         out["corpus"] = script["generator"]
     out["recorder"] = {"timeout": args.timeout, "after_timeout": args.after_timeout,
