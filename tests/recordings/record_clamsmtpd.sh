@@ -2,6 +2,7 @@
 # Record what a real clamsmtpd (Debian 12's clamsmtp, 1.10) answers to
 # tests/recordings/dialogues.json.
 #
+#   sudo CONFIG=stock tests/recordings/record_clamsmtpd.sh   # Debian-stock config, generated corpus (record_stock.sh)
 #   sudo tests/recordings/record_clamsmtpd.sh      # clamsmtpd on port 10029
 #   sudo PORT=10129 BACKEND_PORT=10130 OUT=/tmp/c.json tests/recordings/record_clamsmtpd.sh
 #   (XCLIENT=on: see below; DIALOGUES=file: replay other dialogues)
@@ -33,6 +34,8 @@ set -euo pipefail
 PORT="${PORT:-10029}"
 BACKEND_PORT="${BACKEND_PORT:-10030}"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# CONFIG=stock: the Debian-stock configuration instead (record_stock.sh clamsmtpd).
+if [[ ${CONFIG:-lab} == stock ]]; then exec "$HERE/record_stock.sh" clamsmtpd; fi
 . "$HERE/mta_common.sh"
 
 POSTFIX=/usr/sbin/postfix

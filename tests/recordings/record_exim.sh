@@ -2,6 +2,7 @@
 # Record what a real Exim (Debian 12's exim4-daemon-light, 4.96) answers to
 # tests/recordings/dialogues.json.
 #
+#   sudo CONFIG=stock tests/recordings/record_exim.sh   # Debian-stock config, generated corpus (record_stock.sh)
 #   sudo tests/recordings/record_exim.sh            # port 10026
 #   sudo PORT=10126 OUT=/tmp/exim.json tests/recordings/record_exim.sh
 #
@@ -18,6 +19,8 @@ set -euo pipefail
 
 PORT="${PORT:-10026}"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# CONFIG=stock: the Debian-stock configuration instead (record_stock.sh exim).
+if [[ ${CONFIG:-lab} == stock ]]; then exec "$HERE/record_stock.sh" exim; fi
 . "$HERE/mta_common.sh"
 
 need_root

@@ -2,6 +2,7 @@
 # Record what a real OpenSMTPD (Debian 12's opensmtpd, 6.8.0p2) answers to
 # tests/recordings/dialogues.json.
 #
+#   sudo CONFIG=stock tests/recordings/record_opensmtpd.sh   # Debian-stock config, generated corpus (record_stock.sh)
 #   sudo tests/recordings/record_opensmtpd.sh            # port 10028
 #   sudo PORT=10128 OUT=/tmp/os.json tests/recordings/record_opensmtpd.sh
 #
@@ -22,6 +23,8 @@ set -euo pipefail
 
 PORT="${PORT:-10028}"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# CONFIG=stock: the Debian-stock configuration instead (record_stock.sh opensmtpd).
+if [[ ${CONFIG:-lab} == stock ]]; then exec "$HERE/record_stock.sh" opensmtpd; fi
 . "$HERE/mta_common.sh"
 
 need_root

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Record what a real Postfix answers to tests/recordings/dialogues.json.
 #
+#   sudo CONFIG=stock tests/recordings/record_postfix.sh   # Debian-stock config, generated corpus (record_stock.sh)
 #   sudo tests/recordings/record_postfix.sh            # port 10025
 #   sudo PORT=10125 OUT=/tmp/pf.json tests/recordings/record_postfix.sh
 #   sudo MAILLOG=/tmp/pf.log tests/recordings/record_postfix.sh  # keep Postfix's log
@@ -15,6 +16,8 @@ set -euo pipefail
 
 PORT="${PORT:-10025}"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# CONFIG=stock: the Debian-stock configuration instead (record_stock.sh postfix).
+if [[ ${CONFIG:-lab} == stock ]]; then exec "$HERE/record_stock.sh" postfix; fi
 OUT="${OUT:-$HERE/postfix-3.7.json}"
 POSTFIX=/usr/sbin/postfix
 POSTCONF=/usr/sbin/postconf

@@ -2,6 +2,7 @@
 # Record what a real Sendmail (Debian 12's sendmail-bin, 8.17) answers to
 # tests/recordings/dialogues.json.
 #
+#   sudo CONFIG=stock tests/recordings/record_sendmail.sh   # Debian-stock config, generated corpus (record_stock.sh)
 #   sudo tests/recordings/record_sendmail.sh            # port 10027
 #   sudo PORT=10127 OUT=/tmp/sm.json tests/recordings/record_sendmail.sh
 #
@@ -18,6 +19,8 @@ set -euo pipefail
 
 PORT="${PORT:-10027}"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# CONFIG=stock: the Debian-stock configuration instead (record_stock.sh sendmail).
+if [[ ${CONFIG:-lab} == stock ]]; then exec "$HERE/record_stock.sh" sendmail; fi
 . "$HERE/mta_common.sh"
 
 need_root
