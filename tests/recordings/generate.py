@@ -27,9 +27,10 @@ item kinds (one reply is read for each, unless said otherwise):
 - ``{"message_raw": TEXT}``: exactly these bytes (latin-1) as the message,
   terminator included; also only after a 354.
 - ``{"message_bytes": N}``: a generated body of about N bytes.
-- ``{"bdat": TEXT, "last": BOOL}``: ``BDAT <len> [LAST]`` then the chunk
-  (RFC 3030); the chunk is sent only if the server has not already answered
-  the BDAT line (a server without CHUNKING answers it at once).
+- ``{"bdat": TEXT, "last": BOOL}``: ``BDAT <len> [LAST]`` and the chunk in
+  one write (RFC 3030: the client does not wait between them); a server
+  without CHUNKING reads the chunk as commands and its replies to those are
+  kept as unasked replies.
 
 Each dialogue has ``name``, ``client`` (source address), ``area`` (what it
 mostly exercises) and ``lines``; at most MAX_EXCHANGES replies are expected

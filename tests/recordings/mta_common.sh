@@ -13,7 +13,7 @@ die() { echo "${0##*/}: $*" >&2; exit 1; }
 need_root() { [[ $EUID -eq 0 ]] || die "must run as root"; }
 
 ensure_apt_lists() {
-    if ! ls /var/lib/apt/lists/*_Packages >/dev/null 2>&1; then
+    if ! ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1; then  # (.lz4 on Debian 12)
         apt-get update -qq
     fi
 }

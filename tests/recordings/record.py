@@ -10,7 +10,8 @@ described in generate.py; in short: a string is one command line (CRLF
 added, one reply read), ``raw`` is exact bytes (N replies read),
 ``pipeline`` is several commands in one write (one reply read per command),
 ``message``/``message_raw``/``message_bytes`` is a message body, sent only
-after a 354, and ``bdat`` is a BDAT command with its chunk (RFC 3030).
+after a 354, and ``bdat`` is a BDAT command and its chunk in one write
+(RFC 3030).
 
 Each item gives one exchange (a raw or pipeline item one per reply read):
 ``{"sent": ..., "reply": [lines]}``, or ``"reply": null`` with an
@@ -20,7 +21,7 @@ is data, not a crash; later replies in the same dialogue are waited for
 --after-timeout seconds only), ``"skipped"`` (a message not sent because the
 reply before it was not 354), ``"none expected"`` (raw bytes that end no
 line).  Replies that arrive unasked right after raw bytes, a pipelined group,
-a raw message, a BDAT chunk or an over-long line (within --settle seconds)
+a raw message, a BDAT command or an over-long line (within --settle seconds)
 are kept in ``"extra"`` on that exchange.  After a 220 reply to STARTTLS the
 recorder starts TLS (no certificate checks) and goes on inside it
 (``"tls": version``).  Reply lines are decoded as UTF-8, undecodable bytes
@@ -54,16 +55,23 @@ class Closed(Exception):
 class Conn:
     """A client connection with its own buffer, so that timeouts leave it usable."""
 
-    def __init__(self, sock: socket.socket):
+    def __init__(self, sock: socket.socket, send_timeout: float = 15.0):
         self.sock = sock
         self.buf = b""
         self.eof = False
+        self.send_timeout = send_timeout
 
     def send(self, data: bytes) -> None:
+        # A server that stops reading would block sendall() forever.
+        self.sock.settimeout(self.send_timeout)
         try:
             self.sock.sendall(data)
+        except TimeoutError:
+            raise Closed("send stalled: the server stopped reading") from None
         except OSError as exc:  # BrokenPipe, ConnectionReset, SSL errors
             raise Closed(repr(exc)) from None
+        finally:
+            self.sock.settimeout(None)
 
     def _fill(self, deadline: float) -> bool:
         """Read more bytes; False on timeout.  Sets eof when the server closed."""
@@ -196,14 +204,14 @@ def _is_starttls(item) -> bool:
 
 
 def run_dialogue(host: str, port: int, dialogue: dict, timeout: float = 8.0,
-                 after_timeout: float = 3.0, settle: float = 0.3, bdat_wait: float = 1.5) -> dict:
+                 after_timeout: float = 3.0, settle: float = 0.3) -> dict:
     """Replay one dialogue against HOST:PORT and return what was said."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind((dialogue.get("client", "127.0.0.1"), 0))
     sock.settimeout(timeout)
     sock.connect((host, port))
     sock.settimeout(None)
-    conn = Conn(sock)
+    conn = Conn(sock, send_timeout=max(timeout, 15.0))
     tmo = timeout
     exchanges: list[dict] = []
     closed = False
@@ -284,14 +292,14 @@ def run_dialogue(host: str, port: int, dialogue: dict, timeout: float = 8.0,
                 if not closed:
                     drain(exchanges[-1])
             elif "bdat" in item:
+                # RFC 3030 2: the client sends the chunk right after the BDAT
+                # line without waiting, and the server must read it even when
+                # it refuses the command.  A server without CHUNKING reads the
+                # chunk as commands: those replies are kept as unasked ones.
                 chunk = item["bdat"].encode("latin-1")
                 line = f"BDAT {len(chunk)}{' LAST' if item.get('last') else ''}".encode() + CRLF
-                conn.send(line)
-                if conn.has_data(bdat_wait):
-                    reply(describe(item), chunk="not sent: the server answered the BDAT line")
-                else:
-                    conn.send(chunk)
-                    reply(describe(item), chunk="sent")
+                conn.send(line + chunk)
+                reply(describe(item))
                 if not closed:
                     drain(exchanges[-1])
             elif any(k in item for k in ("message", "message_raw", "message_bytes")):
