@@ -11,7 +11,8 @@ Everything a lesson needs is imported from here. The package has three rooms
 (tests/test_layers.py keeps the walls standing):
 
 - ``labsmtp.protocol``: what SMTP is (state table, replies, personas, policy); no I/O.
-- ``labsmtp.lab``: the running lab (server, client, TLS, faults, DNS zone, trials).
+- ``labsmtp.lab``: the running lab (server, client, TLS, faults, DNS zone, trials,
+  and ``LabNet``: several servers found by MX, with an MTA-like sender that bounces).
 - ``labsmtp.classroom``: what a learner sees (plots, widgets, comparison,
   mysteries, exercises).
 
@@ -35,10 +36,15 @@ from .errors import (
     TLSFailed,
 )
 from .lab.client import StepClient, dot_stuff, make_message, show_wire
-from .lab.dnszone import DEFAULT_ZONE, LabZone, use_zone
+from .lab.dnszone import DEFAULT_ZONE, MAIL_ZONE, LabZone, use_zone
+from .lab.dsn import read_dsn
 from .lab.faults import Fault, FaultEngine, parse_fault
 from .lab.mailbox import Mailbox, StoredMessage
+from .lab.mailnet import LabNet
+from .lab.mta import LabMta
+from .lab.mx import find_route
 from .lab.server import LabServer, running_servers, stop_all
+from .lab.spf import check_spf
 from .lab.transcript import Transcript
 from .lab.trials import TrialResults, run_trials
 from .protocol.personas import Persona, get_persona, persona_names
@@ -69,11 +75,15 @@ __all__ = [
     "DEFAULT_ZONE",
     "DIAGNOSES",
     "LabZone",
+    "MAIL_ZONE",
     "check",
+    "check_spf",
     "compare",
     "compare_steps",
+    "find_route",
     "mystery",
     "plots",
+    "read_dsn",
     "replies",
     "solution",
     "trials",
@@ -85,6 +95,8 @@ __all__ = [
     "FaultEngine",
     "LabConnectionError",
     "LabError",
+    "LabMta",
+    "LabNet",
     "LabServer",
     "LabValueError",
     "Mailbox",
