@@ -350,3 +350,52 @@ def test_a_second_net_replaces_the_first(capsys):
         assert b.send("ada@home.example", "bob@shop.example").delivered
     finally:
         b.stop()
+
+
+def test_the_demo_script_runs():
+    import pathlib
+    import subprocess
+    import sys
+
+    demo = pathlib.Path(__file__).resolve().parent.parent / "docs" / "demo_mx_bounces.py"
+    out = subprocess.run(
+        [sys.executable, str(demo)], capture_output=True, text=True, timeout=120, check=True
+    ).stdout
+    assert "next MX at greeting: 421" in out
+    assert out.count("-> ['mx1.shop.example', 'mx2.shop.example']") == 3
+    assert "never bounce a bounce" in out
+
+
+@pytest.mark.parametrize(
+    "fault, stage, code",
+    [
+        ("connect:421", "greeting", 421),  # §3.8: service not available, try later
+        ("connect:554", "greeting", 554),  # §3.1: no SMTP service here (Postfix skips it too)
+        ("connect:drop", "connect", None),  # hung up before any byte
+        ("helo:421", "ehlo", 421),
+        ("mail:421", "mail", 421),
+    ],
+)
+def test_session_trouble_at_the_first_mx_moves_on_to_the_next(net, fault, stage, code):
+    net.server("mx1.shop.example").faults.add(fault)
+    d = net.send("ada@home.example", "bob@shop.example")
+    first, second = d.attempts
+    assert (first.host, first.outcome, first.stage, first.code) == (
+        "mx1.shop.example",
+        "next MX",
+        stage,
+        code,
+    )
+    assert (second.host, second.outcome) == ("mx2.shop.example", "delivered")
+
+
+def test_a_lost_reply_to_the_final_dot_is_retried_later_not_at_the_next_mx(net):
+    mx1 = net.server("mx1.shop.example")
+    mx1.faults.add("dot:delay=1500ms:sessions=1")  # the first session's reply comes late
+    d = net.mta(timeout=0.5).send("ada@home.example", "bob@shop.example")
+    first, second = d.attempts
+    assert (first.outcome, first.stage, second.outcome) == ("deferred", "dot", "delivered")
+    # A real server may have stored the first copy: the retry can duplicate it (RFC 1047).
+    assert "twice" in first.note
+    assert second.at == 60 and second.host == "mx1.shop.example"  # later, from the best MX
+    assert [h for h, _ in net.find(d.message_id)][-1] == "mx1.shop.example"

@@ -79,7 +79,7 @@ class _RecipientTable(Action):
         return await normal()
 
 
-@dataclass
+@dataclass(repr=False)
 class LocalDelivery:
     """What a host did after accepting: messages put in mailboxes, and bounces for the rest."""
 
@@ -101,6 +101,12 @@ class LocalDelivery:
 
     def __str__(self) -> str:
         return self.summary()
+
+    def __repr__(self) -> str:
+        return (
+            f"<LocalDelivery {self.host}: {len(self.delivered)} to mailboxes, "
+            f"{len(self.failed)} unknown, {len(self.bounces)} bounces>"
+        )
 
     def _repr_html_(self) -> str:
         import html
@@ -384,6 +390,9 @@ class LabNet:
         for h in hosts:
             rep = LocalDelivery(h)
             mta = self.mta(h, helo=h)
+            # A bounce to one of this host's own domains goes to itself over SMTP
+            # (the lab's stand-in for local delivery), so it may not skip itself.
+            mta.local_names = ()
             for m in self.servers[h].mailbox.messages:
                 if m.queue_id in self._done[h]:
                     continue

@@ -88,7 +88,7 @@ class SimClock:
         return f"<SimClock t={self.now:g} s>"
 
 
-@dataclass
+@dataclass(repr=False)
 class MxAttempt:
     """One try at one MX host: when, where, how far the dialogue got, what it answered."""
 
@@ -122,6 +122,8 @@ class MxAttempt:
             return head + "".join(each) + end
         return f"{head} at {self.stage}: {reply}"
 
+    __repr__ = __str__
+
 
 @dataclass
 class RecipientResult:
@@ -138,7 +140,7 @@ class RecipientResult:
     orcpt: str = ""
 
 
-@dataclass
+@dataclass(repr=False)
 class Delivery:
     """The fate of one message: every attempt, every recipient's result, and any bounce."""
 
@@ -203,6 +205,13 @@ class Delivery:
 
     def __str__(self) -> str:
         return self.summary()
+
+    def __repr__(self) -> str:
+        sender = f"<{self.sender}>" if self.sender else "<>"
+        return (
+            f"<Delivery {self.message_id} from {sender}: {len(self.delivered)} delivered, "
+            f"{len(self.failed)} failed, {len(self.attempts)} attempts, {len(self.bounces)} bounces>"
+        )
 
     def _repr_html_(self) -> str:
         import html
@@ -333,6 +342,8 @@ class LabMta:
         self.timeout = float(timeout)
         self.bounces = bool(bounces)
         self.return_limit = return_limit
+        # The names this MTA is known by: as an MX of a domain it skips itself (§5.1).
+        self.local_names: tuple[str, ...] = (hostname,)
 
     @staticmethod
     def _port_map(ports: dict) -> dict[str, tuple[str, int]]:
@@ -362,7 +373,7 @@ class LabMta:
 
     def route(self, domain: str) -> Route:
         """Where mail for ``domain`` goes, as this MTA sees it (draws from its seeded generator)."""
-        return find_route(domain, self.zone, rng=self.rng, local_names=(self.hostname,))
+        return find_route(domain, self.zone, rng=self.rng, local_names=self.local_names)
 
     # --- sending ------------------------------------------------------------
 
@@ -526,7 +537,8 @@ class LabMta:
 
     def _give_up(self, d: Delivery, waiting, round_no: int, t0: float) -> None:
         for r in waiting:
-            r.action = "failed"  # the status stays the last temporary one (RFC 3463 §3.5, 4.4.7)
+            # The status stays the last temporary one: RFC 3463 X.4.7 asks for the real problem.
+            r.action = "failed"
             r.at, r.rounds = self.clock.now - t0, round_no
         n = self.policy.max_attempts
         d.notes.append(
@@ -674,10 +686,24 @@ class LabMta:
         except ConnectFailed as exc:
             a.outcome, a.note = "no connection", str(exc)
         except LabConnectionError as exc:
-            # Lost mid-dialogue: unless the final dot was answered, nothing was delivered.
-            if a.outcome not in ("delivered", "refused", "deferred"):
-                a.outcome = "next MX"
             a.note = f"connection lost ({exc.phase}): {exc}"
+            if a.stage == "dot" and a.reply is None:
+                # Lost while waiting for the reply to the final dot: the server may have
+                # stored the message.  Retry later, knowing it may arrive twice (RFC 1047).
+                a.outcome = "deferred"
+                a.note += "; the message may have been stored, so a retry may deliver it twice"
+                for rcpt, x in a.rcpt_replies.items():
+                    if x.ok:
+                        res = d.results[rcpt]
+                        res.action, res.status, res.host, res.reply = (
+                            "deferred",
+                            "4.4.2",
+                            a.host,
+                            None,
+                        )
+                        res.diagnostic = f"X-labsmtp; {a.note}"
+            elif a.outcome not in ("delivered", "refused", "deferred"):
+                a.outcome = "next MX"  # nothing was accepted: the next MX may take it
         finally:
             client.close()
             a.wire = client.wire()
@@ -707,6 +733,7 @@ class LabMta:
             )
             quit_politely()
             return
+        a.stage = "ehlo"
         r = c.ehlo(self.helo)
         if r.code in (500, 502):
             r = c.helo(self.helo)  # §3.2: a server that does not know EHLO gets HELO
@@ -724,6 +751,7 @@ class LabMta:
             params["RET"] = ret.upper()
         if dsn_ok and envid:
             params["ENVID"] = _xtext(envid)
+        a.stage = "mail"
         r = c.mail(d.sender, **params)
         if r.code == 421:
             finish("next MX", "mail", r, "421 at MAIL: the host is closing; try the next MX")
@@ -734,6 +762,7 @@ class LabMta:
             quit_politely()
             return
         accepted = []
+        a.stage = "rcpt"
         for rcpt in pending:
             line = f"RCPT TO:<{rcpt}>"
             if dsn_ok and notify is not None:
@@ -769,8 +798,10 @@ class LabMta:
                 pass
             quit_politely()
             return
+        a.stage = "data"
         r = c.data()
         if r.code == 354:
+            a.stage, a.reply = "dot", None
             r = c.send_message(data)
             stage = "dot"
         else:
