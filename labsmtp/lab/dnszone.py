@@ -186,31 +186,28 @@ class LabZone:
             return False
         return self.zone.get_node(qname) is not None
 
-    def mx(self, domain: str) -> list[tuple[int, str]]:
-        """The MX records of ``domain`` as (preference, host), unsorted; host "." is a null MX."""
+    def _records(self, name: str, rdtype) -> list:
+        """The records of one type at ``name`` (dnspython rdata; [] if none or a bad name)."""
         try:
-            qname = dns.name.from_text(domain.rstrip(".") + ".")
+            qname = dns.name.from_text(name.rstrip(".") + ".")
         except dns.exception.DNSException:
             return []
-        rds = self.zone.get_rdataset(qname, dns.rdatatype.MX)
-        if not rds:
-            return []
+        return list(self.zone.get_rdataset(qname, rdtype) or [])
+
+    def mx(self, domain: str) -> list[tuple[int, str]]:
+        """The MX records of ``domain`` as (preference, host), unsorted; host "." is a null MX."""
         out = []
-        for r in rds:
+        for r in self._records(domain, dns.rdatatype.MX):
             host = r.exchange.to_text()
             out.append((r.preference, host if host == "." else host.rstrip(".")))
         return out
 
     def txt(self, name: str) -> list[str]:
         """The TXT records of ``name``, each one's strings joined (as SPF reads them)."""
-        try:
-            qname = dns.name.from_text(name.rstrip(".") + ".")
-        except dns.exception.DNSException:
-            return []
-        rds = self.zone.get_rdataset(qname, dns.rdatatype.TXT)
-        if not rds:
-            return []
-        return [b"".join(r.strings).decode("utf-8", "replace") for r in rds]
+        return [
+            b"".join(r.strings).decode("utf-8", "replace")
+            for r in self._records(name, dns.rdatatype.TXT)
+        ]
 
     def __repr__(self) -> str:
         return f"<LabZone: {len(self.zone.nodes)} names>"

@@ -28,6 +28,7 @@ import email.policy
 from dataclasses import dataclass, field
 
 from ..errors import LabValueError
+from ..render import TextReport
 
 ACTIONS = ("failed", "delayed", "delivered", "relayed", "expanded")  # RFC 3464 §2.3.3
 RETURN_LIMIT = 50_000  # Postfix's bounce_size_limit: a bigger original comes back as headers only
@@ -193,7 +194,7 @@ def build_dsn(
 
 
 @dataclass
-class DsnReport:
+class DsnReport(TextReport):
     """A delivery status notification taken apart: its fields, its text, what it returned."""
 
     per_message: dict[str, str]
@@ -210,11 +211,6 @@ class DsnReport:
             lines += [f"{k}: {v}" for k, v in r.items()]
         lines += ["", f"(returned: {self.returned})"]
         return "\n".join(lines)
-
-    def _repr_html_(self) -> str:
-        import html
-
-        return f"<pre>{html.escape(str(self))}</pre>"
 
 
 def read_dsn(message) -> DsnReport:

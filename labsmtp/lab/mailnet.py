@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 from ..errors import LabValueError
 from ..protocol.policy import Policy
+from ..render import TextReport
 from .dnszone import MAIL_ZONE, LabZone
 from .dsn import RecipientReport
 from .faults import Action, Fault
@@ -80,7 +81,7 @@ class _RecipientTable(Action):
 
 
 @dataclass(repr=False)
-class LocalDelivery:
+class LocalDelivery(TextReport):
     """What a host did after accepting: messages put in mailboxes, and bounces for the rest."""
 
     host: str
@@ -107,11 +108,6 @@ class LocalDelivery:
             f"<LocalDelivery {self.host}: {len(self.delivered)} to mailboxes, "
             f"{len(self.failed)} unknown, {len(self.bounces)} bounces>"
         )
-
-    def _repr_html_(self) -> str:
-        import html
-
-        return f"<pre>{html.escape(self.summary())}</pre>"
 
 
 def _can_bind(address: str) -> bool:

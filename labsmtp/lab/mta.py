@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from ..errors import ConnectFailed, LabConnectionError, LabValueError
 from ..protocol.replies import Reply
 from ..protocol.states import Command
+from ..render import TextReport
 from .client import StepClient, make_message
 from .dnszone import MAIL_ZONE, LabZone
 from .dsn import RETURN_LIMIT, RecipientReport, build_dsn
@@ -141,7 +142,7 @@ class RecipientResult:
 
 
 @dataclass(repr=False)
-class Delivery:
+class Delivery(TextReport):
     """The fate of one message: every attempt, every recipient's result, and any bounce."""
 
     sender: str
@@ -212,11 +213,6 @@ class Delivery:
             f"<Delivery {self.message_id} from {sender}: {len(self.delivered)} delivered, "
             f"{len(self.failed)} failed, {len(self.attempts)} attempts, {len(self.bounces)} bounces>"
         )
-
-    def _repr_html_(self) -> str:
-        import html
-
-        return f"<pre>{html.escape(self.summary())}</pre>"
 
 
 def _minutes(seconds: float) -> str:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 from ..errors import LabValueError
 from ..protocol.policy import address_literal, is_valid_hostname
+from ..render import TextReport
 from .dnszone import MAIL_ZONE, LabZone
 
 # Route kinds, and what each means for a sender.
@@ -55,7 +56,7 @@ class MxTarget:
 
 
 @dataclass(frozen=True)
-class Route:
+class Route(TextReport):
     """Where mail for one domain goes: the hosts to try, in order, or why there are none."""
 
     domain: str
@@ -95,11 +96,6 @@ class Route:
 
     def __str__(self) -> str:
         return self.explain()
-
-    def _repr_html_(self) -> str:
-        import html
-
-        return f"<pre>{html.escape(self.explain())}</pre>"
 
 
 def check_domain(domain, what: str = "domain") -> str:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from ..errors import LabValueError
 from ..protocol.policy import address_literal
+from ..render import TextReport
 from .dnszone import MAIL_ZONE, LabZone
 
 RESULTS = {
@@ -37,7 +38,7 @@ _LOOKUP_LIMIT = 10  # RFC 7208 §4.6.4: at most 10 mechanisms that need DNS
 
 
 @dataclass(frozen=True)
-class SpfResult:
+class SpfResult(TextReport):
     """What an SPF check found: the identity, the domain, its record, the result and why."""
 
     scope: str  # "mailfrom" (RFC 7208 §2.4) or "helo" (§2.3)
@@ -54,11 +55,6 @@ class SpfResult:
             f"SPF {self.scope} identity {self.identity} from {self.client_ip}: {self.result}\n"
             f"  record of {self.domain}: {rec}\n  {self.reason}"
         )
-
-    def _repr_html_(self) -> str:
-        import html
-
-        return f"<pre>{html.escape(str(self))}</pre>"
 
 
 class _PermError(Exception):
