@@ -12,11 +12,11 @@ which say 250 to everyone and find out later (``deliver_local``), as the
 backscatter lesson needs.
 
 DNS says which *address* serves a domain, never which *port*: on the
-Internet every MX listens on port 25.  The lab cannot give every server
-port 25 (it needs root, and one port per address is taken by whatever runs
-there), so each server gets a free port, and ``LabNet.ports`` is the map
-the lab's sender (``LabMta``) is given.  That map is the one thing here a
-real MTA does not need.
+Internet every MX listens on port 25.  The lab cannot use port 25 (ports
+below 1024 need root, and a workshop machine may run its own mail server),
+so each server gets a free port, and ``LabNet.ports`` is the map the lab's
+sender (``LabMta``) is given.  That map is the one thing here a real MTA
+does not need.
 
 Time is simulated: the net's ``SimClock`` is what retry waits advance and
 what greylisting on its servers reads (``advance`` moves it by hand).
@@ -91,6 +91,7 @@ class LocalDelivery(TextReport):
     notes: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
+        """What happened to each accepted recipient, and the bounces sent."""
         lines = [f"local delivery on {self.host}:"]
         lines += [f"  {q}: {r} -> mailbox" for q, r in self.delivered]
         lines += [f"  {q}: {r} -> no such user: bounce" for q, r in self.failed]
@@ -230,6 +231,7 @@ class LabNet:
 
     @property
     def running(self) -> bool:
+        """True while the net's servers run."""
         return bool(self.servers)
 
     # --- what a lesson looks at --------------------------------------------

@@ -111,6 +111,7 @@ class MxAttempt:
 
     @property
     def code(self) -> int | None:
+        """The code of the deciding reply (None: no reply at all)."""
         return self.reply.code if self.reply is not None else None
 
     def __str__(self) -> str:

@@ -52,6 +52,7 @@ class MxTarget:
 
     @property
     def usable(self) -> bool:
+        """True if a sender can try this host (a host name with an address)."""
         return not self.problem and bool(self.addresses)
 
 
