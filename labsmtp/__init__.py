@@ -17,7 +17,9 @@ Everything a lesson needs is imported from here. The package has three rooms
   mysteries, exercises).
 
 ``plots``, ``replies``, ``trials`` and ``widgets`` are modules, loaded on first use
-(``from labsmtp import plots``), so importing labsmtp stays quick.
+(``from labsmtp import plots``), so importing labsmtp stays quick; so are the
+names of the MX and bounce lab (``LabNet``, ``LabMta``, ``find_route``,
+``read_dsn``, ``check_spf``).
 """
 
 import importlib
@@ -37,14 +39,9 @@ from .errors import (
 )
 from .lab.client import StepClient, dot_stuff, make_message, show_wire
 from .lab.dnszone import DEFAULT_ZONE, MAIL_ZONE, LabZone, use_zone
-from .lab.dsn import read_dsn
 from .lab.faults import Fault, FaultEngine, parse_fault
 from .lab.mailbox import Mailbox, StoredMessage
-from .lab.mailnet import LabNet
-from .lab.mta import LabMta
-from .lab.mx import find_route
 from .lab.server import LabServer, running_servers, stop_all
-from .lab.spf import check_spf
 from .lab.transcript import Transcript
 from .lab.trials import TrialResults, run_trials
 from .protocol.personas import Persona, get_persona, persona_names
@@ -63,11 +60,26 @@ _LAZY_MODULES = {
 }
 
 
+# The MX and bounce lab (several servers, an MTA, DSNs, SPF): loaded when a
+# lesson first asks for one of its names, so the other lessons do not pay for it.
+_LAZY_NAMES = {
+    "LabNet": "labsmtp.lab.mailnet",
+    "LabMta": "labsmtp.lab.mta",
+    "find_route": "labsmtp.lab.mx",
+    "read_dsn": "labsmtp.lab.dsn",
+    "check_spf": "labsmtp.lab.spf",
+}
+
+
 def __getattr__(name: str):
     if name in _LAZY_MODULES:
         module = importlib.import_module(_LAZY_MODULES[name])
         globals()[name] = module
         return module
+    if name in _LAZY_NAMES:
+        value = getattr(importlib.import_module(_LAZY_NAMES[name]), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'labsmtp' has no attribute {name!r}")
 
 
