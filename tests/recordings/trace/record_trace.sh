@@ -223,7 +223,7 @@ local_user:
 begin transports
 maildir_delivery:
   driver = appendfile
-  directory = <mail>/$local_part
+  directory = <mail>/$local_part_data
   maildir_format
   create_directory
   delivery_date_add
