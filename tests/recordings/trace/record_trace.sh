@@ -331,18 +331,24 @@ define(\`STATUS_FILE', \`$D/statistics')dnl
 define(\`confPID_FILE', \`$D/sendmail.pid')dnl
 define(\`HELP_FILE', \`$WORK/root/etc/mail/helpfile')dnl
 define(\`confHOST_STATUS_DIRECTORY', \`')dnl
-define(\`ALIAS_FILE', \`')dnl
+define(\`ALIAS_FILE', \`$D/aliases')dnl
 DAEMON_OPTIONS(\`Family=inet, Name=MTA-v4, Port=$PORT, Addr=127.0.0.1')dnl
 $(sed -e "s|<certs>|$D/certs|" -e "s|<deliver>|$D/deliver|" <<<"$settings")
 EOF
     m4 -D_CF_DIR_="$CFDIR/" "$D/sendmail.mc" >"$D/sendmail.cf"
+    # local delivery needs an alias database (else "alias database unavailable")
+    printf 'postmaster: root\nMAILER-DAEMON: postmaster\n' >"$D/aliases"
+    "$SM" -C "$D/sendmail.cf" -bi >&2
     version="$("$SM" -C "$D/sendmail.cf" -d0.1 -bt </dev/null 2>&1 | sed -n 's/^Version \([0-9.]*\).*/\1/p' | head -n1)"
     "$SM" -C "$D/sendmail.cf" -bD -O LogLevel=14 >"$D/daemon.log" 2>&1 &
     pid=$!
     wait_greets "$PORT" || { cat "$D/daemon.log" >&2; die "sendmail did not answer"; }
     record "Sendmail $version (Debian sendmail-bin $(cat "$WORK/debver.sendmail-bin"))" \
-        "sendmail.mc (stock cf/m4; -bD -C sendmail.cf; plus a private queue, no alias file, DaemonPortOptions=Family=inet, Name=MTA-v4, Port=$PORT, Addr=127.0.0.1; Cyrus SASL sasldb with user ada; <certs>, <deliver> are paths in the temp directory: <deliver> writes one file per recipient):
+        "sendmail.mc (stock cf/m4; -bD -C sendmail.cf; plus a private queue, an alias file with postmaster and MAILER-DAEMON, DaemonPortOptions=Family=inet, Name=MTA-v4, Port=$PORT, Addr=127.0.0.1; Cyrus SASL sasldb with user ada; <certs>, <deliver> are paths in the temp directory: <deliver> writes one file per recipient):
 $settings"
+    if [[ -n ${DEBUG:-} ]]; then
+        "$SM" -C "$D/sendmail.cf" -bp >&2; cat "$D/daemon.log" >&2; ls -la "$D/mqueue" >&2
+    fi
     stop_pid "$pid"
 }
 
