@@ -4,6 +4,7 @@
 #
 #   sudo tests/recordings/trace/record_trace.sh              # all of them
 #   sudo tests/recordings/trace/record_trace.sh exim sendmail
+#   sudo DEBUG=1 tests/recordings/trace/record_trace.sh postfix   # show its log
 #
 # Programs: postfix (Debian's defaults for the trace: no TLS or SASL details),
 # postfix-headers (smtpd_tls_received_header and smtpd_sasl_authenticated_header
@@ -24,7 +25,8 @@
 #     directory (users the MTA needs, /etc/resolv.conf, SASL settings), so the
 #     machine's own files are never changed;
 #   - uts: the host name is mx.lab.example.org.
-# DNS inside is zonedns.py on 127.0.0.1:53, serving the lab zone, so reverse
+# DNS inside is zonedns.py on the namespace's own 127.0.0.1:53 (the host's
+# port 53 is untouched), serving the lab zone, so reverse
 # lookups (the names written in Received:) are the lab's.  The idea of a
 # namespace with a zone-serving resolver was first worked out on the `rec`
 # branch (tests/recordings/labdns.py, labns.sh); nothing is copied from it.
@@ -264,8 +266,8 @@ EOF
     record "Exim $version (Debian exim4-daemon-light $(cat "$WORK/debver.exim4-daemon-light"))" \
         "/etc/exim4/exim4.conf (in the namespace; plus listener, spool and log settings; <dir>, <mail> are paths in the temp directory):
 $settings"
+    [[ -z ${DEBUG:-} ]] || cat "$WORK"/exim/log/* >&2
     stop_pid "$pid"
-    cat "$WORK"/exim/log/mainlog >"$WORK/program.log" 2>/dev/null || true
 }
 
 # --- Sendmail -------------------------------------------------------------
@@ -491,6 +493,7 @@ if [[ ${1:-} == --inside ]]; then
 fi
 
 need_root
+trap 'exit 130' INT TERM
 for prog in "${@:-${ALL[@]}}"; do
     [[ " ${ALL[*]} " == *" $prog "* ]] || die "unknown program $prog (one of: ${ALL[*]})"
     record_one "$prog"

@@ -52,6 +52,64 @@ def _reply(code: int, text: bytes | str) -> str:
     return f"{code} {text}".replace("\n", " | ")
 
 
+def _greet(smtp: smtplib.SMTP, session: dict, log: list[dict]) -> None:
+    verb, name = session["verb"], session["helo"]
+    if verb == "EHLO":
+        code, text = smtp.ehlo(name)
+        log.append({"sent": f"EHLO {name}", "reply": _reply(code, text)})
+    elif verb == "HELO":
+        code, text = smtp.docmd("HELO", name)
+        smtp.helo_resp = text
+        log.append({"sent": f"HELO {name}", "reply": _reply(code, text)})
+
+
+def _starttls(smtp: smtplib.SMTP, session: dict, log: list[dict]) -> None:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    if session["starttls"] == "TLSv1.2":
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    code, text = smtp.starttls(context=ctx)
+    # what the server's ssl object reports too: version, (cipher, protocol, bits)
+    tls = smtp.sock.version(), smtp.sock.cipher()
+    log.append({"sent": "STARTTLS", "reply": _reply(code, text), "tls": list(tls)})
+    code, text = smtp.ehlo(session["helo"])
+    log.append({"sent": f"EHLO {session['helo']}", "reply": _reply(code, text)})
+
+
+def _auth(smtp: smtplib.SMTP, script: dict, log: list[dict]) -> None:
+    smtp.user, smtp.password = script["auth"]
+    sent = "AUTH PLAIN <ada/secret>"
+    try:
+        code, text = smtp.auth("PLAIN", smtp.auth_plain, initial_response_ok=True)
+        log.append({"sent": sent, "reply": _reply(code, text)})
+    except smtplib.SMTPNotSupportedError:
+        log.append({"sent": sent, "reply": None, "error": "AUTH not offered"})
+    except smtplib.SMTPAuthenticationError as exc:
+        log.append({"sent": sent, "reply": _reply(exc.smtp_code, exc.smtp_error)})
+
+
+def _transaction(smtp: smtplib.SMTP, session: dict, sender: str, log: list[dict]) -> str | None:
+    """MAIL, RCPT each, DATA; the 250 reply to the final dot, if any."""
+    code, text = smtp.mail(sender)
+    log.append({"sent": f"MAIL FROM:<{sender}>", "reply": _reply(code, text)})
+    if code != 250:
+        return None
+    accepted = 0
+    for rcpt in session["rcpts"]:
+        code, text = smtp.rcpt(rcpt)
+        log.append({"sent": f"RCPT TO:<{rcpt}>", "reply": _reply(code, text)})
+        accepted += code in (250, 251)
+    if not accepted:
+        return None
+    try:
+        code, text = smtp.data(build_message(session, sender))
+    except smtplib.SMTPDataError as exc:
+        code, text = exc.smtp_code, exc.smtp_error
+    log.append({"sent": "DATA <message>", "reply": _reply(code, text)})
+    return _reply(code, text) if code == 250 else None
+
+
 def run_session(host: str, port: int, session: dict, script: dict) -> dict:
     sender = session.get("sender", script["sender"])
     log: list[dict] = []
@@ -62,53 +120,12 @@ def run_session(host: str, port: int, session: dict, script: dict) -> dict:
         smtp._host = host  # starttls() passes it as server_hostname (SNI)
         code, text = smtp.connect(host, port)
         log.append({"sent": None, "reply": _reply(code, text)})
-        verb, name = session["verb"], session["helo"]
-        if verb == "EHLO":
-            code, text = smtp.ehlo(name)
-            log.append({"sent": f"EHLO {name}", "reply": _reply(code, text)})
-        elif verb == "HELO":
-            code, text = smtp.docmd("HELO", name)
-            smtp.helo_resp = text
-            log.append({"sent": f"HELO {name}", "reply": _reply(code, text)})
+        _greet(smtp, session, log)
         if session.get("starttls"):
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-            if session["starttls"] == "TLSv1.2":
-                ctx.maximum_version = ssl.TLSVersion.TLSv1_2
-            code, text = smtp.starttls(context=ctx)
-            tls = smtp.sock.version(), smtp.sock.cipher()
-            log.append({"sent": "STARTTLS", "reply": _reply(code, text), "tls": list(tls)})
-            code, text = smtp.ehlo(name)
-            log.append({"sent": f"EHLO {name}", "reply": _reply(code, text)})
+            _starttls(smtp, session, log)
         if session.get("auth"):
-            user, password = script["auth"]
-            smtp.user, smtp.password = user, password
-            try:
-                code, text = smtp.auth("PLAIN", smtp.auth_plain, initial_response_ok=True)
-                log.append({"sent": "AUTH PLAIN <ada/secret>", "reply": _reply(code, text)})
-            except smtplib.SMTPNotSupportedError:
-                log.append({"sent": "AUTH PLAIN <ada/secret>", "reply": None,
-                            "error": "AUTH not offered"})
-            except smtplib.SMTPAuthenticationError as exc:
-                log.append({"sent": "AUTH PLAIN <ada/secret>", "reply": _reply(exc.smtp_code, exc.smtp_error)})
-        code, text = smtp.mail(sender)
-        log.append({"sent": f"MAIL FROM:<{sender}>", "reply": _reply(code, text)})
-        accepted = 0
-        if code == 250:
-            for rcpt in session["rcpts"]:
-                code, text = smtp.rcpt(rcpt)
-                log.append({"sent": f"RCPT TO:<{rcpt}>", "reply": _reply(code, text)})
-                accepted += code in (250, 251)
-        if accepted:
-            msg = build_message(session, sender)
-            try:
-                code, text = smtp.data(msg)
-            except smtplib.SMTPDataError as exc:
-                code, text = exc.smtp_code, exc.smtp_error
-            log.append({"sent": "DATA <message>", "reply": _reply(code, text)})
-            if code == 250:
-                queue_reply = _reply(code, text)
+            _auth(smtp, script, log)
+        queue_reply = _transaction(smtp, session, sender, log)
         code, text = smtp.quit()
         log.append({"sent": "QUIT", "reply": _reply(code, text)})
     except (OSError, smtplib.SMTPException) as exc:
@@ -177,15 +194,28 @@ def main(argv=None) -> int:
         before = len(dns_lines())
         rec = run_session(host, int(port), session, script)
         time.sleep(0.3)  # let lookups made after QUIT land in this session's share
-        rec = {"name": session["name"], "input": session, **rec,
-               "dns_queries": dns_lines()[before:]}
+        rec = {
+            "name": session["name"],
+            "input": session,
+            **rec,
+            "dns_queries": dns_lines()[before:],
+        }
         results.append(rec)
-        print(f"{session['name']}: {rec['accepted_reply'] or rec['exchanges'][-1]}", file=sys.stderr)
+        print(
+            f"{session['name']}: {rec['accepted_reply'] or rec['exchanges'][-1]}", file=sys.stderr
+        )
 
     expected = sum(
-        sum(1 for e in r["exchanges"] if e["sent"] and e["sent"].startswith("RCPT")
-            and e["reply"] and e["reply"][:3] in ("250", "251"))
-        for r in results if r["accepted_reply"]
+        sum(
+            1
+            for e in r["exchanges"]
+            if e["sent"]
+            and e["sent"].startswith("RCPT")
+            and e["reply"]
+            and e["reply"][:3] in ("250", "251")
+        )
+        for r in results
+        if r["accepted_reply"]
     )
     deadline = time.monotonic() + args.wait
     while True:
@@ -198,12 +228,14 @@ def main(argv=None) -> int:
         rec["deliveries"] = []
         for mailbox, head in sorted(got.get(rec["name"], [])):
             added = added_lines(head, rec["input"], sender)
-            rec["deliveries"].append({
-                "mailbox": mailbox,
-                "added_lines": added,
-                "added_fields": fields(added),
-                "header_as_delivered": head,
-            })
+            rec["deliveries"].append(
+                {
+                    "mailbox": mailbox,
+                    "added_lines": added,
+                    "added_fields": fields(added),
+                    "header_as_delivered": head,
+                }
+            )
     missing = expected - sum(len(r["deliveries"]) for r in results)
     out = {
         "software": args.software,
