@@ -27,12 +27,13 @@ made by ``record_trace.sh``; ``tests/test_trace.py`` checks every recorded line)
 - clamsmtpd  what the real chain writes: clamsmtpd adds no Received of its own;
              the Postfix behind it records the client's HELO name but sees the
              proxy's address (localhost [127.0.0.1]), and no TLS on that hop.
-- exchange   NOT RECORDED (cannot run here): the form Exchange 2013-2019 writes
-             (``from HELO (IP) by SERVER (IP) with Microsoft SMTP Server ... id
-             15.x via Frontend Transport``), folded at 78 columns; no RFC 3848
-             keyword, no reverse name, no ``for``.
+- exchange   NOT RECORDED (cannot run here; Microsoft documents no grammar):
+             the form Exchange 2013-2019 front ends write, checked against
+             published Exchange headers (``from HELO (IP) by SERVER (IP) with
+             Microsoft SMTP Server ... id 15.x via Frontend Transport``), folded
+             at 78 columns; no RFC 3848 keyword, no reverse name, no ``for``.
 - generic    RFC 5321 §4.4's grammar (Stamp, From-domain, By-domain, With, ID,
-             For) plus RFC 8314 §4.3's ``tls`` clause.
+             For) plus the ``tls`` clause RFC 8314 registered (the IANA suite name).
 
 Pure functions of the facts they are given (no clock, no DNS): the session
 passes what it knows.  Folded lines are joined with CRLF (RFC 5322 §2.2.3).
@@ -42,7 +43,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 PERSONAS = ("generic", "postfix", "exim", "sendmail", "opensmtpd", "clamsmtpd", "exchange")
 CRLF = "\r\n"
@@ -50,7 +51,7 @@ CRLF = "\r\n"
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
-# OpenSSL's names of common TLS 1.2 suites -> the IANA names (RFC 8314 §4.3 and
+# OpenSSL's names of common TLS 1.2 suites -> the IANA names (RFC 8314's "tls" clause and
 # Exim's $tls_in_cipher_std use these).  TLS 1.3 suites have one name in both.
 _IANA = {
     "ECDHE-RSA-AES256-GCM-SHA384": "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
@@ -106,7 +107,7 @@ class Trace:
 
     received: str  # prepended when the message is accepted (§4.4)
     delivery: tuple[str, ...] = ()  # prepended at final delivery, Return-Path first
-    appended: tuple[str, ...] = field(default=())  # added after the last header (clamsmtpd)
+    appended: tuple[str, ...] = ()  # added after the last header (clamsmtpd)
 
 
 def protocol_keyword(helo_verb: str | None, tls: bool, auth: bool) -> str:
@@ -314,7 +315,7 @@ def _generic(f: TraceFacts, o: _Options) -> list[str]:
     ]
     if len(f.recipients) == 1:
         lines.append(f"\tfor <{f.recipients[0]}>")
-    if f.tls:  # RFC 8314 §4.3: the "tls" Additional-Registered-Clause, IANA name
+    if f.tls:  # RFC 8314: the "tls" Additional-Registered-Clause, with the IANA name
         lines.append(f"\ttls {iana_cipher(f.tls.cipher)}")
     lines[-1] += ";"
     lines.append("\t" + _date(f.date, pad_day="", zone="offset"))
