@@ -212,7 +212,7 @@ def test_personas_without_a_recording_here_still_answer_every_dialogue(persona):
             for e in lab["exchanges"]:
                 if e["reply"] is not None:
                     assert re.match(r"^\d{3}[ -]", e["reply"][0]), (script["name"], e)
-        assert server._internal_errors == []
+        assert server.internal_errors == []
 
 
 def test_platform_policy_is_the_recorded_configuration():
@@ -240,6 +240,12 @@ def test_every_template_renders_with_the_fields_the_server_gives(persona):
         addr="a@example.org",
         queue_id="Q",
         size=1,
+        helo="client.example.org",  # the identity checks
+        wait=300,  # greylisting
+        status="451 4.3.0",  # a fault's default reply
+        code=451,
+        enhanced="4.3.0",
+        text="Requested action aborted: local error in processing",
     )
     for key in REPLY_KEYS:
         lines = p.render(key, **fields)
@@ -300,4 +306,4 @@ def test_queue_ids_look_like_each_servers():
         "exchange": r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}",
     }
     for persona, shape in shapes.items():
-        assert re.fullmatch(shape, LabServer(persona=persona, seed=1)._next_queue_id()), persona
+        assert re.fullmatch(shape, LabServer(persona=persona, seed=1).new_queue_id()), persona
