@@ -238,8 +238,7 @@ def test_bare_lf_dot_does_not_end_the_message(server):
     # RFC 5321 §4.1.1.4: only <CRLF>.<CRLF> ends DATA; "\n.\n" is message text.
     c = server.client()
     c.helo(), c.mail("a@example.org"), c.rcpt("b@lab.example.org"), c.data()
-    c._write(b"Subject: x\r\n\r\nbefore\n.\nsmuggled\r\n", "DATA")
-    assert c.noop is not None
+    c.raw(b"Subject: x\r\n\r\nbefore\n.\nsmuggled\r\n", expect_reply=False)
     reply = c.send_message("after")
     assert reply.code == 250
     assert b"before\n.\nsmuggled" in server.mailbox.last().content
