@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 
+from helpers import free_port
+
 from labsmtp.lab.client import StepClient
 
 PY = [sys.executable, "-m", "labsmtp"]
@@ -105,3 +107,42 @@ def test_serve_with_faults():
         proc.send_signal(signal.SIGINT)
         out = proc.communicate(timeout=10)[0]
     assert "[injected by rcpt#2:452]" in out
+
+
+def _serve_and_noop(*args: str, n: int = 30) -> list[str]:
+    """Start ``serve`` with ``args``, send ``n`` NOOPs from one client, return the replies' texts."""
+    port = free_port()
+    proc = subprocess.Popen(
+        PY + ["serve", "--port", str(port), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=ENV,
+    )
+    try:
+        end = time.monotonic() + 10
+        while True:
+            try:
+                c = StepClient("127.0.0.1", port, timeout=5)
+                c.connect()
+                break
+            except Exception:
+                if time.monotonic() > end:
+                    raise
+                time.sleep(0.05)
+        c.helo()
+        texts = [c.noop().text for _ in range(n)]
+        c.quit()
+        return texts
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=10)
+
+
+def test_serve_replays_its_faults_under_the_same_seed():
+    # A 2xx fault so thirty NOOPs stay below the hard error limit.
+    fault = ["--fault", "noop:250 2.0.0 fired:0.5"]
+    first = _serve_and_noop("--seed", "7", *fault)
+    assert "fired" in first and "OK" in first
+    assert _serve_and_noop("--seed", "7", *fault) == first  # the same seed, the same run
+    assert _serve_and_noop("--seed", "8", *fault) != first

@@ -21,7 +21,7 @@ from ..errors import LabValueError
 from ..lab.transcript import CLIENT, EVENT, SERVER
 from ..protocol import states
 from ..protocol.replies import reply_class
-from ..protocol.states import State
+from ..protocol.states import Stage, State
 from ..style import CLASS_COLOURS, CLIENT_COLOUR, INJECTED_COLOUR
 
 if TYPE_CHECKING:
@@ -442,7 +442,9 @@ def legal_replies(commands=None) -> Figure:
     """Which reply codes RFC 5321 §4.3.2 allows after which command, as a coloured grid."""
     from ..protocol.replies import ANY_COMMAND, LEGAL_REPLIES, legal_codes
 
-    commands = list(commands or LEGAL_REPLIES)
+    commands = [
+        stage.answers for stage in (Stage.of(c) for c in commands or LEGAL_REPLIES) if stage
+    ]
     codes = sorted({c for cmd in commands for c in legal_codes(cmd)})
     fig = _figure((max(8, 0.42 * len(codes) + 2.5), 0.45 * len(commands) + 2))
     ax = fig.add_subplot()

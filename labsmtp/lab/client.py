@@ -20,25 +20,21 @@ from dataclasses import dataclass
 from ..errors import ConnectFailed, LabValueError, ReplyTimeout, ServerClosed, TLSFailed
 from ..protocol import auth as _auth
 from ..protocol import states
-from ..protocol.replies import Reply, parse_reply, reply_is_complete
-from ..protocol.states import Command, State
+from ..protocol.lines import dot_stuff
+from ..protocol.replies import Reply, ReplyBuffer, parse_reply
+from ..protocol.states import Command, Stage, State
+
+__all__ = [
+    "DEFAULT_HELO",
+    "Exchange",
+    "ReplyReader",
+    "StepClient",
+    "dot_stuff",
+    "make_message",
+    "show_wire",
+]
 
 DEFAULT_HELO = "client.example.org"
-
-
-def dot_stuff(message: str | bytes) -> bytes:
-    """The bytes that carry ``message`` after DATA: CRLF line ends, leading dots
-    doubled (RFC 5321 §4.5.2), and the final <CRLF>.<CRLF>."""
-    if isinstance(message, str):
-        message = message.encode("utf-8")
-    elif not isinstance(message, (bytes, bytearray)):
-        message = bytes(message)  # an email.message.Message's as_bytes()
-    text = bytes(message).replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-    lines = text.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    out = b"".join((b"." + ln if ln.startswith(b".") else ln) + b"\r\n" for ln in lines)
-    return out + b".\r\n"
 
 
 def show_wire(data: bytes | str) -> str:
@@ -61,6 +57,44 @@ def make_message(
         f"Date: {time.strftime('%a, %d %b %Y %H:%M:%S +0000', time.gmtime())}\r\n"
         f"\r\n{body}\r\n"
     )
+
+
+class ConnectionEnded(Exception):
+    """The server closed the connection before a reply was complete."""
+
+    def __init__(self, partial: bytes, cause: OSError | None = None):
+        super().__init__(f"closed after {partial!r}" if partial else "closed")
+        self.partial, self.cause = partial, cause
+
+
+class ReplyReader:
+    """Reads a server's replies from a socket, one whole reply at a time.
+
+    The lab's one reply reader: the step client, the trial runner and the
+    persona comparison all read through it (``replies.ReplyBuffer`` cuts the
+    bytes).  Raises ``TimeoutError`` when the socket's timeout passes and
+    ``ConnectionEnded`` (with what had arrived) when the server closes.
+    """
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.buffer = ReplyBuffer()
+
+    def read(self) -> bytes:
+        """The bytes of one complete (possibly multi-line) reply."""
+        while True:
+            raw = self.buffer.pop()
+            if raw is not None:
+                return raw
+            try:
+                chunk = self.sock.recv(65536)
+            except TimeoutError:
+                raise
+            except OSError as exc:
+                raise ConnectionEnded(self.buffer.clear(), exc) from None
+            if not chunk:
+                raise ConnectionEnded(self.buffer.clear())
+            self.buffer.feed(chunk)
 
 
 @dataclass(frozen=True)
@@ -109,7 +143,7 @@ class StepClient:
         self.state: State = State.CLOSED
         self.history: list[Exchange] = []
         self.esmtp_keywords: dict[str, str] = {}
-        self._buf = b""
+        self._reader: ReplyReader | None = None
 
     # --- connection -------------------------------------------------------
 
@@ -127,27 +161,28 @@ class StepClient:
             raise ConnectFailed(
                 f"connection refused by {self.host}:{self.port}: no server is listening there "
                 f"(is the lab server started? server.port tells its port)",
-                phase="connect",
+                phase=Stage.CONNECT,
             ) from None
         except TimeoutError:
             raise ConnectFailed(
                 f"no answer from {self.host}:{self.port} within {self.timeout} s "
                 f"(a firewall that drops packets looks like this)",
-                phase="connect",
+                phase=Stage.CONNECT,
             ) from None
         except OSError as exc:
             raise ConnectFailed(
                 f"cannot connect to {self.host}:{self.port} from {self.source or 'any address'}: "
                 f"{exc.strerror or exc}",
-                phase="connect",
+                phase=Stage.CONNECT,
             ) from None
-        self.sock, self._buf = sock, b""
+        self.sock, self._reader = sock, ReplyReader(sock)
         if self.implicit_tls:
             # RFC 8314 §3.3: TLS from the first byte, before the 220 greeting.
             self._handshake(verify=True, server_name=self.server_name, trust=self.trust)
-        self.state = State.CONNECTED
+        self.state = states.opened()
         reply = self._read_reply("CONNECT", time.perf_counter())
         self.history.append(Exchange(b"", reply, self.tls))
+        self._advance(None, reply)  # a 421 instead of 220 closes (§3.8)
         # A 554 or 421 instead of 220 means no service here (§3.1): it is returned,
         # not raised, and only QUIT is useful after it.
         return reply
@@ -158,8 +193,8 @@ class StepClient:
             try:
                 self.sock.close()
             finally:
-                self.sock = None
-        self.state = State.CLOSED
+                self.sock, self._reader = None, None
+        self.state = states.closed(self.state)
 
     def __enter__(self) -> StepClient:
         if self.sock is None:
@@ -282,12 +317,13 @@ class StepClient:
         ctx = client_context(trust, verify=verify)
         # RFC 3207 §4.2: forget anything the server sent before TLS (nothing may be
         # trusted), including its EHLO keywords; EHLO must be sent again.
-        self._buf, self.esmtp_keywords = b"", {}
+        self.esmtp_keywords = {}
         try:
             self.sock = ctx.wrap_socket(self.sock, server_hostname=server_name)
         except (ssl.SSLError, ssl.CertificateError, OSError) as exc:
             self.close()
-            raise TLSFailed(explain_tls_error(exc, server_name), phase="TLS handshake") from None
+            raise TLSFailed(explain_tls_error(exc, server_name), phase=Stage.TLS) from None
+        self._reader = ReplyReader(self.sock)
 
     def quit(self) -> Reply:
         """QUIT: the server answers 221 and closes (§4.1.1.10)."""
@@ -306,15 +342,24 @@ class StepClient:
         else:
             raise LabValueError(f"raw() sends a str or bytes, not {type(line).__name__}")
         verb = data.split(b" ", 1)[0].strip().decode("ascii", "replace").upper()
-        try:
-            cmd: Command | None = Command(verb)
-        except ValueError:
-            cmd = None
+        cmd = _command_named(verb)
         if not expect_reply:
-            self._write(data, verb or "raw")
+            self._write(data, Stage.of(verb) or verb or "raw")
             self.history.append(Exchange(data, None, self.tls))
             return None
         return self._send(data, cmd, label=verb or "raw")
+
+    def read_reply(self, command: str | None = None) -> Reply:
+        """Read one more reply: after message text sent with ``raw(..., expect_reply=False)``,
+        the reply to its final dot (``command='.'``), or a 421 the server sent unasked."""
+        reply = self._read_reply(command, time.perf_counter())
+        if self.history and self.history[-1].reply is None:
+            last = self.history.pop()
+            self.history.append(Exchange(last.sent, reply, last.tls))
+        else:
+            self.history.append(Exchange(b"", reply, self.tls))
+        self._advance(_command_named(command), reply)
+        return reply
 
     def command(self, line: str, cmd: Command | None = None) -> Reply:
         """Send one command line and read its one reply."""
@@ -348,9 +393,11 @@ class StepClient:
     # --- plumbing -------------------------------------------------------
 
     def _write(self, data: bytes, phase: str) -> None:
+        """Send ``data``; ``phase`` (a Stage, or the verb) names where a failure happened."""
+        where = phase.described if isinstance(phase, Stage) else phase
         if self.sock is None:
             raise ServerClosed(
-                f"not connected (phase {phase}): call connect() first, "
+                f"not connected ({where}): call connect() first, "
                 f"or the server already closed the connection",
                 phase=phase,
             )
@@ -359,12 +406,12 @@ class StepClient:
         except OSError as exc:
             self.close()
             raise ServerClosed(
-                f"the server closed the connection before {phase} could be sent ({exc})",
+                f"the server closed the connection before {where} could be sent ({exc})",
                 phase=phase,
             ) from None
 
     def _send(self, data: bytes, cmd: Command | None, label: str | None = None) -> Reply:
-        phase = label or (cmd.value if cmd else "raw")
+        phase = (Stage.of(cmd) if cmd else None) or label or "raw"
         started = time.perf_counter()
         tls = self.tls
         self._write(data, phase)
@@ -374,49 +421,41 @@ class StepClient:
         return reply
 
     def _advance(self, cmd: Command | None, reply: Reply) -> None:
-        if reply.code == 421:
-            self.state = State.CLOSED
-            return
-        if cmd is None:
-            return
-        try:
-            # helo_required=False: if the server let MAIL through before HELO, follow it.
-            self.state = states.next_state(self.state, cmd, ok=reply.ok, helo_required=False)
-        except states.SequenceError:
-            pass  # out of order: the server answered 503 and stayed put; so do we
+        # The server's table: 421 closes; out of order, the 503 left it where it was.
+        # helo_required=False: if the server let MAIL through before HELO, follow it.
+        self.state = states.after_reply(self.state, cmd, reply.code, helo_required=False)
 
     def _read_reply(self, command: str | None, started: float) -> Reply:
-        phase = "greeting" if command == "CONNECT" else (command or "raw")
-        if phase == ".":
-            phase = "after the final dot"
-        while True:
-            n = reply_is_complete(self._buf)
-            if n:
-                raw, self._buf = self._buf[:n], self._buf[n:]
-                return parse_reply(raw, command=command, elapsed=time.perf_counter() - started)
-            try:
-                chunk = self.sock.recv(65536) if self.sock else b""
-            except TimeoutError:
-                raise ReplyTimeout(
-                    f"no complete reply within {self.timeout} s (phase {phase}); "
-                    f"the server may be slow on purpose (a tarpit) or stuck",
-                    phase=phase,
-                ) from None
-            except OSError as exc:
-                chunk = b""
-                err = exc
-            else:
-                err = None
-            if not chunk:
-                partial, self._buf = self._buf, b""
-                self.close()
-                detail = f" after sending {partial!r}" if partial else ""
-                raise ServerClosed(
-                    f"the server closed the connection without a complete reply "
-                    f"(phase {phase}){detail}" + (f": {err}" if err else ""),
-                    phase=phase,
-                )
-            self._buf += chunk
+        stage = Stage.of(command) if command else None
+        phase = stage.described if stage else (command or "raw")
+        if self._reader is None:
+            raise ServerClosed(
+                f"not connected ({phase}): call connect() first", phase=stage or "raw"
+            )
+        try:
+            raw = self._reader.read()
+        except TimeoutError:
+            raise ReplyTimeout(
+                f"no complete reply within {self.timeout} s ({phase}); "
+                f"the server may be slow on purpose (a tarpit) or stuck",
+                phase=stage or phase,
+            ) from None
+        except ConnectionEnded as end:
+            self.close()
+            detail = f" after sending {end.partial!r}" if end.partial else ""
+            raise ServerClosed(
+                f"the server closed the connection without a complete reply "
+                f"({phase}){detail}" + (f": {end.cause}" if end.cause else ""),
+                phase=stage or phase,
+            ) from None
+        return parse_reply(raw, command=command, elapsed=time.perf_counter() - started)
+
+
+def _command_named(name: str | None) -> Command | None:
+    try:
+        return Command(name) if name else None
+    except ValueError:
+        return None
 
 
 def _check_address(addr, what: str, allow_empty: bool = False) -> None:
