@@ -188,7 +188,7 @@ def _check_4_1(server):
     """,
 )
 def _check_2_2(greet):
-    from ..lab.server import LabServer
+    from ..lab.labserver import LabServer
 
     if not callable(greet):
         return "greet should be a function: def greet(client, name): ..."

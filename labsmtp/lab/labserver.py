@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 from ..errors import LabValueError, PortInUseError
 from ..protocol import auth as _auth
 from ..protocol.personas import Persona, get_persona
-from ..protocol.policy import MODE_ABOUT, IdentityCheck, Policy, check_mode
+from ..protocol.policy import MODE_ABOUT, IdentityCheck, Policy, RecipientCheck, check_mode
 from ..protocol.session import Setup
 from .client import StepClient
 from .faults import FaultEngine
@@ -222,6 +222,7 @@ class LabServer:
         self.faults = FaultEngine(seed)  # fault rules; empty until a lesson adds some
         self.resolves: Callable[[str], bool] | None = None  # reject_unknown_helo_hostname's DNS
         self.identity: IdentityCheck | None = None  # a client identity policy (use_zone)
+        self.recipients: RecipientCheck | None = None  # local_recipient_maps (a lab net)
         self.admission: Admission | None = None  # may refuse a connection before its greeting
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
@@ -395,15 +396,19 @@ class LabServer:
             )
         return self
 
-    def use_checks(
-        self,
-        *,
-        resolves: Callable[[str], bool] | None = None,
-        identity: IdentityCheck | None = None,
-    ) -> None:
-        """Plug in DNS for reject_unknown_helo_hostname and a client identity policy
-        (``use_zone`` does this with the offline zone); new connections see them."""
-        self.resolves, self.identity = resolves, identity
+    def use_checks(self, **hooks: Any) -> None:
+        """Plug in the session's policy hooks (only those named change; None removes one):
+        ``resolves`` (DNS for reject_unknown_helo_hostname) and ``identity`` (a client
+        identity policy), as ``use_zone`` sets them, and ``recipients`` (the users of
+        the server's own domains, as a lab net sets them).  New connections see them."""
+        unknown = set(hooks) - {"resolves", "identity", "recipients"}
+        if unknown:
+            raise LabValueError(
+                f"unknown check(s): {', '.join(sorted(unknown))}; "
+                "known: resolves, identity, recipients"
+            )
+        for name, hook in hooks.items():
+            setattr(self, name, hook)
 
     def on_line(self, callback: Callable[[Line], None]) -> None:
         """Call ``callback(line)`` for every transcript line (from the server thread)."""
@@ -421,6 +426,7 @@ class LabServer:
             auth_require_tls=self.auth_require_tls,
             resolves=self.resolves,
             identity=self.identity,
+            recipients=self.recipients,
             queue_id=self.new_queue_id,
         )
 

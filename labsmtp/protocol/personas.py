@@ -117,6 +117,7 @@ REPLY_KEYS = (
     "fault_reply",  # a fault's reply with the lab's default text: {status} {text}
     "fault_reply_host",  # the same for replies that name the host (421; 220/554 greetings)
     "connection_refused",  # a connection the server's admission check refuses
+    "user_unknown",  # local_recipient_maps: no such user in the server's own domain
 )
 
 
@@ -279,6 +280,7 @@ _GENERIC = {
     "fault_reply": "{status} {text}",
     "fault_reply_host": "{status} {hostname} {text}",
     "connection_refused": "554 5.7.1 Service unavailable; client [{client}] may not connect here",
+    "user_unknown": "550 5.1.1 <{addr}>: Recipient address rejected: User unknown in local recipient table",
 }
 
 # Postfix 3.7 (smtpd.c, smtpd_check.c), checked against tests/recordings/postfix-3.7.json.
@@ -510,6 +512,7 @@ _EXIM = dict(
         "fault_reply": "{code} {text}",
         "fault_reply_host": "{code} {hostname} {text}",
         "connection_refused": "554 {hostname} Access denied for [{client}]",
+        "user_unknown": "550 Unrouteable address",  # Exim's own, for an unknown local part
     },
 )
 
@@ -595,6 +598,7 @@ _SENDMAIL = dict(
         "helo_mismatch": "450 4.7.1 <{helo}>... Host name does not match your address [{client}]",
         "internal_error": "421 4.3.0 {hostname} Internal software error, closing connection",
         "connection_refused": "554 5.7.1 {hostname} Access denied for [{client}]",
+        "user_unknown": "550 5.1.1 <{addr}>... User unknown",  # Sendmail's own
     },
 )
 
@@ -675,6 +679,7 @@ _OPENSMTPD = dict(
         "helo_mismatch": "450 4.7.1 Temporary failure: HELO name {helo} does not match [{client}]",
         "internal_error": "421 4.3.0 {hostname} Temporary failure",
         "connection_refused": "554 5.7.1 {hostname} Connection refused for [{client}]",
+        "user_unknown": "550 Invalid recipient: <{addr}>",  # OpenSMTPD's own
     },
 )
 
@@ -769,6 +774,7 @@ _EXCHANGE = dict(
         "helo_mismatch": "450 4.7.1 Host name {helo} does not match the sending IP [{client}]",
         "internal_error": "421 4.3.2 Service not available, closing transmission channel",
         "connection_refused": "554 5.7.1 Service unavailable; Client host [{client}] blocked",
+        "user_unknown": "550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup",
     },
 )
 

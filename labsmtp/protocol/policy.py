@@ -201,6 +201,17 @@ class IdentityCheck(Protocol):
         helo_mismatch), or None to let the normal checks decide."""
 
 
+class RecipientCheck(Protocol):
+    """Which addresses of the server's own domains exist: Postfix's local_recipient_maps.
+
+    The session asks it at RCPT for an address the server would accept; an
+    unknown user is refused with the persona's ``user_unknown`` (550 5.1.1).
+    """
+
+    def knows(self, address: str) -> bool:
+        """False for a user this server knows does not exist."""
+
+
 # Server modes: who may relay through the lab (a relay policy, not an AUTH fact).
 MODES = ("mx", "submission", "open-relay")
 MODE_ABOUT = {

@@ -364,6 +364,9 @@ class Session:
         )
         if not may:
             return self._reply(Command.RCPT, "relay_denied", "RCPT", addr=path.address)
+        known = self.setup.recipients
+        if known is not None and not known.knows(path.address):
+            return self._reply(Command.RCPT, "user_unknown", "RCPT", addr=path.address)
         self.rcpt_tos.append(path.address)
         self.rcpt_options.extend(path.parameters)
         return self._reply(Command.RCPT, "rcpt_ok", "RCPT", addr=path.address)

@@ -16,7 +16,7 @@ from types import MappingProxyType
 
 from . import auth
 from .personas import Persona
-from .policy import IdentityCheck, Policy
+from .policy import IdentityCheck, Policy, RecipientCheck
 
 # The lab's reverse DNS for {peer}: only /etc/hosts' localhost has a name.
 REVERSE_NAMES: Mapping[str, str] = MappingProxyType({"127.0.0.1": "localhost", "::1": "localhost"})
@@ -39,6 +39,7 @@ class Setup:
     auth_require_tls: bool = True  # RFC 4954 §4: AUTH only inside TLS
     resolves: Callable[[str], bool] | None = None  # reject_unknown_helo_hostname's DNS
     identity: IdentityCheck | None = None  # a client identity policy (lab/dnszone.py)
+    recipients: RecipientCheck | None = None  # local_recipient_maps (lab/mailnet.py)
     queue_id: Callable[[], str] | None = None  # the next queue id; None: a random one
     clock: Callable[[], datetime.datetime] = _utcnow  # {date} in replies
     reverse_names: Mapping[str, str] = field(default_factory=lambda: REVERSE_NAMES)
