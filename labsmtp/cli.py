@@ -16,6 +16,7 @@ import json
 import signal
 import sys
 import threading
+from typing import Any
 
 from .errors import ConnectFailed, LabConnectionError, LabError
 from .lab.client import StepClient, make_message
@@ -206,7 +207,7 @@ def _print_line(line) -> None:
 
 def cmd_serve(args) -> int:
     """Run a lab server in the foreground, printing every line, until Ctrl-C or SIGTERM."""
-    switches = {}
+    switches: dict[str, Any] = {}
     if args.smtpd_helo_required:
         switches["smtpd_helo_required"] = True
     if args.smtpd_helo_restrictions:
@@ -270,6 +271,7 @@ def cmd_talk(args) -> int:
                     print(str(client.read_reply(".")), flush=True)
                 continue
             reply = client.raw(line)
+            assert reply is not None  # raw() waits for the reply unless told not to
         except LabConnectionError as exc:
             print(f"labsmtp: {exc}", file=sys.stderr)
             return exit_code(exc)

@@ -18,6 +18,7 @@ import ipywidgets as W
 from matplotlib.figure import Figure
 
 from ..errors import LabConnectionError, LabError
+from ..lab.client import StepClient
 from ..lab.faults import (
     FAULT_STAGES,
     Action,
@@ -32,6 +33,7 @@ from ..lab.faults import (
 from ..lab.labserver import LabServer
 from ..lab.trials import POLICIES, run_trials
 from ..protocol import states
+from ..protocol.replies import Reply
 from ..protocol.states import Command, Stage
 from ..render import mailbox_html, transcript_html
 from ..style import CLASS_COLOURS
@@ -86,7 +88,7 @@ class DialogueStepper(W.VBox):
 
     def __init__(self, server=None, *, connect: bool = True):
         self.server = _own_server(server, "stepper")
-        self.client = None
+        self.client: StepClient | None = None
         self.helo_name = W.Text(value="client.example.org", description="name")
         self.sender = W.Text(value="ada@example.org", description="from")
         self.recipient = W.Text(value="postmaster@lab.example.org", description="to")
@@ -130,13 +132,14 @@ class DialogueStepper(W.VBox):
             self.status.value = _message(str(exc))
         self._refresh()
 
-    def press(self, cmd: Command):
+    def press(self, cmd: Command) -> Reply | None:
         """Send ``cmd`` whether or not it is legal now (that is how one meets 503)."""
         c = self.client
         if c is None or c.sock is None:
             self.status.value = _message("not connected: press 'connect' first")
             self._refresh()
             return None
+        reply: Reply | None = None
         try:
             reply = {
                 Command.HELO: lambda: c.helo(self.helo_name.value),
@@ -154,10 +157,8 @@ class DialogueStepper(W.VBox):
             }[cmd]()
         except LabConnectionError as exc:
             self.status.value = _message(f"{exc} - press 'connect' to start again")
-            reply = None
         except LabError as exc:  # a bad address in a text box, say
             self.status.value = _message(str(exc))
-            reply = None
         else:
             self.status.value = _message(reply.explain(), "info" if reply.ok else "error")
         self._refresh()
@@ -184,17 +185,6 @@ def stepper(server=None) -> DialogueStepper:
 
 
 # --- the fault lab ------------------------------------------------------------
-
-# The panel's actions, each built from the controls as a fault action object.
-_ACTIONS: dict[str, Callable[[FaultLab], Action]] = {
-    "reply with code": lambda lab: ReplyWith(lab.code.value),
-    "421 and hang up": lambda lab: ReplyWith(421),
-    "hang up, no reply": lambda lab: HangUp(),
-    "delay (tarpit)": lambda lab: Delay(lab.delay.value / 1000),
-    "greylist (300 s)": lambda lab: Greylist(300.0),
-    "malformed reply": lambda lab: Malformed(),
-    "cut off in DATA": lambda lab: CutOff(),
-}
 
 
 class FaultLab(W.VBox):
@@ -319,6 +309,18 @@ class FaultLab(W.VBox):
             "info",
         )
         return r
+
+
+# The panel's actions, each built from the controls as a fault action object.
+_ACTIONS: dict[str, Callable[[FaultLab], Action]] = {
+    "reply with code": lambda lab: ReplyWith(lab.code.value),
+    "421 and hang up": lambda lab: ReplyWith(421),
+    "hang up, no reply": lambda lab: HangUp(),
+    "delay (tarpit)": lambda lab: Delay(lab.delay.value / 1000),
+    "greylist (300 s)": lambda lab: Greylist(300.0),
+    "malformed reply": lambda lab: Malformed(),
+    "cut off in DATA": lambda lab: CutOff(),
+}
 
 
 def fault_lab(server=None, **kwargs) -> FaultLab:

@@ -309,7 +309,7 @@ class StepClient:
     @property
     def peer_certificate(self) -> dict | None:
         """The server's certificate as the ssl module decodes it (inside TLS), else None."""
-        return self.sock.getpeercert() if self.tls else None
+        return self.sock.getpeercert() if isinstance(self.sock, ssl.SSLSocket) else None
 
     def _handshake(self, verify: bool, server_name: str, trust) -> None:
         from .tls import client_context, explain_tls_error
@@ -318,6 +318,8 @@ class StepClient:
         # RFC 3207 §4.2: forget anything the server sent before TLS (nothing may be
         # trusted), including its EHLO keywords; EHLO must be sent again.
         self.esmtp_keywords = {}
+        if self.sock is None:
+            raise ServerClosed("not connected: call connect() first", phase=Stage.TLS)
         try:
             self.sock = ctx.wrap_socket(self.sock, server_hostname=server_name)
         except (ssl.SSLError, ssl.CertificateError, OSError) as exc:

@@ -116,7 +116,7 @@ SPEC_GRAMMAR = _grammar_text()
 class Fault:
     """One fault rule: where (stage), what (action), when (matchers).  Its one validator."""
 
-    stage: Stage
+    stage: Stage | str  # a Stage once made (names such as "ehlo" or "greeting" are read)
     action: Action
     probability: float = 1.0
     address: str | None = None  # exact address or fnmatch pattern, case-insensitive
@@ -235,7 +235,7 @@ def parse_fault(spec: str) -> Fault:
         for when in whens:
             _parse_when(when, found)
         return Fault(
-            Stage.of(m.group(1)) or m.group(1),  # type: ignore[arg-type]
+            Stage.of(m.group(1)) or m.group(1),
             _parse_action(what),
             nth=int(m.group(2)) if m.group(2) else None,
             name=spec,
@@ -312,7 +312,7 @@ class FaultEngine:
         # Called with the lock held; readers see either the old or the new dict.
         by_stage: dict[Stage, list[Fault]] = {}
         for r in self._rules:
-            by_stage.setdefault(r.stage, []).append(r)
+            by_stage.setdefault(Stage(r.stage), []).append(r)
         self._by_stage = {k: tuple(v) for k, v in by_stage.items()}
 
     # --- greylisting's clock --------------------------------------------------

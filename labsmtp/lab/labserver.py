@@ -227,7 +227,7 @@ class LabServer:
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._thread: _LoopThread | None = None
-        self._servers: list[asyncio.AbstractServer] = []
+        self._servers: list[asyncio.Server] = []
         self._port: int | None = None
         self._listeners: list[Callable[[Line], None]] = []
         self._site = Site(

@@ -396,4 +396,4 @@ class Connection(asyncio.Protocol):
         self._close()
 
     def _tls_summary(self) -> str:
-        return summary(self.transport and self.transport.get_extra_info("ssl_object"))
+        return summary(self.transport.get_extra_info("ssl_object") if self.transport else None)

@@ -425,7 +425,7 @@ def run_trials(
             results[futures[fut]] = fut.result()
             if progress is not None and (done % step == 0 or done == n):
                 progress(done, n)
-    done = [t for t in results if t is not None]
+    finished = [t for t in results if t is not None]
     return TrialResults(
-        done, policy, engine.seed, [r.name for r in engine.rules], time.perf_counter() - t0
+        finished, policy, engine.seed, [r.name for r in engine.rules], time.perf_counter() - t0
     )

@@ -320,9 +320,9 @@ def parse_reply(
         code = None
     enhanced = None
     if code is not None and texts and len(texts[0]) > 4:
-        m = _ENHANCED.match(texts[0][4:])
-        if m and m.group(1) == str(code)[0]:
-            enhanced = ".".join(m.groups())
+        em = _ENHANCED.match(texts[0][4:])
+        if em and em.group(1) == str(code)[0]:
+            enhanced = ".".join(em.groups())
     return Reply(code, tuple(texts), enhanced, bytes(raw), command, elapsed)
 
 
