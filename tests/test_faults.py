@@ -425,3 +425,19 @@ def test_the_grammar_text_is_made_from_the_actions():
     for action in ACTIONS:
         assert action.grammar.split("\n")[0] in SPEC_GRAMMAR
         assert parse_fault(action.example).action.__class__ is action
+
+
+@pytest.mark.parametrize("persona", ["generic", "exim", "sendmail"])
+def test_fault_replies_are_worded_by_the_persona(persona):
+    # An Exim lab speaks Exim even when it misbehaves: no enhanced status codes.
+    with LabServer(persona=persona, name=f"fault-words-{persona}") as s:
+        s.faults.set("mail:451")
+        _, mail = reach(s, "mail")
+        s.faults.set("rcpt:greylist")
+        _, rcpt = reach(s, "rcpt")
+        if persona == "exim":
+            assert str(mail) == "451 Requested action aborted: local error in processing"
+            assert rcpt.enhanced is None and "greylisted" in rcpt.text
+        else:
+            assert mail.enhanced == "4.3.0" and rcpt.enhanced == "4.7.1"
+        assert rcpt.code == 451 and "300 seconds" in rcpt.text

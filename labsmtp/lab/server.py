@@ -106,7 +106,7 @@ class Connection(asyncio.Protocol):
     def eof_received(self) -> bool:
         self._eof = True
         self._wake()
-        return True  # keep our side open: the replies to what was read still go out
+        return not self.session.tls  # half-open: the replies still go out (TLS can't)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.info.ended is None:
