@@ -89,15 +89,7 @@ def fuzz(examples: int) -> dict:
 
     H.send_and_drain = counting
     complaints = H.Complaints()
-    s = LabServer(
-        name="bench-fuzz",
-        users=USERS,
-        tls=True,
-        auth_require_tls=False,
-        hard_error_limit=60,
-        idle_timeout=10,
-        max_lines=200_000,
-    ).start()
+    s = H.fuzz_lab_server("bench-fuzz")
     fuzz = settings(
         max_examples=examples,
         deadline=None,

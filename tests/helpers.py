@@ -19,6 +19,7 @@ import time
 from hypothesis import strategies as st
 
 from labsmtp.lab.transcript import CLIENT, EVENT, SERVER
+from labsmtp.protocol.states import State
 
 HOST = "127.0.0.1"
 
@@ -49,6 +50,57 @@ def normalise(lines):
             ln = rx.sub(r"\1<id>", ln)
         out.append(ln)
     return out
+
+
+# --- dialogue cases run both over sockets and in memory -----------------------------
+
+# (steps taken first, the out-of-order step, the state it must leave unchanged)
+OUT_OF_ORDER = [
+    ([], "mail", State.CONNECTED),
+    ([], "rcpt", State.CONNECTED),
+    (["helo"], "rcpt", State.GREETED),
+    (["helo"], "data", State.GREETED),
+    (["helo", "mail"], "data", State.MAIL),
+    (["helo", "mail"], "mail", State.MAIL),
+    (["helo", "mail", "rcpt"], "mail", State.RCPT),
+]
+# (HELO name, smtpd_helo_restrictions, the code Postfix answers)
+HELO_RESTRICTIONS = [
+    ("client", (), 250),
+    ("client", ("reject_non_fqdn_helo_hostname",), 504),
+    ("bad_host!", ("reject_invalid_helo_hostname",), 501),
+    ("bad_host!", (), 250),
+    ("[127.0.0.1]", ("reject_invalid_helo_hostname", "reject_non_fqdn_helo_hostname"), 250),
+    ("[IPv6:::1]", ("reject_invalid_helo_hostname", "reject_non_fqdn_helo_hostname"), 250),
+    ("client.example.org", ("reject_non_fqdn_helo_hostname",), 250),
+]
+# (the lines of one AUTH exchange inside TLS, the code of its final reply)
+AUTH_EXCHANGES = [
+    (["AUTH"], 501),
+    (["AUTH CRAM-MD5"], 504),
+    (["AUTH PLAIN !!notbase64"], 501),
+    (["AUTH PLAIN", "*"], 501),  # the client cancels (RFC 4954 §4)
+    (["AUTH LOGIN", "YWxpY2U=", "*"], 501),
+    (["AUTH PLAIN", "AGFsaWNlAHdvbmRlcmxhbmQ="], 235),  # no initial response: 334 first
+    (["AUTH PLAIN " + "A" * 400], 501),
+]
+FUZZ_USERS = {"alice": "wonderland"}
+
+
+def fuzz_lab_server(name: str = "fuzz"):
+    """One server for every fuzz input: STARTTLS and AUTH on (AUTH allowed in the clear,
+    so the fuzzer reaches the AUTH dialogue without a TLS handshake)."""
+    from labsmtp import LabServer
+
+    return LabServer(
+        name=name,
+        users=FUZZ_USERS,
+        tls=True,
+        auth_require_tls=False,
+        hard_error_limit=60,
+        idle_timeout=10,
+        max_lines=200_000,
+    ).start()
 
 
 # --- fuzz strategies -------------------------------------------------------------

@@ -40,6 +40,7 @@ from labsmtp.protocol.states import Command, State
 HERE = pathlib.Path(__file__).parent / "recordings"
 sys.path.insert(0, str(HERE))
 import record  # noqa: E402  (the same replay code that recorded the real servers)
+from helpers import normalise  # noqa: E402  (dates and ids masked, nothing else)
 
 SCRIPTS = {d["name"]: d for d in json.loads((HERE / "dialogues.json").read_text())["dialogues"]}
 
@@ -81,30 +82,6 @@ THRESHOLDS = {"exim": 1.0, "sendmail": 1.0, "opensmtpd": 1.0, "clamsmtpd": 1.0}
 # (persona, dialogue, exchange index) -> why the lab cannot say what the real server said.
 # Empty today; a new recording that the lab cannot match goes here, with its reason.
 KNOWN_DIFFERENCES: dict[tuple[str, str, int], str] = {}
-
-_DATE = re.compile(
-    r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun), +\d{1,2} \w{3} \d{4} \d\d:\d\d:\d\d (?:[+-]\d{4}|GMT|UTC)"
-)
-_IDS = [
-    re.compile(r"(queued as )[0-9A-Za-z]+"),  # Postfix (behind clamsmtpd)
-    re.compile(r"(OK id=)[0-9A-Za-z-]+"),  # Exim
-    re.compile(
-        r"(250 2\.0\.0 )[0-9A-Za-z]+(?= Message accepted for delivery)"
-    ),  # Sendmail, OpenSMTPD
-]
-
-
-def normalise(lines):
-    """Mask what may differ: dates and queue/message ids (nothing else)."""
-    if lines is None:
-        return None
-    out = []
-    for ln in lines:
-        ln = _DATE.sub("<date>", ln)
-        for rx in _IDS:
-            ln = rx.sub(r"\1<id>", ln)
-        out.append(ln)
-    return out
 
 
 def _timed_out(recorded: dict) -> bool:

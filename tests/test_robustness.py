@@ -24,6 +24,7 @@ from helpers import (
     body_piece,
     command_lines,
     fds,
+    fuzz_lab_server,
     fuzzed_command_lines,
     lf_dot_lf_smuggling,
     overlong_inputs,
@@ -49,20 +50,6 @@ FUZZ = settings(
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-
-
-def fuzz_lab_server(name: str = "fuzz") -> LabServer:
-    """One server for every fuzz input: STARTTLS and AUTH on (AUTH allowed in the clear,
-    so the fuzzer reaches the AUTH dialogue without a TLS handshake)."""
-    return LabServer(
-        name=name,
-        users=USERS,
-        tls=True,
-        auth_require_tls=False,
-        hard_error_limit=60,
-        idle_timeout=10,
-        max_lines=200_000,
-    ).start()
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ import warnings
 
 import pytest
 from conftest import require_tool
+from helpers import AUTH_EXCHANGES
 
 from labsmtp import LabConnectionError, LabServer, LabValueError, Stage, State
 from labsmtp.errors import TLSFailed
@@ -200,18 +201,7 @@ def test_auth_outside_tls_gets_538_encryption_required(tls_server):
     assert (r.code, r.enhanced) == (538, "5.7.11")
 
 
-@pytest.mark.parametrize(
-    "lines, code",
-    [
-        (["AUTH"], 501),
-        (["AUTH CRAM-MD5"], 504),
-        (["AUTH PLAIN !!notbase64"], 501),
-        (["AUTH PLAIN", "*"], 501),  # the client cancels (RFC 4954 §4)
-        (["AUTH LOGIN", "YWxpY2U=", "*"], 501),
-        (["AUTH PLAIN", "AGFsaWNlAHdvbmRlcmxhbmQ="], 235),  # no initial response: 334 first
-        (["AUTH PLAIN " + "A" * 400], 501),
-    ],
-)
+@pytest.mark.parametrize("lines, code", AUTH_EXCHANGES)
 def test_every_auth_line_gets_exactly_one_reply(tls_server, lines, code):
     c = _inside_tls(tls_server)
     replies = [c.raw(line) for line in lines]

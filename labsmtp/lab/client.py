@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from ..errors import ConnectFailed, LabValueError, ReplyTimeout, ServerClosed, TLSFailed
 from ..protocol import auth as _auth
 from ..protocol import states
+from ..protocol.commands import DEFAULT_HELO, CommandWriter
 from ..protocol.lines import dot_stuff
 from ..protocol.replies import Reply, ReplyBuffer, parse_reply
 from ..protocol.states import Command, Stage, State
@@ -33,8 +34,6 @@ __all__ = [
     "make_message",
     "show_wire",
 ]
-
-DEFAULT_HELO = "client.example.org"
 
 
 def show_wire(data: bytes | str) -> str:
@@ -106,7 +105,7 @@ class Exchange:
     tls: bool = False  # the command travelled inside TLS
 
 
-class StepClient:
+class StepClient(CommandWriter):
     """Hold an SMTP dialogue one command at a time and read every reply."""
 
     def __init__(
@@ -209,15 +208,11 @@ class StepClient:
                 pass
         self.close()
 
-    # --- the commands -------------------------------------------------------
-
-    def helo(self, name: str = DEFAULT_HELO) -> Reply:
-        """HELO <your FQDN or [address literal]> (RFC 5321 §4.1.1.1)."""
-        return self.command(f"HELO {name}".rstrip(), Command.HELO)
+    # --- the commands (protocol.commands.CommandWriter writes the rest) -----
 
     def ehlo(self, name: str = DEFAULT_HELO) -> Reply:
         """EHLO <name>: like HELO, and the reply lists the server's extensions."""
-        reply = self.command(f"EHLO {name}".rstrip(), Command.EHLO)
+        reply = super().ehlo(name)
         if reply.code == 250:
             self.esmtp_keywords = {}
             for text in reply.texts[1:]:
@@ -225,45 +220,12 @@ class StepClient:
                 self.esmtp_keywords[key.upper()] = value
         return reply
 
-    def mail(self, sender: str, **params) -> Reply:
-        """MAIL FROM:<sender> [PARAM=value ...] (§4.1.1.2); '' is the null sender."""
-        _check_address(sender, "sender", allow_empty=True)
-        extra = "".join(f" {k.upper()}={v}" for k, v in params.items())
-        return self.command(f"MAIL FROM:<{sender}>{extra}", Command.MAIL)
-
-    def rcpt(self, recipient: str) -> Reply:
-        """RCPT TO:<recipient> (§4.1.1.3)."""
-        _check_address(recipient, "recipient")
-        return self.command(f"RCPT TO:<{recipient}>", Command.RCPT)
-
-    def data(self, message: str | bytes | None = None) -> Reply:
-        """DATA.  With a message: if the server says 354, send it and return the final reply."""
-        reply = self.command("DATA", Command.DATA)
-        if message is None or reply.code != 354:
-            return reply
-        return self.send_message(message)
+    def check_address(self, address: object, what: str, allow_empty: bool = False) -> None:
+        _check_address(address, what, allow_empty)
 
     def send_message(self, message: str | bytes) -> Reply:
         """After 354: the dot-stuffed message and the final dot; returns the reply to it."""
         return self._send(dot_stuff(message), Command.END_OF_DATA)
-
-    def rset(self) -> Reply:
-        """RSET: abort the transaction, keep the greeting (§4.1.1.5)."""
-        return self.command("RSET", Command.RSET)
-
-    def noop(self) -> Reply:
-        """NOOP: do nothing, get 250 (§4.1.1.9) - a keep-alive and a liveness test."""
-        return self.command("NOOP", Command.NOOP)
-
-    def vrfy(self, who: str) -> Reply:
-        """VRFY <name>: ask about a mailbox (§4.1.1.6); most servers answer 252."""
-        return self.command(f"VRFY {who}", Command.VRFY)
-
-    def expn(self, who: str) -> Reply:
-        return self.command(f"EXPN {who}", Command.EXPN)
-
-    def help(self) -> Reply:
-        return self.command("HELP", Command.HELP)
 
     def starttls(self, verify: bool = True, *, server_name: str | None = None, trust=None) -> Reply:
         """STARTTLS (RFC 3207): on 220, a TLS handshake that checks the server's certificate.
@@ -291,15 +253,7 @@ class StepClient:
             raise LabValueError(
                 f"mechanism must be one of {', '.join(_auth.MECHANISMS)}, not {mechanism!r}"
             )
-        if mechanism.upper() == "PLAIN":
-            # The initial response rides on the AUTH line (RFC 4954 §4), as smtplib sends it.
-            return self.command(f"AUTH PLAIN {_auth.plain_response(user, password)}", Command.AUTH)
-        reply = self.command("AUTH LOGIN", Command.AUTH)
-        for answer in (user, password):
-            if reply.code != 334:
-                return reply
-            reply = self._send(_auth.b64(answer).encode() + b"\r\n", Command.AUTH)
-        return reply
+        return super().auth(user, password, mechanism)
 
     @property
     def tls(self) -> bool:
@@ -460,7 +414,7 @@ def _command_named(name: str | None) -> Command | None:
         return None
 
 
-def _check_address(addr, what: str, allow_empty: bool = False) -> None:
+def _check_address(addr: object, what: str, allow_empty: bool = False) -> None:
     if not isinstance(addr, str):
         raise LabValueError(
             f"the {what} must be an address such as 'ada@example.org', not {addr!r}"

@@ -17,7 +17,8 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 
-from . import auth, states
+from . import states
+from .commands import CommandWriter
 from .events import (
     Answer,
     ClientLine,
@@ -36,7 +37,7 @@ from .session import Session, Setup
 from .states import Command, State
 
 
-class SessionPair:
+class SessionPair(CommandWriter):
     """A client and the lab's server session, talking in memory."""
 
     def __init__(
@@ -56,7 +57,9 @@ class SessionPair:
         **policy_switches: object,
     ) -> None:
         persona = get_persona(persona)
-        policy = (policy or Policy()).with_(**policy_switches)
+        policy = policy or Policy()
+        if policy_switches:
+            policy = policy.with_(**policy_switches)
         if mode == "open-relay" and not policy.open_relay:
             policy = policy.with_(open_relay=True)
         rng = random.Random(seed)
@@ -144,55 +147,16 @@ class SessionPair:
         # helo_required=False: if the server let MAIL through before HELO, follow it.
         self.state = states.after_reply(self.state, cmd, reply.code, helo_required=False)
 
-    # --- the commands, as StepClient names them ---------------------------------
-
-    def helo(self, name: str = "client.example.org") -> Reply:
-        return self.command(f"HELO {name}", Command.HELO)
-
-    def ehlo(self, name: str = "client.example.org") -> Reply:
-        return self.command(f"EHLO {name}", Command.EHLO)
-
-    def mail(self, sender: str, **params: object) -> Reply:
-        extra = "".join(f" {k.upper()}={v}" for k, v in params.items())
-        return self.command(f"MAIL FROM:<{sender}>{extra}", Command.MAIL)
-
-    def rcpt(self, recipient: str) -> Reply:
-        return self.command(f"RCPT TO:<{recipient}>", Command.RCPT)
-
-    def data(self, message: str | bytes | None = None) -> Reply:
-        """DATA; with a message, after 354 the message and its final dot (the last reply)."""
-        reply = self.command("DATA", Command.DATA)
-        if message is None or reply.code != 354:
-            return reply
-        return self.send_message(message)
+    # --- the commands (CommandWriter writes them, as for the step client) ------
 
     def send_message(self, message: str | bytes) -> Reply:
         return self.command(dot_stuff(message), Command.END_OF_DATA)
-
-    def rset(self) -> Reply:
-        return self.command("RSET", Command.RSET)
-
-    def noop(self) -> Reply:
-        return self.command("NOOP", Command.NOOP)
-
-    def vrfy(self, who: str) -> Reply:
-        return self.command(f"VRFY {who}", Command.VRFY)
 
     def quit(self) -> Reply:
         return self.command("QUIT", Command.QUIT)
 
     def starttls(self) -> Reply:
         return self.command("STARTTLS", Command.STARTTLS)
-
-    def auth(self, user: str, password: str, mechanism: str = "PLAIN") -> Reply:
-        if mechanism.upper() == "PLAIN":
-            return self.command(f"AUTH PLAIN {auth.plain_response(user, password)}", Command.AUTH)
-        reply = self.command("AUTH LOGIN", Command.AUTH)
-        for answer in (user, password):
-            if reply.code != 334:
-                return reply
-            reply = self.command(auth.b64(answer), Command.AUTH)
-        return reply
 
     @property
     def server_state(self) -> State:
