@@ -22,6 +22,9 @@ from .states import Command
 
 if TYPE_CHECKING:
     from .personas import Persona
+    from .policy import Policy
+
+AUTH_LINE_LIMIT = 12288  # RFC 4954 §4: AUTH lines may be this long, whatever the command limit
 
 # The ESMTP parameters the lab's EHLO keywords promise (RFC 1870 SIZE, RFC 6152
 # BODY, RFC 6531 SMTPUTF8, RFC 3461 DSN's RET/ENVID/NOTIFY/ORCPT, RFC 4954 AUTH).
@@ -50,8 +53,18 @@ class Refusal:
 class Grammar:
     """The lab's reading of command lines, steered by one persona's flags."""
 
+    # What ends a command line: LF, so a bare LF is tolerated as Postfix does
+    # (message text ends at CRLF only, whatever the grammar: §4.1.1.4).
+    command_line_end = b"\n"
+
     def __init__(self, persona: Persona) -> None:
         self.persona = persona
+
+    def line_limit(self, verb: str, policy: Policy) -> int:
+        """The longest command line (CRLF included) answered normally; longer gets
+        ``line_too_long``.  §4.5.3.1.4's 512 by default, RFC 4954's 12,288 for AUTH."""
+        limit = policy.command_line_limit
+        return max(limit, AUTH_LINE_LIMIT) if verb == "AUTH" else limit
 
     def command(self, verb: str, argument: str) -> Command | None:
         """The command a line's verb names, or None for an unknown one.

@@ -17,6 +17,13 @@ decisions (``Policy``), DATA accounting and dot-unstuffing, the AUTH
 exchange (``auth.py``), and reply wording (``Persona``).  It never reads a
 socket, starts a timer or sleeps: ``lab/server.py`` does that, and
 ``pair.py`` drives a session in memory for tests.
+
+Where new behaviour goes: how a server reads lines (its parser, its limits,
+what it does past them) is its ``Grammar``; what the server decides about
+a client is a policy hook of ``Setup`` (``identity``, ``recipients``); a new
+way into message text (BDAT, RFC 3030) is another command that starts a
+``MessageText`` and ends in the same ``Pending`` final-dot stage; a trace
+field for the stored message goes where ``MessageAccepted`` is made.
 """
 
 from __future__ import annotations
@@ -40,14 +47,12 @@ from .events import (
     TLSRequested,
     Turn,
 )
-from .grammar import Grammar, grammar_of
+from .grammar import AUTH_LINE_LIMIT, Grammar, grammar_of
 from .lines import LineBuffer, MessageText, TooLong
 from .setup import REVERSE_NAMES, Fields, Setup
 from .states import Command, Stage, State
 
 __all__ = ["AUTH_LINE_LIMIT", "REVERSE_NAMES", "Session", "Setup"]
-
-AUTH_LINE_LIMIT = 12288  # RFC 4954 §4: AUTH lines may be this long, whatever the command limit
 
 
 def _code(answer: Answer) -> int | None:
@@ -111,7 +116,7 @@ class Session:
             return None
         if self._message is not None:
             return self._text_turn()
-        line = self._lines.line()
+        line = self._lines.line(self.grammar.command_line_end)
         if line is None:
             return None
         if self._auth is not None:
@@ -214,9 +219,7 @@ class Session:
             return self._said(seen, [self._answer("bad_bytes", None)])
         if not text.strip():
             return self._said(seen, self._unknown("empty_line", None))
-        limit = self.policy.command_line_limit
-        if verb == "AUTH":
-            limit = max(limit, AUTH_LINE_LIMIT)
+        limit = self.grammar.line_limit(verb, self.policy)
         if len(line if line.endswith(b"\r\n") else line + b"\r") > limit:
             return self._said(seen, [self._answer("line_too_long", verb)])
         arg = text[len(verb) :].strip()
