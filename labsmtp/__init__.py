@@ -22,7 +22,7 @@ Everything a lesson needs is imported from here. The package has three rooms
 import importlib
 
 from .classroom.compare import compare, compare_steps
-from .classroom.course import check, solution
+from .classroom.course import check, reveal, solution
 from .classroom.mystery import DIAGNOSES, mystery
 from .errors import (
     ConnectFailed,
@@ -75,6 +75,7 @@ __all__ = [
     "mystery",
     "plots",
     "replies",
+    "reveal",
     "solution",
     "trials",
     "use_zone",

@@ -186,21 +186,20 @@ def _norm(value):
     return value
 
 
-def reveal(prediction, actual, why: str = "") -> bool:
+def reveal(prediction, actual, why: str = "") -> None:
     """Compare a prediction with what really happened; shows ``actual`` only after a guess.
 
-    Returns True when the prediction was right.  Never raises.
+    Prints whether the prediction was right, then ``why``.  Never raises.
     """
     if _untouched(prediction):
         print(
             "Make your prediction first: replace the None above, then run this cell again. "
             "(What really happened stays hidden until you do.)"
         )
-        return False
+        return
     right = _same(prediction, actual)
     shown = sorted(actual) if isinstance(actual, (set, frozenset)) else actual
     mark = "✓ Right" if right else "✗ Not quite"
     print(f"{mark}: you predicted {prediction!r}; the lab says {shown!r}.")
     if why:
         print(textwrap.fill(why, width=88))
-    return right
