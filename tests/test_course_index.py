@@ -50,3 +50,34 @@ def test_every_lesson_opens_and_closes_the_same_way():
         if later:
             assert later[0] in last, f"{name}: link to the next lesson"
             assert later[0] in first, f"{name}: link to the next lesson at the top"
+
+
+def test_glossary_links_resolve_and_every_lesson_links_it():
+    glossary = json.loads((course.NOTEBOOKS / "glossary.ipynb").read_text())
+    text = "".join("".join(c["source"]) for c in glossary["cells"])
+    # JupyterLab gives a heading the id of its text with spaces as '-'.
+    anchors = {h.strip().replace(" ", "-") for h in re.findall(r"^## (.+)$", text, re.M)}
+    for name, _, _ in course.lessons():
+        nb = json.loads((course.NOTEBOOKS / name).read_text())
+        md = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+        assert "glossary.ipynb" in md, f"{name}: no link to the glossary"
+        for anchor in re.findall(r"glossary\.ipynb#([A-Za-z0-9-]+)", md):
+            assert anchor in anchors, f"{name}: glossary has no entry {anchor!r}"
+    for term in (
+        "RFC",
+        "MUST",
+        "MUA",
+        "MSA",
+        "MTA",
+        "MDA",
+        "Envelope",
+        "Header",
+        "Relay",
+        "Bounce",
+        "NAT",
+        "FQDN",
+        "Address-literal",
+        "PTR",
+        "FCrDNS",
+    ):
+        assert term in anchors, f"the glossary lacks {term}"
