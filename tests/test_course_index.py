@@ -38,6 +38,8 @@ def test_every_lesson_opens_and_closes_the_same_way():
             if re.search(r"^(from labsmtp|import labsmtp)", "".join(c["source"]), re.M)
         ]
         assert not imports, f"{name}: one imports cell"
+        # Issue 12: a predict-then-run check in every lesson, self-checked by reveal().
+        assert any("reveal(" in "".join(c["source"]) for c in code), f"{name}: predict-then-run"
         last = "".join(nb["cells"][-1]["source"])
         assert "## Key points" in last, f"{name}: key points at the end"
         # Issue 14: Run All, then the exercises. A lesson's servers stay up until the
