@@ -92,6 +92,7 @@ ENHANCED_DETAIL = {
     "1.6": "Destination mailbox has moved",
     "1.7": "Bad sender's mailbox address syntax",
     "1.8": "Bad sender's system address",
+    "1.10": "Recipient address has null MX (RFC 7505)",
     "2.0": "Other or undefined mailbox status",
     "2.1": "Mailbox disabled, not accepting messages",
     "2.2": "Mailbox full",
