@@ -265,6 +265,33 @@ TABLE: dict[str, tuple[list[str], str]] = {
         newmx.helo("newmx.example.org")
         """,
     ),
+    "6.1": (
+        [
+            'where = {"shop.example": "mx1.shop.example", "plain.example": "plain.example", "nomail.example": None}',
+            """
+            where = {}
+            for d in ("shop.example", "plain.example", "nomail.example"):
+                r = find_route(d)
+                where[d] = r.hosts[0] if r.ok else None
+            """,
+        ],
+        'where = {"shop.example": "mx1.shop.example", "plain.example": "plain.example", "nomail.example": "nomail.example"}',
+    ),
+    "6.2": (
+        [
+            """
+            net.server("mx1.shop.example").faults.add("connect:421")
+            delivery = net.send("ada@home.example", "bob@shop.example")
+            net.server("mx1.shop.example").faults.clear()
+            """,
+            """
+            net.server("mx1.shop.example").stop()
+            delivery = net.send("ada@home.example", "bob@shop.example", subject="via mx2")
+            net.server("mx1.shop.example").start()
+            """,
+        ],
+        'delivery = net.send("ada@home.example", "bob@shop.example")',
+    ),
     "7.1": (
         [
             """
@@ -317,6 +344,36 @@ TABLE: dict[str, tuple[list[str], str]] = {
         """
         first = trials.run_trials(server, 50, seed=42, faults=["mail:450:0.4"])
         second = trials.run_trials(server, 50, seed=43, faults=["mail:450:0.4"])
+        """,
+    ),
+    "9.1": (
+        [
+            'failed_status, reporter = "5.1.1", "mta.home.example"',
+            """
+            report = read_dsn(bounce)
+            failed_status = report.recipients[0]["Status"]
+            reporter = report.per_message["Reporting-MTA"]
+            """,
+        ],
+        'failed_status, reporter = "5.1.1", "mx1.shop.example"',
+    ),
+    "9.2": (
+        [
+            """
+            net.server("mx1.shop.example").faults.add("rcpt:451")
+            net.server("mx2.shop.example").faults.add("rcpt:451")
+            given_up = net.send("ada@home.example", "bob@shop.example")
+            """,
+            """
+            for h in ("mx1.shop.example", "mx2.shop.example"):
+                net.server(h).faults.add("rcpt:450")
+            given_up = net.send("ada@home.example", ["bob@shop.example"], subject="later")
+            """,
+        ],
+        """
+        for h in ("mx1.shop.example", "mx2.shop.example"):
+            net.server(h).faults.add("rcpt:550")
+        given_up = net.send("ada@home.example", "bob@shop.example")
         """,
     ),
     "10.1": (

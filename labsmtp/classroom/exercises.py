@@ -473,6 +473,81 @@ def _check_5_2(newmx, server):
     )
 
 
+# --- lesson 6 -------------------------------------------------------------
+
+
+@exercise(
+    "6.1",
+    needs=("where",),
+    solution="""
+        where = {}
+        for domain in ("shop.example", "plain.example", "nomail.example"):
+            route = find_route(domain)
+            where[domain] = route.hosts[0] if route.ok else None
+    """,
+    solved="An MX first (lowest preference), else the domain's own address; a null MX: nowhere.",
+)
+def _check_6_1(where):
+    want = {
+        "shop.example": "mx1.shop.example",
+        "plain.example": "plain.example",
+        "nomail.example": None,
+    }
+    if not isinstance(where, dict):
+        return "where should be a dict such as {'shop.example': 'mx1.shop.example', ...}."
+    got = {str(k).lower(): (str(v).lower().rstrip(".") if v else None) for k, v in where.items()}
+    for domain, host in want.items():
+        if got.get(domain, "missing") != host:
+            hints = {
+                "shop.example": (
+                    "shop.example is not right yet.",
+                    "two MX records: the lower preference wins.",
+                ),
+                "plain.example": (
+                    "plain.example is not right yet.",
+                    "no MX record: the domain's own address is the implicit MX (§5.1).",
+                ),
+                "nomail.example": (
+                    "nomail.example is not right yet.",
+                    "MX 0 . is a null MX (RFC 7505): no mail, not even to its address.",
+                ),
+            }
+            return hints[domain]
+    return None
+
+
+@exercise(
+    "6.2",
+    needs=("delivery",),
+    setup="""
+        net = LabNet(seed=1).start()
+    """,
+    solution="""
+        net.server("mx1.shop.example").faults.add("connect:421")
+        delivery = net.send("ada@home.example", "bob@shop.example")
+        net.server("mx1.shop.example").faults.clear()
+    """,
+    solved="The MTA tried mx1 first, met its refusal, and went on to mx2 at once.",
+)
+def _check_6_2(delivery):
+    if not hasattr(delivery, "attempts") or not hasattr(delivery, "results"):
+        return "keep what net.send(...) returns in delivery."
+    result = delivery.results.get("bob@shop.example")
+    if result is None:
+        return "send to bob@shop.example."
+    if result.action != "delivered":
+        return "the message was not delivered: was mx2 refusing too?"
+    if result.host != "mx2.shop.example":
+        return (
+            "mx1 took the message itself.",
+            "make mx1 refuse first: net.server('mx1.shop.example').faults.add('connect:421'), "
+            "or .stop() it.",
+        )
+    if not delivery.attempts or delivery.attempts[0].host != "mx1.shop.example":
+        return "the MTA should have tried mx1 first."
+    return None
+
+
 # --- lesson 7 -------------------------------------------------------------
 
 
@@ -574,6 +649,74 @@ def _check_8_2(first, second):
         return "the two runs differ: were the retry policy, the faults and the seed the same?"
     if not any(450 in a.codes.values() for t in first.trials for a in t.attempts):
         return "no trial met a 450: use the fault 'mail:450:0.4'."
+    return None
+
+
+# --- lesson 9 -------------------------------------------------------------
+
+
+@exercise(
+    "9.1",
+    needs=("failed_status", "reporter"),
+    setup="""
+        net = LabNet(seed=9).start()
+        net.send("ada@home.example", ["bob@shop.example", "nobody@shop.example"])
+        bounce = net.mailbox("home.example")[-1]
+    """,
+    solution="""
+        report = read_dsn(bounce)
+        failed = [r for r in report.recipients if r["Action"] == "failed"][0]
+        failed_status = failed["Status"]
+        reporter = report.per_message["Reporting-MTA"].split(";")[-1].strip()
+    """,
+    solved="5.1.1 is 'bad destination mailbox address'; the report comes from Ada's own server.",
+)
+def _check_9_1(failed_status, reporter):
+    if str(failed_status).strip() != "5.1.1":
+        return (
+            "failed_status is not right yet.",
+            "the Status field of the recipient whose Action is 'failed' (an enhanced status code).",
+        )
+    name = str(reporter).split(";")[-1].strip().lower().rstrip(".")
+    if name != "mta.home.example":
+        return (
+            "reporter is not right yet: who *sent* the bounce?",
+            "the Reporting-MTA field, not Remote-MTA (the server that refused).",
+        )
+    return None
+
+
+@exercise(
+    "9.2",
+    needs=("given_up",),
+    setup="""
+        net = LabNet(seed=9).start()
+    """,
+    solution="""
+        for host in ("mx1.shop.example", "mx2.shop.example"):
+            net.server(host).faults.add("rcpt:451")
+        given_up = net.send("ada@home.example", "bob@shop.example")
+        for host in ("mx1.shop.example", "mx2.shop.example"):
+            net.server(host).faults.clear()
+        print(given_up)
+    """,
+    solved="A 4xx is retried; only when the retries run out does the MTA give up and bounce.",
+)
+def _check_9_2(given_up):
+    if not hasattr(given_up, "results") or not hasattr(given_up, "bounces"):
+        return "keep what net.send(...) returns in given_up."
+    result = given_up.results.get("bob@shop.example")
+    if result is None:
+        return "send to bob@shop.example."
+    if result.action == "delivered":
+        return (
+            "Bob got the message: both mail hosts must answer RCPT with 451.",
+            "net.server('mx1.shop.example').faults.add('rcpt:451'), and the same for mx2.",
+        )
+    if not result.status.startswith("4"):
+        return "that failure was permanent (5xx) and bounced at once; the task wants a 4xx."
+    if result.rounds < 2 or not given_up.bounces:
+        return "the MTA should retry before it gives up: use the default retry policy."
     return None
 
 
