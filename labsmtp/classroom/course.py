@@ -116,7 +116,7 @@ def _verdict(id: str, things: dict, count: bool = True) -> tuple[bool, str]:
             f"answer, then run this cell again."
         )
     try:
-        hint = ex.checker(**things)
+        hint = ex.checker(**{n: things[n] for n in ex.needs + ex.given})
     except Exception as exc:  # a learner's half-built answer must not stop Run All
         hint = f"the check could not read your answer ({type(exc).__name__}: {exc})"
     if hint is None:
