@@ -17,8 +17,8 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]-*.ipynb"))
 RECORDINGS = "\n".join(
     p.read_text() for p in sorted((ROOT / "tests" / "recordings").glob("*.json"))
 )
-# The article the course grew from, beside the repository (shared/seed/, as CI lays it out).
-ARTICLE = ROOT.parent / "shared" / "seed" / "smtp-helo-article.txt"
+# The article the course grew from (a copy of the seed article; lesson 14 quotes it).
+ARTICLE = ROOT / "docs" / "seed" / "smtp-helo-article.txt"
 # A server reply quoted in a lesson's prose, in backticks: `554 5.7.1 <...>: Relay access denied`.
 REPLY_QUOTE = re.compile(r"`([2-5][0-9]{2}[ -][^`]+)`")
 
