@@ -93,7 +93,7 @@ def test_strict_policy_refuses_a_client_without_ptr(server):
     # A policy, not a fault: nothing is marked injected, and the transcript says which policy.
     assert not [ln for ln in server.transcript.lines() if ln.injected]
     notes = [ln.note for ln in server.transcript.lines() if ln.direction == "event"]
-    assert any(n.startswith("identity check (strict local policy): refused") for n in notes)
+    assert any(n.startswith("identity check (strict): refused") for n in notes)
 
 
 def test_strict_policy_refuses_the_nat_client(server):

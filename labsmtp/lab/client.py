@@ -211,7 +211,7 @@ class StepClient(CommandWriter):
     # --- the commands (protocol.commands.CommandWriter writes the rest) -----
 
     def ehlo(self, name: str = DEFAULT_HELO) -> Reply:
-        """EHLO <name>: like HELO, and the reply lists the server's extensions."""
+        """EHLO <FQDN or [address literal]>: like HELO, and the reply lists the extensions."""
         reply = super().ehlo(name)
         if reply.code == 250:
             self.esmtp_keywords = {}

@@ -31,11 +31,11 @@ class CommandWriter:
         """Refuse an address before it is sent (the step client explains a learner's typo)."""
 
     def helo(self, name: str = DEFAULT_HELO) -> Reply:
-        """HELO <your FQDN or [address literal]> (RFC 5321 §4.1.1.1)."""
+        """HELO <your FQDN> (RFC 5321 §4.1.1.1; the grammar gives address literals to EHLO)."""
         return self.command(f"HELO {name}".rstrip(), Command.HELO)
 
     def ehlo(self, name: str = DEFAULT_HELO) -> Reply:
-        """EHLO <name>: like HELO, and the reply lists the server's extensions."""
+        """EHLO <FQDN or [address literal]>: like HELO, and the reply lists the extensions."""
         return self.command(f"EHLO {name}".rstrip(), Command.EHLO)
 
     def mail(self, sender: str, **params: object) -> Reply:

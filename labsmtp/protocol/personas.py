@@ -275,7 +275,8 @@ _GENERIC = {
     # The lab's own replies, in the words postgrey and Postfix use for them.
     "greylisted": "451 4.7.1 <{addr}>: Recipient address rejected: Greylisted, try again in {wait} seconds",
     "client_unknown": "450 4.7.25 Client host rejected: cannot find your hostname, [{client}]",
-    "helo_mismatch": "450 4.7.1 <{helo}>: Helo command rejected: Host name does not match your address [{client}] (strict local policy)",
+    # What RFC 5321 §4.1.4 forbids; no Postfix restriction does it: the lab's own words.
+    "helo_mismatch": "450 4.7.1 <{helo}>: HELO name does not resolve to your address [{client}] (refused against RFC 5321 §4.1.4)",
     "internal_error": "421 4.3.0 {hostname} Internal error, closing connection",
     "fault_reply": "{status} {text}",
     "fault_reply_host": "{status} {hostname} {text}",
@@ -603,8 +604,8 @@ _SENDMAIL = dict(
 )
 
 # --- OpenSMTPD 6.8 ------------------------------------------------------------------
-# Recorded: tests/recordings/opensmtpd-6.8.0.json (Debian's 6.8.0p2; OpenSMTPD
-# has no HELO policy checks).  OpenSMTPD parses "MAIL FROM" and "RCPT TO" as whole
+# Recorded: tests/recordings/opensmtpd-6.8.0.json (Debian's 6.8.0p2; no HELO
+# checks in its default configuration: they need a built-in filter, phase helo).  OpenSMTPD parses "MAIL FROM" and "RCPT TO" as whole
 # verbs, implements neither VRFY nor EXPN, refuses a second HELO and RSET before
 # HELO, refuses arguments on RSET, NOOP and DATA, and does not check MAIL's SIZE=.
 _OPENSMTPD_SEQUENCE = "503 5.5.1 Invalid command: Command not allowed at this point."
@@ -841,8 +842,9 @@ register(
     Persona(
         name="opensmtpd",
         software="OpenSMTPD 6.8 (Debian)",
-        about="OpenSMTPD 6.8's replies, recorded from a real OpenSMTPD: no HELO checks, "
-        "no second HELO, no VRFY, SIZE= not checked at MAIL.",
+        about="OpenSMTPD 6.8's replies, recorded from a real OpenSMTPD: no HELO checks in "
+        "its default configuration (its built-in filters can add them), no second HELO, no "
+        "VRFY, SIZE= not checked at MAIL.",
         replies=MappingProxyType(_OPENSMTPD),
         ehlo_keywords=("8BITMIME", "ENHANCEDSTATUSCODES", "SIZE {size}", "DSN", "HELP"),
         source="tests/recordings/opensmtpd-6.8.0.json",
@@ -852,7 +854,7 @@ register(
         unsupported_verbs=("VRFY", "EXPN"),
         no_argument_verbs=("RSET", "NOOP", "DATA"),
         checks_size_param=False,
-        platform_policy=_recorded_policy(_SYNTAX),  # OpenSMTPD has no HELO policy
+        platform_policy=_recorded_policy(_SYNTAX),  # no HELO filter configured
         queue_id_format="########",
         queue_id_alphabet="0123456789abcdef",
     )
@@ -861,8 +863,9 @@ register(
     Persona(
         name="clamsmtpd",
         software="clamsmtpd 1.10 in front of Postfix 3.7",
-        about="clamsmtpd 1.10, a virus-filtering proxy, in front of Postfix 3.7, recorded: "
-        "HELO passes through; the proxy answers DATA with 354 before Postfix is asked.",
+        about="clamsmtpd 1.10, a virus-filtering proxy, in front of Postfix 3.7, recorded "
+        "with XClient off: HELO passes through; the proxy answers DATA with 354 before "
+        "Postfix is asked.",
         replies=MappingProxyType(_CLAMSMTPD),
         ehlo_keywords=(
             "SIZE {size}",
