@@ -584,3 +584,21 @@ def test_the_transcript_lines_say_what_arrived():
     p.send(dot_stuff(b"x\r\n" * 250))
     notes = [ev.text for ev in p.events if hasattr(ev, "text") and "not shown" in ev.text]
     assert notes == ["50 more lines of message text (150 bytes) not shown"]
+
+
+def test_what_arrives_inside_tls_before_the_session_hears_of_the_handshake_is_kept():
+    # The adapter may read the first encrypted command before it tells the session
+    # that TLS started; only what came before the switch (plaintext) is dropped.
+    s = Session(Setup(get_persona("generic"), tls_offered=True), "127.0.0.1")
+    s.respond(s.connect())
+    s.receive(b"EHLO a.example.org\r\nSTARTTLS\r\nMAIL FROM:<injected@example.org>\r\n")
+    for _ in range(2):
+        turn = s.next_turn()
+        assert turn is not None and turn.pending is not None
+        s.respond(turn.pending)
+    assert s.tls_pending and s.next_turn() is None
+    s.receive(b"EHLO a.example.org\r\n")  # inside TLS, read before tls_started()
+    s.tls_started()
+    turn = s.next_turn()
+    assert turn is not None and turn.received[0].raw == b"EHLO a.example.org\r\n"
+    assert s.next_turn() is None  # and the injected MAIL is gone

@@ -150,7 +150,6 @@ class Session:
         self.tls = self.tls_restarted = True
         self.helo, self.extended, self.user = None, False, None
         self._reset_transaction()
-        self._lines.clear()  # plaintext pipelined after STARTTLS is not trusted (§4.2, §6)
         return []
 
     def hang_up(self) -> list[Event]:
@@ -436,6 +435,9 @@ class Session:
         if self.tls:
             return self._reply(Command.STARTTLS, "starttls_already", "STARTTLS")
         self._tls_pending = True  # nothing more is read until the handshake is done
+        # Plaintext pipelined after STARTTLS is not trusted (RFC 3207 §4.2, §6): it is
+        # dropped now, before the handshake, so nothing sent inside TLS is lost.
+        self._lines.clear()
         return [*self._reply(Command.STARTTLS, "starttls_go", "STARTTLS"), TLSRequested()]
 
     def _auth_command(self, arg: str, verb: str) -> list[Event]:
