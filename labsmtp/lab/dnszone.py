@@ -7,22 +7,33 @@ that a lesson can print, edit and load again; dnspython parses it.
 Two checks use it:
 
 - Postfix's ``reject_unknown_helo_hostname``: the HELO name has no A/AAAA
-  record -> ``450 4.7.1 <name>: Helo command rejected: Host not found``
+  record (Postfix also accepts an MX record; the lab looks at A and AAAA)
+  -> ``450 4.7.1 <name>: Helo command rejected: Host not found``
   (switched on in ``Policy.smtpd_helo_restrictions``; ``use_zone`` plugs the
   zone in as the server's resolver).
 - Forward-confirmed reverse DNS (FCrDNS) of the client address: the PTR
   name of the address must resolve back to the same address.  Also: does
-  the HELO name resolve to the address the client connects from?
+  the HELO name resolve to the address the client connects from?  This is a
+  policy hook of the session (``ZoneIdentity``, a ``policy.IdentityCheck``),
+  consulted at HELO and at RCPT; its refusals are in the persona's words.
 
-RFC 5321 §4.1.4: a server "MAY verify that the domain name argument in the
-EHLO command actually corresponds to the IP address of the client.
-However, if the verification fails, the server MUST NOT refuse to accept a
-message on that basis."  So the lab has two policies: ``standards`` logs
-what it found and accepts; ``strict`` is a *local* policy (Postfix's
-``reject_unknown_client_hostname`` and a HELO-address match) that refuses
-at RCPT with 450, as many real sites do, going beyond what the RFC allows
-for the HELO check.  NAT is why the RFC is careful: a client behind NAT is
-seen from an address its own name does not resolve to.
+Three checks, three verdicts (lesson 5):
+
+- HELO name vs client address.  RFC 5321 §4.1.4: a server "MAY verify that
+  the domain name argument in the EHLO command actually corresponds to the IP
+  address of the client.  However, if the verification fails, the server
+  MUST NOT refuse to accept a message on that basis."  Log it, never refuse.
+- FCrDNS of the client address (no PTR, or a PTR name that does not lead
+  back): local policy (§7.9), e.g. Postfix's ``reject_unknown_client_hostname``,
+  450 4.7.25 (RFC 7372).  Common, with collateral damage.
+- The HELO name's syntax and DNS records: local policy, Postfix's
+  ``smtpd_helo_restrictions`` (policy.py).
+
+``standards`` logs the first two and refuses nothing.  ``strict`` refuses
+both at RCPT with 450: the FCrDNS refusal is ordinary local policy; the HELO
+mismatch refusal is what §4.1.4 forbids, kept so a lesson can show a
+non-compliant server (Exim's ``helo_verify_hosts`` does this for the hosts it
+lists; few sites apply it to everyone).
 
 The zone also answers MX and TXT: ``MAIL_ZONE`` is the lab's mail routing
 (which host receives mail for which domain, RFC 5321 §5.1; null MX, RFC 7505;
@@ -34,6 +45,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from typing import Any
 
 import dns.exception
 import dns.name
@@ -42,7 +54,6 @@ import dns.reversename
 import dns.zone
 
 from ..errors import LabValueError
-from .faults import Action, Fault
 
 DEFAULT_ZONE = """\
 $ORIGIN .
@@ -52,13 +63,13 @@ localhost.                  A    127.0.0.1
 client.example.org.         A    127.0.0.1     ; the step client's default HELO name
 mx.lab.example.org.         A    127.0.0.1     ; the lab server itself
 mail.good.example.          A    127.0.0.2     ; PTR and A agree: FCrDNS passes
-mail.mismatch.example.      A    192.0.2.10    ; its PTR says 127.0.0.3, its A says otherwise
-mail.branch.example.        A    127.0.0.50    ; NAT: the public address is 127.0.0.50 ...
+; mail.mismatch.example has no A record: its PTR (below) leads nowhere
+mail.branch.example.        A    127.0.0.50    ; the branch's inside address, behind its NAT
 ; --- reverse records: address -> name (PTR) -------------------------------
 1.0.0.127.in-addr.arpa.     PTR  localhost.
 2.0.0.127.in-addr.arpa.     PTR  mail.good.example.
 3.0.0.127.in-addr.arpa.     PTR  mail.mismatch.example.
-5.0.0.127.in-addr.arpa.     PTR  mail.branch.example.   ; ... but it is seen from 127.0.0.5
+5.0.0.127.in-addr.arpa.     PTR  mail.branch.example.   ; the NAT's public address
 ; 127.0.0.4 has no PTR record at all
 """
 
@@ -171,7 +182,7 @@ class LabZone:
             address,
             tuple(names),
             "mismatch",
-            f"{address} -> {names[0]} -> {back} (not {address}; NAT looks like this)",
+            f"{address} -> {names[0]} -> {back} (not {address}: mismatch)",
         )
 
     def helo_matches(self, name: str, address: str) -> bool:
@@ -213,13 +224,12 @@ class LabZone:
         return f"<LabZone: {len(self.zone.nodes)} names>"
 
 
-class IdentityCheck(Action):
-    """Check HELO name and client address against the zone; log, or refuse at RCPT if strict."""
-
-    stages = ("helo", "rcpt")
+class ZoneIdentity:
+    """The identity policy checked against a zone: log what is wrong, or refuse at RCPT."""
 
     def __init__(self, zone: LabZone, policy: str):
         self.zone, self.policy = zone, policy
+        self.name = f"identity check ({'strict' if policy == 'strict' else 'standards'})"
 
     def verdicts(self, helo: str, address: str) -> list[str]:
         """What is wrong with this client's identity (empty if nothing)."""
@@ -237,44 +247,34 @@ class IdentityCheck(Action):
             out.append(f"HELO {helo} resolves to {got}, not to {address}")
         return out
 
-    async def apply(self, ctx, normal):
-        address = ctx.client_ip
-        if ctx.stage == "helo":
-            reply = await normal()
-            if reply is not None and reply.ok:
-                found = self.verdicts(ctx.arg.strip(), address)
-                if found:
-                    what = (
-                        "logged, not refused (RFC 5321 §4.1.4)"
-                        if self.policy == "standards"
-                        else "strict local policy: RCPT will be refused"
-                    )
-                    ctx.event("; ".join(found) + f" - {what}")
-                else:
-                    ctx.event(f"identity confirmed: {self.zone.fcrdns(address).detail}")
-            return reply
-        helo = ctx.proto.session.host_name or ""
-        if self.policy == "strict" and self.verdicts(helo, address):
-            if self.zone.fcrdns(address).verdict != "pass":
-                # Postfix reject_unknown_client_hostname (unknown_client_reject_code 450).
-                return await ctx.write(
-                    [f"450 4.7.25 Client host rejected: cannot find your hostname, [{address}]"]
-                )
-            return await ctx.write(
-                [
-                    f"450 4.7.1 <{helo}>: Helo command rejected: Host name does not match "
-                    f"your address [{address}] (strict local policy)"
-                ]
-            )
-        return await normal()
+    def at_helo(self, helo: str, client_ip: str) -> str | None:
+        found = self.verdicts(helo.strip(), client_ip)
+        if not found:
+            return f"identity confirmed: {self.zone.fcrdns(client_ip).detail}"
+        what = (
+            "logged, not refused (RFC 5321 §4.1.4)"
+            if self.policy == "standards"
+            else "strict policy: RCPT will be refused"
+        )
+        return "; ".join(found) + f" - {what}"
+
+    def at_rcpt(self, helo: str, client_ip: str) -> str | None:
+        if self.policy != "strict" or not self.verdicts(helo, client_ip):
+            return None
+        if self.zone.fcrdns(client_ip).verdict != "pass":
+            return "client_unknown"  # Postfix reject_unknown_client_hostname (450)
+        return "helo_mismatch"  # what RFC 5321 §4.1.4 forbids: a non-compliant server
 
 
-def use_zone(server, zone: LabZone | str | None = None, *, identity: str = "standards") -> LabZone:
+def use_zone(
+    server: Any, zone: LabZone | str | None = None, *, identity: str = "standards"
+) -> LabZone:
     """Give ``server`` this offline zone for HELO checks and (optionally) client identity checks.
 
     ``identity``: "off" (only reject_unknown_helo_hostname uses the zone),
     "standards" (log FCrDNS and HELO mismatches, refuse nothing: RFC 5321
-    §4.1.4), or "strict" (refuse such clients at RCPT with 450: a local policy).
+    §4.1.4), or "strict" (refuse such clients at RCPT with 450: FCrDNS as local
+    policy, and a HELO mismatch against §4.1.4, to show a non-compliant server).
     """
     if identity not in IDENTITY_POLICIES:
         raise LabValueError(
@@ -284,12 +284,7 @@ def use_zone(server, zone: LabZone | str | None = None, *, identity: str = "stan
         zone = LabZone(zone or DEFAULT_ZONE)
     if not isinstance(zone, LabZone):
         raise LabValueError("zone must be a LabZone or zone-file text")
-    server._resolver = zone.resolves
-    if identity == "off":
-        server.faults.set_checks()
-    else:
-        check = IdentityCheck(zone, identity)
-        name = f"identity check ({'strict local policy' if identity == 'strict' else 'standards'})"
-        server.faults.set_checks(Fault("helo", check, name=name), Fault("rcpt", check, name=name))
+    checks = None if identity == "off" else ZoneIdentity(zone, identity)
+    server.use_checks(resolves=zone.resolves, identity=checks)
     server.zone = zone
     return zone
