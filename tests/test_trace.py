@@ -19,6 +19,7 @@ import email.utils
 import json
 import pathlib
 import re
+import sys
 
 import pytest
 
@@ -26,6 +27,9 @@ from labsmtp.lab.dnszone import LabZone
 from labsmtp.protocol import trace as tr
 
 HERE = pathlib.Path(__file__).parent / "recordings" / "trace"
+sys.path.insert(0, str(HERE))
+import trace_record  # noqa: E402  (the code that sent the recorded messages)
+
 SESSIONS = json.loads((HERE / "sessions.json").read_text())
 ZONE = LabZone()  # the zone record_trace.sh's resolver served (DEFAULT_ZONE)
 
@@ -118,12 +122,12 @@ def test_formatter_writes_what_the_real_program_wrote(persona, options, session,
     rcpt = copy["mailbox"] + "@lab.example.org"
     got = tr.trace(facts, persona, recipient=rcpt, delivered=delivered, **options)
     assert got.delivery + (got.received,) == recorded
-    # what follows is the message as sent: the server prepended, changed nothing
-    first_sent = (session["input"].get("prior_received") or ["From: "])[0]
-    after = copy["header_as_delivered"][len(copy["added_lines"])]
-    assert after.startswith(first_sent)
-    if got.appended:
-        assert tuple(copy["header_as_delivered"][-len(got.appended) :]) == got.appended
+    # The whole header as delivered: the fields on top of the message exactly as
+    # sent (earlier Received: fields included, untouched), plus clamsmtpd's
+    # field after the last header.
+    sent = trace_record.build_message(session["input"], facts.sender).encode()
+    stored = tr.stamp(sent, got).decode().split("\r\n\r\n")[0]
+    assert stored.split("\r\n") == copy["header_as_delivered"]
 
 
 @pytest.mark.parametrize("name", sorted(RECORDINGS))
@@ -320,3 +324,17 @@ def test_every_persona_has_a_trace_format():
     from labsmtp.protocol.personas import persona_names
 
     assert set(persona_names()) == set(tr.PERSONAS)
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (b"A: 1\r\nB: 2\r\n\r\nbody\r\n", b"A: 1\r\nB: 2\r\nX: y\r\n\r\nbody\r\n"),
+        (b"A: 1\r\n", b"A: 1\r\nX: y\r\n"),  # a header section and no body
+        (b"A: 1", b"A: 1\r\nX: y\r\n"),
+        (b"\r\nbody\r\n", b"X: y\r\n\r\nbody\r\n"),  # no header fields at all
+    ],
+)
+def test_appended_fields_go_after_the_last_header(content, expected):
+    assert tr.append_to_header(content, ["X: y"]) == expected
+    assert tr.append_to_header(content, []) == content

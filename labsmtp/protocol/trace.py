@@ -453,3 +453,20 @@ def prepend(content: bytes, fields: Iterable[str]) -> bytes:
     """``content`` (a message, CRLF line ends) with ``fields`` added on top, first field first."""
     head = "".join(f + CRLF for f in fields)
     return head.encode("utf-8") + content
+
+
+def append_to_header(content: bytes, fields: Iterable[str]) -> bytes:
+    """``content`` with ``fields`` added after its last header field (before the blank line)."""
+    block = "".join(f + CRLF for f in fields).encode("utf-8")
+    if not block or content.startswith(b"\r\n"):  # no header section: the fields start it
+        return block + content
+    end = content.find(b"\r\n\r\n")
+    if end < 0:  # only a header section, no body
+        return content + (b"" if content.endswith(b"\r\n") else b"\r\n") + block
+    return content[: end + 2] + block + content[end + 2 :]
+
+
+def stamp(content: bytes, fields: Trace) -> bytes:
+    """The message as the persona stores it: delivery fields and Received: on top,
+    appended fields after the last header; the fields already there stay as they are."""
+    return prepend(append_to_header(content, fields.appended), (*fields.delivery, fields.received))
