@@ -6,9 +6,27 @@ Start here::
     server = LabServer().start()       # a real server on 127.0.0.1, in this kernel
     c = server.client()                # connected; c.history[0] is the 220 greeting
     c.helo("client.example.org")
+
+Everything a lesson needs is imported from here. The package has three rooms
+(tests/test_layers.py keeps the walls standing):
+
+- ``labsmtp.protocol``: what SMTP is (state table, replies, personas, policy); no I/O.
+- ``labsmtp.lab``: the running lab (server, client, TLS, faults, DNS zone, trials,
+  and ``LabNet``: several servers found by MX, with an MTA-like sender that bounces).
+- ``labsmtp.classroom``: what a learner sees (plots, widgets, comparison,
+  mysteries, exercises).
+
+``plots``, ``replies``, ``trials`` and ``widgets`` are modules, loaded on first use
+(``from labsmtp import plots``), so importing labsmtp stays quick; so are the
+names of the MX and bounce lab (``LabNet``, ``LabMta``, ``find_route``,
+``read_dsn``, ``check_spf``).
 """
 
-from .client import StepClient, dot_stuff, make_message, show_wire
+import importlib
+
+from .classroom.compare import compare, compare_steps
+from .classroom.course import check, reveal, solution
+from .classroom.mystery import DIAGNOSES, mystery
 from .errors import (
     ConnectFailed,
     LabConnectionError,
@@ -19,25 +37,79 @@ from .errors import (
     ServerClosed,
     TLSFailed,
 )
-from .faults import Fault, FaultEngine, parse_fault
-from .mailbox import Mailbox, StoredMessage
-from .personas import Persona, get_persona, persona_names
-from .policy import Policy
-from .replies import Reply, explain_code, explain_enhanced, is_legal, parse_reply
-from .server import LabServer, running_servers, stop_all
-from .states import TRANSITIONS, Command, State, allowed_commands, next_state
-from .transcript import Transcript
-from .trials import TrialResults, run_trials
+from .lab.client import StepClient, dot_stuff, make_message, show_wire
+from .lab.dnszone import DEFAULT_ZONE, MAIL_ZONE, LabZone, use_zone
+from .lab.faults import Fault, FaultEngine, parse_fault
+from .lab.labserver import LabServer, running_servers, stop_all
+from .lab.mailbox import Mailbox, StoredMessage
+from .lab.transcript import Transcript
+from .lab.trials import TrialResults, run_trials
+from .protocol.personas import Persona, get_persona, persona_names
+from .protocol.policy import Policy
+from .protocol.replies import Reply, explain_code, explain_enhanced, is_legal, parse_reply
+from .protocol.states import TRANSITIONS, Command, Stage, State, allowed_commands, next_state
 
 __version__ = "0.1.0"
 
+# Modules a lesson uses by name (``plots.ladder(...)``), loaded when first asked for.
+_LAZY_MODULES = {
+    "plots": "labsmtp.classroom.plots",
+    "widgets": "labsmtp.classroom.widgets",
+    "trials": "labsmtp.lab.trials",
+    "replies": "labsmtp.protocol.replies",
+}
+
+
+# The MX and bounce lab (several servers, an MTA, DSNs, SPF): loaded when a
+# lesson first asks for one of its names, so the other lessons do not pay for it.
+_LAZY_NAMES = {
+    "LabNet": "labsmtp.lab.mailnet",
+    "LabMta": "labsmtp.lab.mta",
+    "find_route": "labsmtp.lab.mx",
+    "read_dsn": "labsmtp.lab.dsn",
+    "check_spf": "labsmtp.lab.spf",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY_MODULES:
+        module = importlib.import_module(_LAZY_MODULES[name])
+        globals()[name] = module
+        return module
+    if name in _LAZY_NAMES:
+        value = getattr(importlib.import_module(_LAZY_NAMES[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'labsmtp' has no attribute {name!r}")
+
+
 __all__ = [
+    "DEFAULT_ZONE",
+    "DIAGNOSES",
+    "LabZone",
+    "MAIL_ZONE",
+    "check",
+    "check_spf",
+    "compare",
+    "compare_steps",
+    "find_route",
+    "mystery",
+    "plots",
+    "read_dsn",
+    "replies",
+    "reveal",
+    "solution",
+    "trials",
+    "use_zone",
+    "widgets",
     "Command",
     "ConnectFailed",
     "Fault",
     "FaultEngine",
     "LabConnectionError",
     "LabError",
+    "LabMta",
+    "LabNet",
     "LabServer",
     "LabValueError",
     "Mailbox",
@@ -47,6 +119,7 @@ __all__ = [
     "Reply",
     "ReplyTimeout",
     "ServerClosed",
+    "Stage",
     "State",
     "StepClient",
     "StoredMessage",

@@ -1,11 +1,12 @@
-"""The command line: ``python -m labsmtp serve | talk | send``.
+"""The command line: ``python -m labsmtp serve | talk | send | experiment``.
 
 ``serve`` runs the lab server in the foreground and prints every line live
 (swaks-style markers: ``->`` from the client, ``<-`` from the server,
-``<**`` an error reply).  Policy switches carry Postfix's parameter names.
-``talk`` is a line client for the JupyterLab terminal (a telnet that knows
-SMTP replies).  ``send`` sends one message and, like swaks, exits with a code
-that names the phase that failed.
+``<**`` an error reply).  Policy switches carry Postfix's parameter names;
+``--fault`` rules replay exactly under the same ``--seed``.  ``talk`` is a
+line client for the JupyterLab terminal (a telnet that knows SMTP replies).
+``send`` sends one message and, like swaks, exits with a code that names the
+stage that failed.  ``experiment`` runs many real dialogues against faults.
 """
 
 from __future__ import annotations
@@ -15,23 +16,38 @@ import json
 import signal
 import sys
 import threading
+from typing import Any
 
-from .errors import LabConnectionError, LabError
-from .personas import persona_names
-from .policy import HELO_RESTRICTIONS
+from .errors import ConnectFailed, LabConnectionError, LabError
+from .lab.client import StepClient, make_message
+from .lab.faults import Fault, parse_fault
+from .lab.labserver import LabServer
+from .lab.trials import POLICIES, run_trials
+from .protocol.personas import persona_names
+from .protocol.policy import HELO_RESTRICTIONS
+from .protocol.states import Stage
 
-# swaks's exit codes: the phase that failed.
-EXIT_CODES = {
-    "connect": 2,
-    "greeting": 21,
-    "HELO": 22,
-    "EHLO": 22,
-    "MAIL": 23,
-    "RCPT": 24,
-    "DATA": 25,
-    "after the final dot": 26,
-    ".": 26,
+# swaks's exit codes: the stage that failed (2: nothing answered at all).
+CONNECT_FAILED = 2
+EXIT_CODES: dict[Stage, int] = {
+    Stage.CONNECT: 21,  # the greeting
+    Stage.HELO: 22,
+    Stage.MAIL: 23,
+    Stage.RCPT: 24,
+    Stage.DATA: 25,
+    Stage.DOT: 26,  # after the final dot
+    Stage.AUTH: 28,
+    Stage.STARTTLS: 29,
+    Stage.TLS: 29,
 }
+
+
+def exit_code(exc: LabConnectionError) -> int:
+    """swaks's exit code for a connection error, from the stage it names."""
+    if isinstance(exc, ConnectFailed):
+        return CONNECT_FAILED
+    stage = Stage.of(exc.phase)
+    return EXIT_CODES.get(stage, 1) if stage is not None else 1
 
 
 def _hostport(text: str) -> tuple[str, int]:
@@ -43,7 +59,9 @@ def _hostport(text: str) -> tuple[str, int]:
 
 def _port(text: str) -> int:
     if not text.isdigit() or not 0 <= int(text) <= 65535:
-        raise argparse.ArgumentTypeError(f"a port is a number from 1 to 65535 (0: any free one), not {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"a port is a number from 1 to 65535 (0: any free one), not {text!r}"
+        )
     return int(text)
 
 
@@ -63,14 +81,11 @@ def _restrictions(text: str) -> tuple[str, ...]:
     return items
 
 
-def _fault_spec(text: str) -> str:
-    from .faults import parse_fault
-
+def _fault_spec(text: str) -> Fault:
     try:
-        parse_fault(text)
+        return parse_fault(text)
     except LabError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
 
 
 def _csv(text: str) -> tuple[str, ...]:
@@ -95,10 +110,21 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="really listen on a non-loopback address (other machines could connect)",
     )
-    s.add_argument("--fault", action="append", type=_fault_spec, default=[], metavar="SPEC",
-                   help="a fault rule such as rcpt:451:0.3 or data:drop (repeatable)")
+    s.add_argument(
+        "--fault",
+        action="append",
+        type=_fault_spec,
+        default=[],
+        metavar="SPEC",
+        help="a fault rule such as rcpt:451:0.3 or data:drop (repeatable)",
+    )
+    s.add_argument(
+        "--seed", type=int, default=None, metavar="S", help="same seed, same faults, run after run"
+    )
     p = s.add_argument_group("policy (Postfix parameter names)")
-    p.add_argument("--smtpd-helo-required", action="store_true", help="refuse MAIL before HELO/EHLO")
+    p.add_argument(
+        "--smtpd-helo-required", action="store_true", help="refuse MAIL before HELO/EHLO"
+    )
     p.add_argument(
         "--smtpd-helo-restrictions",
         type=_restrictions,
@@ -106,10 +132,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="LIST",
         help="comma-separated: " + ", ".join(HELO_RESTRICTIONS),
     )
-    p.add_argument("--mydestination", type=_csv, metavar="DOMAINS", help="the lab's own mail domains")
+    p.add_argument(
+        "--mydestination", type=_csv, metavar="DOMAINS", help="the lab's own mail domains"
+    )
     p.add_argument("--mynetworks", type=_csv, metavar="CIDRS", help="clients allowed to relay")
     p.add_argument("--message-size-limit", type=_positive_int, metavar="BYTES")
-    p.add_argument("--open-relay", action="store_true", help="DANGEROUS misconfiguration, for a lesson")
+    p.add_argument(
+        "--open-relay", action="store_true", help="DANGEROUS misconfiguration, for a lesson"
+    )
 
     t = sub.add_parser("talk", help="type SMTP commands to a server, see each reply")
     t.add_argument("server", type=_hostport, metavar="HOST:PORT")
@@ -130,10 +160,20 @@ def build_parser() -> argparse.ArgumentParser:
     x = sub.add_parser("experiment", help="run N real dialogues against a lab server with faults")
     x.add_argument("--trials", type=_positive_int, default=100, metavar="N")
     x.add_argument("--seed", type=int, default=1, metavar="S", help="same seed, same results")
-    x.add_argument("--fault", action="append", type=_fault_spec, default=[], metavar="SPEC",
-                   help="a fault rule such as rcpt:451:0.3 (repeatable)")
-    x.add_argument("--retry", choices=("none", "mta", "naive"), default="mta",
-                   help="client retry policy (default mta)")
+    x.add_argument(
+        "--fault",
+        action="append",
+        type=_fault_spec,
+        default=[],
+        metavar="SPEC",
+        help="a fault rule such as rcpt:451:0.3 (repeatable)",
+    )
+    x.add_argument(
+        "--retry",
+        choices=tuple(POLICIES),
+        default="mta",
+        help="client retry policy (default mta)",
+    )
     x.add_argument("--workers", type=_positive_int, default=2, help="clients at once")
     x.add_argument("--persona", default="generic", choices=persona_names())
     x.add_argument("--json", action="store_true", help="print one JSON object")
@@ -143,8 +183,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        commands = {"serve": cmd_serve, "talk": cmd_talk, "send": cmd_send,
-                    "experiment": cmd_experiment}
+        commands = {
+            "serve": cmd_serve,
+            "talk": cmd_talk,
+            "send": cmd_send,
+            "experiment": cmd_experiment,
+        }
         return commands[args.cmd](args)
     except LabError as exc:
         print(f"labsmtp: {exc}", file=sys.stderr)
@@ -154,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _print_line(line) -> None:
+    """One transcript line as ``serve`` prints it: [session] marker text."""
     for part in line.text.split("\n") or [""]:
         tag = f"[{line.session}]"
         extra = f"   [injected by {line.injected}]" if line.injected else ""
@@ -161,9 +206,8 @@ def _print_line(line) -> None:
 
 
 def cmd_serve(args) -> int:
-    from .server import LabServer
-
-    switches = {}
+    """Run a lab server in the foreground, printing every line, until Ctrl-C or SIGTERM."""
+    switches: dict[str, Any] = {}
     if args.smtpd_helo_required:
         switches["smtpd_helo_required"] = True
     if args.smtpd_helo_restrictions:
@@ -180,6 +224,7 @@ def cmd_serve(args) -> int:
         hostname=args.hostname,
         allow_non_loopback=args.allow_non_loopback,
         name="cli",
+        seed=args.seed,
         **switches,
     )
     server.on_line(_print_line)
@@ -193,6 +238,8 @@ def cmd_serve(args) -> int:
         f"{server.host}:{server.port} (Ctrl-C to stop)",
         flush=True,
     )
+    if args.fault:
+        print(f"labsmtp: faults {', '.join(f.name for f in args.fault)}, seed {server.faults.seed}")
     if args.open_relay:
         print("labsmtp: WARNING: open relay mode - accepts mail for any domain (loopback only)")
     try:
@@ -209,8 +256,7 @@ def cmd_serve(args) -> int:
 
 
 def cmd_talk(args) -> int:
-    from .client import StepClient
-
+    """Type SMTP lines; each reply is printed (message text after 354 goes as typed)."""
     client = StepClient(*args.server, source=args.source, timeout=args.timeout)
     greeting = client.connect()
     print(str(greeting), flush=True)
@@ -219,16 +265,16 @@ def cmd_talk(args) -> int:
         line = raw.rstrip("\r\n")
         try:
             if in_data:
-                client._write((line + "\r\n").encode("utf-8", "surrogateescape"), "DATA")
+                client.raw(line + "\r\n", expect_reply=False)
                 if line == ".":
                     in_data = False
-                    reply = client._read_reply(".", 0.0)
-                    print(str(reply), flush=True)
+                    print(str(client.read_reply(".")), flush=True)
                 continue
             reply = client.raw(line)
+            assert reply is not None  # raw() waits for the reply unless told not to
         except LabConnectionError as exc:
             print(f"labsmtp: {exc}", file=sys.stderr)
-            return EXIT_CODES.get(exc.phase, 1)
+            return exit_code(exc)
         print(str(reply), flush=True)
         if reply.code == 354:
             in_data = True
@@ -241,8 +287,7 @@ def cmd_talk(args) -> int:
 
 
 def cmd_send(args) -> int:
-    from .client import StepClient
-
+    """Send one message, swaks-style; the exit code names the stage that failed."""
     client = StepClient(*args.server, source=args.source, timeout=args.timeout)
 
     def show(reply, sent=None):
@@ -257,7 +302,7 @@ def cmd_send(args) -> int:
         code = _send_dialogue(client, args, show)
     except LabConnectionError as exc:
         print(f"labsmtp: {exc}", file=sys.stderr)
-        return EXIT_CODES.get(exc.phase, 1)
+        return exit_code(exc)
     if code and client.sock is not None:  # like swaks: say goodbye after a failure
         try:
             show(client.quit(), "QUIT")
@@ -267,48 +312,56 @@ def cmd_send(args) -> int:
 
 
 def _send_dialogue(client, args, show) -> int:
-    """Greeting, HELO/EHLO, MAIL, RCPT..., DATA, message: 0, or the failed phase's code."""
-    from .client import make_message
-
+    """Greeting, HELO/EHLO, MAIL, RCPT..., DATA, message: 0, or the failed stage's code."""
     greet = show(client.connect())
     if greet.code != 220:
-        return EXIT_CODES["greeting"]
+        return EXIT_CODES[Stage.CONNECT]
     name = args.helo or "client.example.org"
     verb = "EHLO" if args.ehlo else "HELO"
     hello = show(client.ehlo(name) if args.ehlo else client.helo(name), f"{verb} {name}")
     if not hello.ok:
-        return EXIT_CODES["HELO"]
+        return EXIT_CODES[Stage.HELO]
     if not show(client.mail(args.sender), f"MAIL FROM:<{args.sender}>").ok:
-        return EXIT_CODES["MAIL"]
+        return EXIT_CODES[Stage.MAIL]
     accepted = 0
     for rcpt in args.to:
         accepted += show(client.rcpt(rcpt), f"RCPT TO:<{rcpt}>").ok
     if not accepted:
-        return EXIT_CODES["RCPT"]
+        return EXIT_CODES[Stage.RCPT]
     if show(client.data(), "DATA").code != 354:
-        return EXIT_CODES["DATA"]
+        return EXIT_CODES[Stage.DATA]
     msg = make_message(args.sender, ", ".join(args.to), args.subject, args.body)
     print(f" -> <message, {len(msg)} bytes>")
     print(" -> .", flush=True)
     if not show(client.send_message(msg)).ok:
-        return EXIT_CODES["after the final dot"]
+        return EXIT_CODES[Stage.DOT]
     show(client.quit(), "QUIT")
     return 0
 
 
 def cmd_experiment(args) -> int:
-    from .server import LabServer
-    from .trials import run_trials
+    """Run N real dialogues against a fresh lab server with the given faults."""
 
     def progress(done, total):
         if not args.json and sys.stderr.isatty():
             bar = "#" * (30 * done // total)
-            print(f"\r  [{bar:<30}] {done}/{total}", end="" if done < total else "\n",
-                  file=sys.stderr, flush=True)
+            print(
+                f"\r  [{bar:<30}] {done}/{total}",
+                end="" if done < total else "\n",
+                file=sys.stderr,
+                flush=True,
+            )
 
     with LabServer(persona=args.persona, seed=args.seed, name="cli-experiment") as server:
-        results = run_trials(server, args.trials, retry=args.retry, seed=args.seed,
-                             faults=args.fault, workers=args.workers, progress=progress)
+        results = run_trials(
+            server,
+            args.trials,
+            retry=args.retry,
+            seed=args.seed,
+            faults=args.fault,
+            workers=args.workers,
+            progress=progress,
+        )
     if args.json:
         print(json.dumps(results.to_dict()))
     else:

@@ -68,20 +68,27 @@ def test_variant_recordings_name_their_variant():
 @pytest.mark.parametrize(
     ("line", "want"),
     [
-        ("220 mx.lab.example.org ESMTP Exim 4.96 Mon, 30 Nov 2026 11:08:04 +0000",
-         "220 mx.lab.example.org ESMTP Exim 4.96 <date>"),
+        (
+            "220 mx.lab.example.org ESMTP Exim 4.96 Mon, 30 Nov 2026 11:08:04 +0000",
+            "220 mx.lab.example.org ESMTP Exim 4.96 <date>",
+        ),
         ("250 2.0.0 Ok: queued as 27B041720E7", "250 2.0.0 Ok: queued as <qid>"),
         ("250 OK id=1xXzEq-0000Az-0m", "250 OK id=<qid>"),
-        ("250 2.0.0 6AUBHE1m001126 Message accepted for delivery",
-         "250 2.0.0 <qid> Message accepted for delivery"),
-        ("250 2.0.0 b84f8184 Message accepted for delivery",
-         "250 2.0.0 <qid> Message accepted for delivery"),
-        ("334 PDE4OTYuNjk3MTcwOTUyQHBvc3RvZmZpY2UucmVzdG9uLm1jaS5uZXQ+",
-         "334 <challenge>"),
+        (
+            "250 2.0.0 6AUBHE1m001126 Message accepted for delivery",
+            "250 2.0.0 <qid> Message accepted for delivery",
+        ),
+        (
+            "250 2.0.0 b84f8184 Message accepted for delivery",
+            "250 2.0.0 <qid> Message accepted for delivery",
+        ),
+        ("334 PDE4OTYuNjk3MTcwOTUyQHBvc3RvZmZpY2UucmVzdG9uLm1jaS5uZXQ+", "334 <challenge>"),
         # not normalised: a short 334 prompt, addresses, host names
         ("334 VXNlcm5hbWU6", "334 VXNlcm5hbWU6"),
-        ("550 5.1.1 <b84f8184@lab.example.org>: Recipient address rejected",
-         "550 5.1.1 <b84f8184@lab.example.org>: Recipient address rejected"),
+        (
+            "550 5.1.1 <b84f8184@lab.example.org>: Recipient address rejected",
+            "550 5.1.1 <b84f8184@lab.example.org>: Recipient address rejected",
+        ),
     ],
 )
 def test_normalise_touches_dates_queue_ids_and_challenges_only(line, want):
@@ -92,8 +99,10 @@ def test_replay_against_the_lab_server_counts_codes_and_texts(postfix_server):
     """The socket talk() works end to end and a recording compares with itself."""
     dialogues = [d for d in CORPUS["dialogues"] if d["area"] in ("pipeline", "raw", "bdat")][:6]
     talk = replay.socket_talk("127.0.0.1", postfix_server.port, timeout=5)
-    recorded = {"software": "lab", "dialogues": [
-        {"name": d["name"], "exchanges": talk(d)} for d in dialogues]}
+    recorded = {
+        "software": "lab",
+        "dialogues": [{"name": d["name"], "exchanges": talk(d)} for d in dialogues],
+    }
     by_name = {d["name"]: d for d in dialogues}
     report = replay.replay(recorded, talk, dialogues=by_name)
     assert report.dialogues == len(dialogues)

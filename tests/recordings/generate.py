@@ -53,29 +53,76 @@ MAX_EXCHANGES = 12
 # ------------------------------------------------------------------ vocabulary
 LOCAL_DOMAIN = "lab.example.org"
 SERVER_NAME = "mx.lab.example.org"
-# Names the lab zone (labsmtp/dnszone.py) knows, and names it does not.
+# Names the lab zone (labsmtp/lab/dnszone.py) knows, and names it does not.
 ZONE_DOMAINS = ["client.example.org", "mail.good.example", "mail.mismatch.example"]
 OUTSIDE_DOMAINS = ["example.org", "example.com", "elsewhere.example.net", "nowhere.invalid"]
 EXISTING_LOCAL_PARTS = ["postmaster", "root", "abuse", "Postmaster", "POSTMASTER", "postMaster"]
 MISSING_LOCAL_PARTS = ["nosuchuser", "alice", "bob", "info", "jdoe", "x"]
 
-GOOD_HELO = ["client.example.org", "client.example.org", "mail.good.example",
-             "mail.mismatch.example", "host.example.net", "[127.0.0.1]"]
+GOOD_HELO = [
+    "client.example.org",
+    "client.example.org",
+    "mail.good.example",
+    "mail.mismatch.example",
+    "host.example.net",
+    "[127.0.0.1]",
+]
 HELO_ARGS = [
     # FQDNs, in and out of the lab zone
-    "client.example.org", "mail.good.example", "unknown.example.net", "CLIENT.EXAMPLE.ORG",
-    "mx.lab.example.org", "lab.example.org", "localhost", "localhost.localdomain",
+    "client.example.org",
+    "mail.good.example",
+    "unknown.example.net",
+    "CLIENT.EXAMPLE.ORG",
+    "mx.lab.example.org",
+    "lab.example.org",
+    "localhost",
+    "localhost.localdomain",
     # bare names and odd-but-valid names
-    "client", "laptop", "a", "x1", "1.2.3.4", "123", "client.example.org.", "a.b", "xn--bcher-kva.example",
+    "client",
+    "laptop",
+    "a",
+    "x1",
+    "1.2.3.4",
+    "123",
+    "client.example.org.",
+    "a.b",
+    "xn--bcher-kva.example",
     # address literals (RFC 5321 4.1.3)
-    "[127.0.0.1]", "[127.0.0.2]", "[192.0.2.1]", "[IPv6:::1]", "[IPv6:2001:db8::1]",
-    "[IPv6:::ffff:127.0.0.1]", "[999.1.1.1]", "[127.0.0.1", "127.0.0.1]", "[]", "[IPv6:zz]",
-    "[1.2.3]", "[::1]", "[ipv6:::1]",
+    "[127.0.0.1]",
+    "[127.0.0.2]",
+    "[192.0.2.1]",
+    "[IPv6:::1]",
+    "[IPv6:2001:db8::1]",
+    "[IPv6:::ffff:127.0.0.1]",
+    "[999.1.1.1]",
+    "[127.0.0.1",
+    "127.0.0.1]",
+    "[]",
+    "[IPv6:zz]",
+    "[1.2.3]",
+    "[::1]",
+    "[ipv6:::1]",
     # invalid characters and shapes
-    "bad_host!", "under_score.example.org", "-leading.example.org", "trailing-.example.org",
-    "a..b.example.org", ".example.org", "example..org", "host name", "host\tname", "*", "%",
-    "host@example.org", "<client.example.org>", '"client.example.org"', "client,example.org",
-    "bücher.example", "ünïcode", "host.example.org extra words", "foo/bar", "$(id)",
+    "bad_host!",
+    "under_score.example.org",
+    "-leading.example.org",
+    "trailing-.example.org",
+    "a..b.example.org",
+    ".example.org",
+    "example..org",
+    "host name",
+    "host\tname",
+    "*",
+    "%",
+    "host@example.org",
+    "<client.example.org>",
+    '"client.example.org"',
+    "client,example.org",
+    "bücher.example",
+    "ünïcode",
+    "host.example.org extra words",
+    "foo/bar",
+    "$(id)",
 ]
 VERBS_OK = ["NOOP", "RSET", "HELP", "QUIT"]
 
@@ -114,14 +161,17 @@ class Gen:
 
     def domain(self, local_bias: float = 0.5) -> str:
         if self.chance(local_bias):
-            return self.pick([LOCAL_DOMAIN] * 6 + [SERVER_NAME, "LAB.EXAMPLE.ORG", "localhost", "[127.0.0.1]"])
+            return self.pick(
+                [LOCAL_DOMAIN] * 6 + [SERVER_NAME, "LAB.EXAMPLE.ORG", "localhost", "[127.0.0.1]"]
+            )
         return self.pick(ZONE_DOMAINS + OUTSIDE_DOMAINS)
 
     def sender(self) -> str:
         """A plain, valid sender address (domains in and out of the zone)."""
         lp = self.pick(["a", "alice", "bob", "sender", "first.last", "user+tag", "root"])
-        dom = self.pick(["client.example.org"] * 3 + ["mail.good.example", LOCAL_DOMAIN]
-                        + OUTSIDE_DOMAINS)
+        dom = self.pick(
+            ["client.example.org"] * 3 + ["mail.good.example", LOCAL_DOMAIN] + OUTSIDE_DOMAINS
+        )
         return f"{lp}@{dom}"
 
     def recipient(self) -> str:
@@ -137,52 +187,55 @@ class Gen:
 
     def address_arg(self, role: str) -> str:
         """The text after 'FROM:' / 'TO:', exercising address parsers."""
-        lp = self.pick(EXISTING_LOCAL_PARTS + MISSING_LOCAL_PARTS) if role == "rcpt" else \
-            self.pick(["a", "sender", "Alice", "first.last", "user+tag"])
+        lp = (
+            self.pick(EXISTING_LOCAL_PARTS + MISSING_LOCAL_PARTS)
+            if role == "rcpt"
+            else self.pick(["a", "sender", "Alice", "first.last", "user+tag"])
+        )
         dom = self.domain(0.7 if role == "rcpt" else 0.3)
         forms = [
             lambda: f"<{lp}@{dom}>",
-            lambda: f"{lp}@{dom}",                        # no angle brackets
-            lambda: f" <{lp}@{dom}>",                     # space after the colon
+            lambda: f"{lp}@{dom}",  # no angle brackets
+            lambda: f" <{lp}@{dom}>",  # space after the colon
             lambda: f"  <{lp}@{dom}>",
-            lambda: f"< {lp}@{dom} >",                    # spaces inside
+            lambda: f"< {lp}@{dom} >",  # spaces inside
             lambda: f"<{lp}@{dom} >",
             lambda: f"<{lp} @{dom}>",
             lambda: f"<{lp}@ {dom}>",
-            lambda: f"<{lp}@{dom}",                       # unclosed
+            lambda: f"<{lp}@{dom}",  # unclosed
             lambda: f"{lp}@{dom}>",
             lambda: f"<<{lp}@{dom}>>",
             lambda: "<>",
             lambda: "< >",
             lambda: "",
             lambda: "<@>",
-            lambda: f"<{lp}>",                            # no domain
+            lambda: f"<{lp}>",  # no domain
             lambda: f"{lp}",
-            lambda: f"<@{dom}>",                          # empty local part
-            lambda: f"<{lp}@>",                           # empty domain
-            lambda: f"<{lp}@@{dom}>",                     # doubled @
+            lambda: f"<@{dom}>",  # empty local part
+            lambda: f"<{lp}@>",  # empty domain
+            lambda: f"<{lp}@@{dom}>",  # doubled @
             lambda: f"<{lp}@{dom}@{dom}>",
-            lambda: f"<{lp}@{dom}.>",                     # trailing dot
+            lambda: f"<{lp}@{dom}.>",  # trailing dot
             lambda: f"<{lp}@.{dom}>",
             lambda: f"<{lp}@{dom.replace('.', '..', 1)}>",
             lambda: f"<.{lp}@{dom}>",
             lambda: f"<{lp}.@{dom}>",
             lambda: f"<{lp}..x@{dom}>",
-            lambda: f"<@relay.example.net:{lp}@{dom}>",   # source routes (RFC 5321 4.1.2, C)
+            lambda: f"<@relay.example.net:{lp}@{dom}>",  # source routes (RFC 5321 4.1.2, C)
             lambda: f"<@a.example.net,@b.example.net:{lp}@{dom}>",
             lambda: f"<@:{lp}@{dom}>",
-            lambda: f'<"{lp}"@{dom}>',                    # quoted local parts
+            lambda: f'<"{lp}"@{dom}>',  # quoted local parts
             lambda: f'<"john doe"@{dom}>',
             lambda: f'<"a\\"b"@{dom}>',
             lambda: f'<"a@b"@{dom}>',
             lambda: f'<""@{dom}>',
-            lambda: f"<{lp}@[127.0.0.1]>",                # address literals
+            lambda: f"<{lp}@[127.0.0.1]>",  # address literals
             lambda: f"<{lp}@[IPv6:::1]>",
             lambda: f"<{lp}@[1.2.3.999]>",
             lambda: f"<{lp}@[127.0.0.1>",
-            lambda: f"<jörg@{dom}>",                      # UTF-8
+            lambda: f"<jörg@{dom}>",  # UTF-8
             lambda: f"<{lp}@bücher.example>",
-            lambda: f"<{lp}%{dom}@{LOCAL_DOMAIN}>",       # old relay hacks
+            lambda: f"<{lp}%{dom}@{LOCAL_DOMAIN}>",  # old relay hacks
             lambda: f"<{dom}!{lp}@{LOCAL_DOMAIN}>",
             lambda: f"<{lp}|cmd@{LOCAL_DOMAIN}>",
             lambda: f"</tmp/x@{LOCAL_DOMAIN}>",
@@ -193,21 +246,21 @@ class Gen:
             lambda: f"<{lp}`x@{dom}>",
             lambda: f"<{lp}'x@{dom}>",
             lambda: f"<{lp}=x@{dom}>",
-            lambda: f"<{lp}@{dom}> trailing",             # junk after the address
+            lambda: f"<{lp}@{dom}> trailing",  # junk after the address
             lambda: f"<{lp}@{dom}>junk",
             lambda: f"<{lp}@{dom}> <{lp}@{dom}>",
             lambda: f"<{lp}@{dom}>,<{lp}@{dom}>",
             lambda: f"{lp}@{dom} SIZE=10",
-            lambda: f"<{lp}@{dom_upper(dom)}>",           # case
+            lambda: f"<{lp}@{dom_upper(dom)}>",  # case
             lambda: f"<{lp.upper()}@{dom}>",
             lambda: f"<{lp}@{dom}\t>",
             lambda: f"<{lp}@-bad.example.org>",
             lambda: f"<{lp}@under_score.example.org>",
-            lambda: f"<{lp}@example>",                    # single-label domain
+            lambda: f"<{lp}@example>",  # single-label domain
             lambda: f"<{lp}@123.45>",
             lambda: f"<{lp}(comment)@{dom}>",
             lambda: f"<{lp}@{dom}(comment)>",
-            lambda: f"Name <{lp}@{dom}>",                 # header syntax
+            lambda: f"Name <{lp}@{dom}>",  # header syntax
             lambda: f'"Full Name" <{lp}@{dom}>',
         ]
         return self.pick(forms)()
@@ -262,8 +315,16 @@ def rcpt(g: Gen, arg: str | None = None, params: str | None = None) -> None:
 
 def message_text(g: Gen) -> dict:
     subj = g.pick(["test", "hello", "lab", "Re: your mail", "ünïcödé"])
-    body = g.pick(["Hello.", "Just a test.", ".leading dot", "line one\r\nline two",
-                   "..two dots", "a\r\n.\r\nnot the end (dot-stuffed)"])
+    body = g.pick(
+        [
+            "Hello.",
+            "Just a test.",
+            ".leading dot",
+            "line one\r\nline two",
+            "..two dots",
+            "a\r\n.\r\nnot the end (dot-stuffed)",
+        ]
+    )
     headers = f"From: {g.sender()}\r\nTo: {g.recipient()}\r\nSubject: {subj}\r\n"
     if g.chance(0.2):
         headers = f"Subject: {subj}\r\n"
@@ -276,7 +337,9 @@ def transaction(g: Gen, n_rcpt: int | None = None, body: bool = True) -> None:
     n_rcpt = n_rcpt or g.pick([1, 1, 1, 2, 3])
     if g.chance(0.15) and g.room(n_rcpt + 3):
         # the whole envelope in one write (RFC 2920), DATA last in the group
-        group = [f"MAIL FROM:<{g.sender()}>"] + [f"RCPT TO:<{g.recipient()}>" for _ in range(n_rcpt)]
+        group = [f"MAIL FROM:<{g.sender()}>"] + [
+            f"RCPT TO:<{g.recipient()}>" for _ in range(n_rcpt)
+        ]
         if body:
             group.append("DATA")
         g.pipeline(group)
@@ -299,24 +362,96 @@ def pad_to(prefix: str, total: int, suffix: str = "", fill: str = "x") -> str:
 
 
 def misc_command(g: Gen) -> str:
-    return g.pick([
-        "NOOP", "NOOP hello", "noop", "RSET", "RSET now", "rset", "HELP", "HELP MAIL", "HELP FOO",
-        "help", "VRFY postmaster", "VRFY nosuchuser", "VRFY <postmaster@lab.example.org>",
-        "VRFY root", "VRFY", "vrfy postmaster", "EXPN postmaster", "EXPN", "EXPN root",
-        "ETRN lab.example.org", "ETRN", "ETRN @example.org", "ETRN #queue", "TURN", "ATRN",
-        "STARTTLS", "STARTTLS now", "starttls", "AUTH", "AUTH PLAIN", "AUTH LOGIN",
-        "AUTH PLAIN AGFsaWNlAHNlY3JldA==", "AUTH CRAM-MD5", "AUTH FOO", "AUTH PLAIN =",
-        "BDAT", "BDAT x", "BDAT 0 LAST", "SEND FROM:<a@example.org>", "SOML FROM:<a@example.org>",
-        "SAML FROM:<a@example.org>", "XCLIENT ADDR=192.0.2.1", "XFORWARD NAME=spoof.example",
-        "VERB", "ONEX", "XUSR", "XEXCH50 1 2", "DSN", "X-EXPS LOGIN", "LHLO client.example.org",
-        "FOO", "FOO bar", "XYZZY", "HELLO client.example.org", "EHLLO client.example.org",
-        "HLEO client.example.org", "EHL client.example.org", "MAILFROM:<a@example.org>",
-        "MAIL", "MAIL FROM", "MAIL TO:<a@example.org>", "RCPT", "RCPT FROM:<a@example.org>",
-        "RCPT TO", "DATA now", "QUIT now", "GET / HTTP/1.0", "USER alice", "PASS secret",
-        "CAPA", "LOGIN alice", "a001 LOGIN alice secret", "PING", "?", ".", "..", "*",
-        "MAIL FROM :<a@example.org>", "MAIL  FROM:<a@example.org>", "MAIL FROM:<a@example.org> ",
-        " NOOP", "NOOP ", "NO OP", "N00P", "QUITE", "RCPT  TO:<postmaster@lab.example.org>",
-    ])
+    return g.pick(
+        [
+            "NOOP",
+            "NOOP hello",
+            "noop",
+            "RSET",
+            "RSET now",
+            "rset",
+            "HELP",
+            "HELP MAIL",
+            "HELP FOO",
+            "help",
+            "VRFY postmaster",
+            "VRFY nosuchuser",
+            "VRFY <postmaster@lab.example.org>",
+            "VRFY root",
+            "VRFY",
+            "vrfy postmaster",
+            "EXPN postmaster",
+            "EXPN",
+            "EXPN root",
+            "ETRN lab.example.org",
+            "ETRN",
+            "ETRN @example.org",
+            "ETRN #queue",
+            "TURN",
+            "ATRN",
+            "STARTTLS",
+            "STARTTLS now",
+            "starttls",
+            "AUTH",
+            "AUTH PLAIN",
+            "AUTH LOGIN",
+            "AUTH PLAIN AGFsaWNlAHNlY3JldA==",
+            "AUTH CRAM-MD5",
+            "AUTH FOO",
+            "AUTH PLAIN =",
+            "BDAT",
+            "BDAT x",
+            "BDAT 0 LAST",
+            "SEND FROM:<a@example.org>",
+            "SOML FROM:<a@example.org>",
+            "SAML FROM:<a@example.org>",
+            "XCLIENT ADDR=192.0.2.1",
+            "XFORWARD NAME=spoof.example",
+            "VERB",
+            "ONEX",
+            "XUSR",
+            "XEXCH50 1 2",
+            "DSN",
+            "X-EXPS LOGIN",
+            "LHLO client.example.org",
+            "FOO",
+            "FOO bar",
+            "XYZZY",
+            "HELLO client.example.org",
+            "EHLLO client.example.org",
+            "HLEO client.example.org",
+            "EHL client.example.org",
+            "MAILFROM:<a@example.org>",
+            "MAIL",
+            "MAIL FROM",
+            "MAIL TO:<a@example.org>",
+            "RCPT",
+            "RCPT FROM:<a@example.org>",
+            "RCPT TO",
+            "DATA now",
+            "QUIT now",
+            "GET / HTTP/1.0",
+            "USER alice",
+            "PASS secret",
+            "CAPA",
+            "LOGIN alice",
+            "a001 LOGIN alice secret",
+            "PING",
+            "?",
+            ".",
+            "..",
+            "*",
+            "MAIL FROM :<a@example.org>",
+            "MAIL  FROM:<a@example.org>",
+            "MAIL FROM:<a@example.org> ",
+            " NOOP",
+            "NOOP ",
+            "NO OP",
+            "N00P",
+            "QUITE",
+            "RCPT  TO:<postmaster@lab.example.org>",
+        ]
+    )
 
 
 # ------------------------------------------------------------------ areas
@@ -326,11 +461,11 @@ def area_helo(g: Gen) -> None:
         arg = g.pick(HELO_ARGS)
         x = g.r.random()
         if x < 0.08:
-            g.add(verb)                                   # no argument
+            g.add(verb)  # no argument
         elif x < 0.12:
             g.add(verb + " ")
         elif x < 0.16:
-            g.add(f"{verb}  {arg}")                       # two spaces
+            g.add(f"{verb}  {arg}")  # two spaces
         elif x < 0.2:
             g.add(f"{verb} {'a' * g.pick([63, 64, 65])}.example.org")  # label lengths
         elif x < 0.24:
@@ -376,23 +511,74 @@ def area_rcpt_to(g: Gen) -> None:
 
 
 MAIL_PARAMS = [
-    " SIZE=1000", " SIZE=0", " SIZE=10240000", " SIZE=10240001", " SIZE=52428800",
-    " SIZE=52428801", " SIZE=36700160", " SIZE=36700161", " SIZE=99999999999999999999",
-    " SIZE=-1", " SIZE=abc", " SIZE=", " SIZE", " size=1000", " SIZE=1000 SIZE=2000",
-    " SIZE = 1000", " BODY=8BITMIME", " BODY=7BIT", " BODY=BINARYMIME", " BODY=8bitmime",
-    " BODY=junk", " BODY=", " SMTPUTF8", " SMTPUTF8=yes", " RET=FULL", " RET=HDRS",
-    " RET=bogus", " ENVID=abc123", " ENVID=", " ENVID=a+2Bb", " AUTH=<>",
-    " AUTH=a@example.org", " AUTH=", " FOO=bar", " FOO", " X-UNKNOWN=1", " BY=120;R",
-    " MT-PRIORITY=3", " REQUIRETLS", " HOLDFOR=60", " SIZE=1000 BODY=8BITMIME",
-    " BODY=8BITMIME SMTPUTF8 SIZE=500", " RET=FULL ENVID=x", "  SIZE=1000", "\tSIZE=1000",
-    " SIZE=1000 FOO=bar", " =", " SIZE=1000=2", " BODY=8BITMIME BODY=7BIT",
+    " SIZE=1000",
+    " SIZE=0",
+    " SIZE=10240000",
+    " SIZE=10240001",
+    " SIZE=52428800",
+    " SIZE=52428801",
+    " SIZE=36700160",
+    " SIZE=36700161",
+    " SIZE=99999999999999999999",
+    " SIZE=-1",
+    " SIZE=abc",
+    " SIZE=",
+    " SIZE",
+    " size=1000",
+    " SIZE=1000 SIZE=2000",
+    " SIZE = 1000",
+    " BODY=8BITMIME",
+    " BODY=7BIT",
+    " BODY=BINARYMIME",
+    " BODY=8bitmime",
+    " BODY=junk",
+    " BODY=",
+    " SMTPUTF8",
+    " SMTPUTF8=yes",
+    " RET=FULL",
+    " RET=HDRS",
+    " RET=bogus",
+    " ENVID=abc123",
+    " ENVID=",
+    " ENVID=a+2Bb",
+    " AUTH=<>",
+    " AUTH=a@example.org",
+    " AUTH=",
+    " FOO=bar",
+    " FOO",
+    " X-UNKNOWN=1",
+    " BY=120;R",
+    " MT-PRIORITY=3",
+    " REQUIRETLS",
+    " HOLDFOR=60",
+    " SIZE=1000 BODY=8BITMIME",
+    " BODY=8BITMIME SMTPUTF8 SIZE=500",
+    " RET=FULL ENVID=x",
+    "  SIZE=1000",
+    "\tSIZE=1000",
+    " SIZE=1000 FOO=bar",
+    " =",
+    " SIZE=1000=2",
+    " BODY=8BITMIME BODY=7BIT",
 ]
 RCPT_PARAMS = [
-    " NOTIFY=SUCCESS,FAILURE", " NOTIFY=NEVER", " NOTIFY=DELAY", " NOTIFY=never",
-    " NOTIFY=NEVER,SUCCESS", " NOTIFY=bogus", " NOTIFY=", " ORCPT=rfc822;a@example.org",
-    " ORCPT=rfc822;postmaster@lab.example.org", " ORCPT=bogus", " ORCPT=", " FOO=bar",
-    " SIZE=1000", " NOTIFY=SUCCESS ORCPT=rfc822;x@example.org", " RRVS=2030-01-01T00:00:00Z",
-    " BODY=8BITMIME", " X=1",
+    " NOTIFY=SUCCESS,FAILURE",
+    " NOTIFY=NEVER",
+    " NOTIFY=DELAY",
+    " NOTIFY=never",
+    " NOTIFY=NEVER,SUCCESS",
+    " NOTIFY=bogus",
+    " NOTIFY=",
+    " ORCPT=rfc822;a@example.org",
+    " ORCPT=rfc822;postmaster@lab.example.org",
+    " ORCPT=bogus",
+    " ORCPT=",
+    " FOO=bar",
+    " SIZE=1000",
+    " NOTIFY=SUCCESS ORCPT=rfc822;x@example.org",
+    " RRVS=2030-01-01T00:00:00Z",
+    " BODY=8BITMIME",
+    " X=1",
 ]
 
 
@@ -401,7 +587,7 @@ def area_params(g: Gen) -> None:
     if helo_kind < 0.7:
         g.add(f"EHLO {g.pick(GOOD_HELO)}")
     elif helo_kind < 0.92:
-        g.add(f"HELO {g.pick(GOOD_HELO)}")                # parameters after HELO: not allowed
+        g.add(f"HELO {g.pick(GOOD_HELO)}")  # parameters after HELO: not allowed
     for _ in range(g.pick([1, 2, 2, 3])):
         if not g.room(3):
             break
@@ -415,15 +601,52 @@ def area_params(g: Gen) -> None:
             g.add("RSET")
 
 
-LINE_TOTALS = [509, 510, 511, 512, 513, 514, 998, 999, 1000, 1001, 1002, 2046, 2047, 2048,
-               2049, 2050, 4096, 4097, 8192, 12288, 16384, 16385, 32768, 65536, 100000]
+LINE_TOTALS = [
+    509,
+    510,
+    511,
+    512,
+    513,
+    514,
+    998,
+    999,
+    1000,
+    1001,
+    1002,
+    2046,
+    2047,
+    2048,
+    2049,
+    2050,
+    4096,
+    4097,
+    8192,
+    12288,
+    16384,
+    16385,
+    32768,
+    65536,
+    100000,
+]
 
 
 def long_line(g: Gen) -> str:
     """A command line of an exact length (octets, CRLF included) around the limits."""
     total = g.pick(LINE_TOTALS)
-    kind = g.pick(["noop", "helo", "mail-local", "mail-domain", "rcpt", "vrfy", "unknown",
-                   "mail-param", "help", "rset"])
+    kind = g.pick(
+        [
+            "noop",
+            "helo",
+            "mail-local",
+            "mail-domain",
+            "rcpt",
+            "vrfy",
+            "unknown",
+            "mail-param",
+            "help",
+            "rset",
+        ]
+    )
     if kind == "noop":
         return pad_to("NOOP ", total)
     if kind == "helo":
@@ -453,14 +676,42 @@ def area_length(g: Gen) -> None:
         g.add(long_line(g))
     for _ in range(g.pick([1, 2, 3])):
         if g.room():
-            g.add(g.pick(["NOOP", "RSET", f"MAIL FROM:<{g.sender()}>", "HELP", f"EHLO {g.pick(GOOD_HELO)}"]))
+            g.add(
+                g.pick(
+                    [
+                        "NOOP",
+                        "RSET",
+                        f"MAIL FROM:<{g.sender()}>",
+                        "HELP",
+                        f"EHLO {g.pick(GOOD_HELO)}",
+                    ]
+                )
+            )
 
 
 WHITESPACE_FORMS = [
-    "", "", " ", "  ", "\t", " NOOP", "NOOP ", "NOOP\t", "\tNOOP", "HELO  client.example.org",
-    "HELO\tclient.example.org", "EHLO client.example.org ", "MAIL FROM: <a@example.org>",
-    "MAIL FROM:\t<a@example.org>", "MAIL\tFROM:<a@example.org>", "RCPT TO: <postmaster@lab.example.org>",
-    "RCPT TO:<postmaster@lab.example.org>  ", "QUIT ", "DATA ", "RSET ", "   ", "RCPT\tTO:<root@lab.example.org>",
+    "",
+    "",
+    " ",
+    "  ",
+    "\t",
+    " NOOP",
+    "NOOP ",
+    "NOOP\t",
+    "\tNOOP",
+    "HELO  client.example.org",
+    "HELO\tclient.example.org",
+    "EHLO client.example.org ",
+    "MAIL FROM: <a@example.org>",
+    "MAIL FROM:\t<a@example.org>",
+    "MAIL\tFROM:<a@example.org>",
+    "RCPT TO: <postmaster@lab.example.org>",
+    "RCPT TO:<postmaster@lab.example.org>  ",
+    "QUIT ",
+    "DATA ",
+    "RSET ",
+    "   ",
+    "RCPT\tTO:<root@lab.example.org>",
 ]
 
 
@@ -475,25 +726,27 @@ def area_whitespace(g: Gen) -> None:
 
 
 def area_sequence(g: Gen) -> None:
-    steps = g.pick([
-        ["MAIL", "EHLO", "MAIL", "RCPT", "DATA"],
-        ["EHLO", "RCPT", "MAIL", "RCPT", "DATA"],
-        ["EHLO", "DATA", "MAIL", "DATA", "RCPT", "DATA"],
-        ["EHLO", "MAIL", "MAIL", "RSET", "MAIL", "RCPT"],
-        ["HELO", "EHLO", "MAIL", "HELO", "RCPT"],
-        ["EHLO", "MAIL", "RCPT", "EHLO", "RCPT", "DATA"],
-        ["EHLO", "MAIL", "RCPT", "RSET", "RCPT", "DATA"],
-        ["RSET", "RSET", "EHLO", "RSET", "MAIL", "RSET", "RSET"],
-        ["EHLO", "MAIL", "RCPT", "RCPT", "RSET", "DATA"],
-        ["HELO", "HELO", "MAIL", "RCPT", "DATA"],
-        ["EHLO", "MAIL", "RCPT", "DATA", "MAIL", "RCPT", "DATA"],
-        ["DATA", "RCPT", "MAIL", "EHLO"],
-        ["EHLO", "MAIL", "VRFY", "RCPT", "NOOP", "DATA"],
-        ["EHLO", "MAIL", "RCPT", "STARTTLS"],
-        ["EHLO", "MAIL", "RCPT", "AUTH", "DATA"],
-        ["EHLO", "MAIL", "RCPT", "HELO", "DATA"],
-        ["EHLO", "QUITX", "MAIL", "RCPT", "DATA"],
-    ])
+    steps = g.pick(
+        [
+            ["MAIL", "EHLO", "MAIL", "RCPT", "DATA"],
+            ["EHLO", "RCPT", "MAIL", "RCPT", "DATA"],
+            ["EHLO", "DATA", "MAIL", "DATA", "RCPT", "DATA"],
+            ["EHLO", "MAIL", "MAIL", "RSET", "MAIL", "RCPT"],
+            ["HELO", "EHLO", "MAIL", "HELO", "RCPT"],
+            ["EHLO", "MAIL", "RCPT", "EHLO", "RCPT", "DATA"],
+            ["EHLO", "MAIL", "RCPT", "RSET", "RCPT", "DATA"],
+            ["RSET", "RSET", "EHLO", "RSET", "MAIL", "RSET", "RSET"],
+            ["EHLO", "MAIL", "RCPT", "RCPT", "RSET", "DATA"],
+            ["HELO", "HELO", "MAIL", "RCPT", "DATA"],
+            ["EHLO", "MAIL", "RCPT", "DATA", "MAIL", "RCPT", "DATA"],
+            ["DATA", "RCPT", "MAIL", "EHLO"],
+            ["EHLO", "MAIL", "VRFY", "RCPT", "NOOP", "DATA"],
+            ["EHLO", "MAIL", "RCPT", "STARTTLS"],
+            ["EHLO", "MAIL", "RCPT", "AUTH", "DATA"],
+            ["EHLO", "MAIL", "RCPT", "HELO", "DATA"],
+            ["EHLO", "QUITX", "MAIL", "RCPT", "DATA"],
+        ]
+    )
     for s in steps:
         if not g.room(2):
             break
@@ -523,53 +776,52 @@ def area_transactions(g: Gen) -> None:
             g.add(g.pick(["RSET", "NOOP", f"EHLO {g.pick(GOOD_HELO)}"]))
 
 
+BAD_HEADERS = [
+    "From: <a@example.org\r\n",
+    "To: a b c\r\n",
+    "Cc: ,,\r\n",
+    "From: @\r\n",
+    "Sender: <>\r\n",
+    "To: <postmaster@lab.example.org\r\n",
+]
+# Message bodies that test framing and content checks: kind -> (g, headers) -> item.
+BODY_KINDS = {
+    "dots": lambda g, hdr: {"message": hdr + ".one dot\r\n..two dots\r\n.\r\n.x\r\n"},
+    "only-dot": lambda g, hdr: {"message_raw": hdr + "line\r\n..\r\n.\r\n"},
+    "bare-lf": lambda g, hdr: {"message_raw": hdr + "line one\nline two\r\n.\r\n"},
+    "lf-dot-lf": lambda g, hdr: {"message_raw": hdr + "before\n.\nafter\r\n.\r\n", "replies": 1},
+    "cr-dot": lambda g, hdr: {"message_raw": hdr + "before\r.\rafter\r\n.\r\n"},
+    "long": lambda g, hdr: {
+        "message": hdr + "y" * g.pick([998, 999, 1000, 1001, 2000, 5000, 20000]) + "\r\n"
+    },
+    "nul": lambda g, hdr: {"message_raw": hdr + "a\x00b\r\n\x00\r\n.\r\n"},
+    "8bit": lambda g, hdr: {"message_raw": hdr + "caf\xe9 \xff\xfe\r\n.\r\n"},
+    "empty": lambda g, hdr: {"message_raw": ".\r\n"},
+    "no-headers": lambda g, hdr: {"message": "just a body line\r\n"},
+    "header-only": lambda g, hdr: {"message": "Subject: only a header\r\n"},
+    "bad-header": lambda g, hdr: {
+        "message": g.pick(BAD_HEADERS) + "Subject: bad header\r\n\r\nbody\r\n"
+    },
+    "from-line": lambda g, hdr: {
+        "message": "From a@example.org Mon Jan  1 00:00:00 2024\r\n" + hdr + "x\r\n"
+    },
+    "utf8-header": lambda g, hdr: {
+        "message": "Subject: ünïcödé\r\nFrom: jörg@example.org\r\n\r\nbody\r\n"
+    },
+    "long-header": lambda g, hdr: {
+        "message": "Subject: " + "z" * g.pick([990, 1000, 3000]) + "\r\n\r\nbody\r\n"
+    },
+    "dot-space": lambda g, hdr: {"message_raw": hdr + "x\r\n. \r\n.\r\n"},
+    "crlf-dot-lf": lambda g, hdr: {"message_raw": hdr + "before\r\n.\nafter\r\n.\r\n"},
+    "lf-end": lambda g, hdr: {"message_raw": hdr + "body\n.\n", "replies": 1},
+    "bare-cr": lambda g, hdr: {"message_raw": hdr + "a\rb\r\n.\r\n"},
+    "big": lambda g, hdr: {"message_bytes": g.pick([100000, 300000])},
+}
+
+
 def body_variants(g: Gen) -> dict:
     hdr = f"From: {g.sender()}\r\nTo: postmaster@lab.example.org\r\nSubject: body test\r\n\r\n"
-    kind = g.pick(["dots", "only-dot", "bare-lf", "lf-dot-lf", "cr-dot", "long", "nul", "8bit",
-                   "empty", "no-headers", "header-only", "bad-header", "from-line", "utf8-header",
-                   "long-header", "dot-space", "crlf-dot-lf", "lf-end", "bare-cr", "big"])
-    if kind == "dots":
-        return {"message": hdr + ".one dot\r\n..two dots\r\n.\r\n.x\r\n"}
-    if kind == "only-dot":
-        return {"message_raw": hdr + "line\r\n..\r\n.\r\n"}
-    if kind == "bare-lf":
-        return {"message_raw": hdr + "line one\nline two\r\n.\r\n"}
-    if kind == "lf-dot-lf":
-        return {"message_raw": hdr + "before\n.\nafter\r\n.\r\n", "replies": 1}
-    if kind == "cr-dot":
-        return {"message_raw": hdr + "before\r.\rafter\r\n.\r\n"}
-    if kind == "crlf-dot-lf":
-        return {"message_raw": hdr + "before\r\n.\nafter\r\n.\r\n"}
-    if kind == "lf-end":
-        return {"message_raw": hdr + "body\n.\n", "replies": 1}
-    if kind == "long":
-        n = g.pick([998, 999, 1000, 1001, 2000, 5000, 20000])
-        return {"message": hdr + "y" * n + "\r\n"}
-    if kind == "nul":
-        return {"message_raw": hdr + "a\x00b\r\n\x00\r\n.\r\n"}
-    if kind == "8bit":
-        return {"message_raw": hdr + "caf\xe9 \xff\xfe\r\n.\r\n"}
-    if kind == "empty":
-        return {"message_raw": ".\r\n"}
-    if kind == "no-headers":
-        return {"message": "just a body line\r\n"}
-    if kind == "header-only":
-        return {"message": "Subject: only a header\r\n"}
-    if kind == "bad-header":
-        return {"message": g.pick(["From: <a@example.org\r\n", "To: a b c\r\n", "Cc: ,,\r\n",
-                                   "From: @\r\n", "Sender: <>\r\n", "To: <postmaster@lab.example.org\r\n"])
-                + "Subject: bad header\r\n\r\nbody\r\n"}
-    if kind == "from-line":
-        return {"message": "From a@example.org Mon Jan  1 00:00:00 2024\r\n" + hdr + "x\r\n"}
-    if kind == "utf8-header":
-        return {"message": "Subject: ünïcödé\r\nFrom: jörg@example.org\r\n\r\nbody\r\n"}
-    if kind == "long-header":
-        return {"message": "Subject: " + "z" * g.pick([990, 1000, 3000]) + "\r\n\r\nbody\r\n"}
-    if kind == "dot-space":
-        return {"message_raw": hdr + "x\r\n. \r\n.\r\n"}
-    if kind == "bare-cr":
-        return {"message_raw": hdr + "a\rb\r\n.\r\n"}
-    return {"message_bytes": g.pick([100000, 300000])}
+    return BODY_KINDS[g.pick(list(BODY_KINDS))](g, hdr)
 
 
 def area_data(g: Gen) -> None:
@@ -587,36 +839,38 @@ def area_data(g: Gen) -> None:
 
 def raw_piece(g: Gen) -> None:
     """Bytes a terminal, a script or a fuzzer sends that a plain line does not show."""
-    g.pick([
-        lambda: g.raw("NOOP\n"),                                      # bare LF ends a command
-        lambda: g.raw(f"HELO {g.pick(GOOD_HELO)}\n"),
-        lambda: g.raw(f"MAIL FROM:<{g.sender()}>\n"),
-        lambda: g.raw("RCPT TO:<postmaster@lab.example.org>\n"),
-        lambda: g.raw("NOOP\r\r\n"),
-        lambda: g.raw("NOOP a\rb\r\n"),                               # bare CR inside
-        lambda: g.raw("NOOP\r", 0) or g.raw("NOOP\r\n"),              # CR alone: no line yet
-        lambda: g.raw("NO", 0) or g.raw("OP\r\n"),                    # one command in two writes
-        lambda: g.raw("MAIL FR", 0) or g.raw(f"OM:<{g.sender()}>\r\n"),
-        lambda: g.raw("\x00\r\n"),                                    # NUL bytes
-        lambda: g.raw("NOOP\x00\r\n"),
-        lambda: g.raw("HELO cli\x00ent.example.org\r\n"),
-        lambda: g.raw("MAIL FROM:<a\x00b@example.org>\r\n"),
-        lambda: g.raw("RCPT TO:<postmaster@lab.example.org>\x00\r\n"),
-        lambda: g.raw("\x00NOOP\r\n"),
-        lambda: g.raw("HELO caf\xe9.example.org\r\n"),               # 8-bit, not UTF-8
-        lambda: g.raw("MAIL FROM:<j\xf6rg@example.org>\r\n"),
-        lambda: g.raw("RCPT TO:<\xff@lab.example.org>\r\n"),
-        lambda: g.raw("\xff\xf4\xff\xfd\x06\r\n"),                    # telnet's Ctrl-C (IAC IP IAC DO TM)
-        lambda: g.raw("NOOP\r\n\r\n"),                                # an empty line after it
-        lambda: g.raw("\r\n"),
-        lambda: g.raw("\n"),
-        lambda: g.raw("\x1b[A\r\n"),                                  # arrow key
-        lambda: g.raw("NOOP\x08\x08\x08\x08RSET\r\n"),                # backspaces
-        lambda: g.raw("\x04\r\n"),                                    # Ctrl-D
-        lambda: g.raw("\x7f\r\n"),
-        lambda: g.raw("QUIT\n"),
-        lambda: g.raw("RSET\r\nNOOP\n"),
-    ])()
+    g.pick(
+        [
+            lambda: g.raw("NOOP\n"),  # bare LF ends a command
+            lambda: g.raw(f"HELO {g.pick(GOOD_HELO)}\n"),
+            lambda: g.raw(f"MAIL FROM:<{g.sender()}>\n"),
+            lambda: g.raw("RCPT TO:<postmaster@lab.example.org>\n"),
+            lambda: g.raw("NOOP\r\r\n"),
+            lambda: g.raw("NOOP a\rb\r\n"),  # bare CR inside
+            lambda: g.raw("NOOP\r", 0) or g.raw("NOOP\r\n"),  # CR alone: no line yet
+            lambda: g.raw("NO", 0) or g.raw("OP\r\n"),  # one command in two writes
+            lambda: g.raw("MAIL FR", 0) or g.raw(f"OM:<{g.sender()}>\r\n"),
+            lambda: g.raw("\x00\r\n"),  # NUL bytes
+            lambda: g.raw("NOOP\x00\r\n"),
+            lambda: g.raw("HELO cli\x00ent.example.org\r\n"),
+            lambda: g.raw("MAIL FROM:<a\x00b@example.org>\r\n"),
+            lambda: g.raw("RCPT TO:<postmaster@lab.example.org>\x00\r\n"),
+            lambda: g.raw("\x00NOOP\r\n"),
+            lambda: g.raw("HELO caf\xe9.example.org\r\n"),  # 8-bit, not UTF-8
+            lambda: g.raw("MAIL FROM:<j\xf6rg@example.org>\r\n"),
+            lambda: g.raw("RCPT TO:<\xff@lab.example.org>\r\n"),
+            lambda: g.raw("\xff\xf4\xff\xfd\x06\r\n"),  # telnet's Ctrl-C (IAC IP IAC DO TM)
+            lambda: g.raw("NOOP\r\n\r\n"),  # an empty line after it
+            lambda: g.raw("\r\n"),
+            lambda: g.raw("\n"),
+            lambda: g.raw("\x1b[A\r\n"),  # arrow key
+            lambda: g.raw("NOOP\x08\x08\x08\x08RSET\r\n"),  # backspaces
+            lambda: g.raw("\x04\r\n"),  # Ctrl-D
+            lambda: g.raw("\x7f\r\n"),
+            lambda: g.raw("QUIT\n"),
+            lambda: g.raw("RSET\r\nNOOP\n"),
+        ]
+    )()
 
 
 def area_raw(g: Gen) -> None:
@@ -637,14 +891,21 @@ def area_pipeline(g: Gen) -> None:
         g.add(f"{'EHLO' if ehlo else 'HELO'} {g.pick(GOOD_HELO)}")
         group = [f"MAIL FROM:<{g.sender()}>", f"RCPT TO:<{g.recipient()}>", "DATA"]
     elif x < 0.45:
-        group = [f"{'EHLO' if ehlo else 'HELO'} {g.pick(GOOD_HELO)}", f"MAIL FROM:<{g.sender()}>",
-                 f"RCPT TO:<{g.recipient()}>"]
+        group = [
+            f"{'EHLO' if ehlo else 'HELO'} {g.pick(GOOD_HELO)}",
+            f"MAIL FROM:<{g.sender()}>",
+            f"RCPT TO:<{g.recipient()}>",
+        ]
     elif x < 0.55:
         group = ["NOOP", "NOOP", "NOOP"]
     elif x < 0.65:
         g.add(f"EHLO {g.pick(GOOD_HELO)}")
-        group = [f"MAIL FROM:<{g.sender()}>", f"RCPT TO:<{g.recipient()}>",
-                 f"RCPT TO:<{g.recipient()}>", "RSET"]
+        group = [
+            f"MAIL FROM:<{g.sender()}>",
+            f"RCPT TO:<{g.recipient()}>",
+            f"RCPT TO:<{g.recipient()}>",
+            "RSET",
+        ]
     elif x < 0.72:
         group = [f"EHLO {g.pick(GOOD_HELO)}", "QUIT"]
     elif x < 0.8:
@@ -679,7 +940,7 @@ def area_bdat(g: Gen) -> None:
         g.add({"bdat": "more\r\n", "last": True})
     else:
         g.add({"bdat": body, "last": False})
-        g.add("DATA")                                 # mixing BDAT and DATA (RFC 3030 forbids)
+        g.add("DATA")  # mixing BDAT and DATA (RFC 3030 forbids)
         g.add({"message": "x\r\n"})
     if g.chance(0.3) and g.room():
         g.add("NOOP")
@@ -696,8 +957,19 @@ def area_starttls(g: Gen) -> None:
         if g.chance(0.6):
             transaction(g, n_rcpt=1, body=g.chance(0.5))
     else:
-        g.add(g.pick(["AUTH PLAIN AGFsaWNlAHNlY3JldA==", "AUTH LOGIN", "AUTH PLAIN",
-                      "AUTH CRAM-MD5", "AUTH DIGEST-MD5", "AUTH XOAUTH2", "AUTH"]))
+        g.add(
+            g.pick(
+                [
+                    "AUTH PLAIN AGFsaWNlAHNlY3JldA==",
+                    "AUTH LOGIN",
+                    "AUTH PLAIN",
+                    "AUTH CRAM-MD5",
+                    "AUTH DIGEST-MD5",
+                    "AUTH XOAUTH2",
+                    "AUTH",
+                ]
+            )
+        )
         g.add(g.pick(["*", "YWxpY2U=", "AGFsaWNlAHNlY3JldA==", "NOOP"]))
         if g.chance(0.6):
             transaction(g, n_rcpt=1, body=False)
@@ -738,7 +1010,7 @@ def generate(seed: int, count: int) -> dict:
         area = rnd.choices(names, weights)[0]
         g = Gen(rnd, area)
         AREAS[area][0](g)
-        if g.chance(0.25) and g.room(2):           # a stray item somewhere
+        if g.chance(0.25) and g.room(2):  # a stray item somewhere
             stray = Gen(rnd, area)
             x = rnd.random()
             if x < 0.45:
@@ -750,27 +1022,43 @@ def generate(seed: int, count: int) -> dict:
             else:
                 stray.add(stray.pick(WHITESPACE_FORMS))
             where = rnd.randrange(len(g.lines) + 1)
-            if where and isinstance(g.lines[where - 1], dict) and g.lines[where - 1].get("pipeline") \
-                    and g.lines[where - 1]["pipeline"][-1] == "DATA":
-                where -= 1                         # never between a pipelined DATA and its message
-            if where and g.lines[where - 1] in ("DATA", "data", "Data", "DaTa") or \
-                    (where and isinstance(g.lines[where - 1], str) and g.lines[where - 1].upper() == "DATA"):
-                where -= 1                         # nor between DATA and its message
+            if (
+                where
+                and isinstance(g.lines[where - 1], dict)
+                and g.lines[where - 1].get("pipeline")
+                and g.lines[where - 1]["pipeline"][-1] == "DATA"
+            ):
+                where -= 1  # never between a pipelined DATA and its message
+            if (
+                where
+                and g.lines[where - 1] in ("DATA", "data", "Data", "DaTa")
+                or (
+                    where
+                    and isinstance(g.lines[where - 1], str)
+                    and g.lines[where - 1].upper() == "DATA"
+                )
+            ):
+                where -= 1  # nor between DATA and its message
             g.lines[where:where] = stray.lines
             g.expect += stray.expect
         closing(g)
-        dialogues.append({"name": f"g{i + 1:04d}-{area}", "client": g.client, "area": area,
-                          "lines": g.lines})
+        dialogues.append(
+            {"name": f"g{i + 1:04d}-{area}", "client": g.client, "area": area, "lines": g.lines}
+        )
     return {
         "about": (
             "Generated by tests/recordings/generate.py (see its docstring for the item kinds); "
             "replayed against the real MTAs by record.py (record_stock.sh) and against the "
             "personas by replay.py. Addresses: the lab's domain is lab.example.org, the server "
             "calls itself mx.lab.example.org, 127.0.0.1 is trusted and 127.0.0.2 is not; the "
-            "DNS is the lab's offline zone (labsmtp/dnszone.py DEFAULT_ZONE)."
+            "DNS is the lab's offline zone (labsmtp/lab/dnszone.py DEFAULT_ZONE)."
         ),
-        "generator": {"script": "tests/recordings/generate.py", "version": GENERATOR_VERSION,
-                      "seed": seed, "count": count},
+        "generator": {
+            "script": "tests/recordings/generate.py",
+            "version": GENERATOR_VERSION,
+            "seed": seed,
+            "count": count,
+        },
         "dialogues": dialogues,
     }
 
@@ -785,91 +1073,220 @@ def targeted() -> dict:
     out = []
 
     def add(name, lines, client="127.0.0.1"):
-        out.append({"name": f"t-{name}" + ("-outside" if client == "127.0.0.2" else ""),
-                    "client": client, "area": "targeted", "lines": lines})
+        out.append(
+            {
+                "name": f"t-{name}" + ("-outside" if client == "127.0.0.2" else ""),
+                "client": client,
+                "area": "targeted",
+                "lines": lines,
+            }
+        )
 
     helo_names = {
-        "fqdn-in-zone": "client.example.org", "fqdn-not-in-zone": "unknown.example.net",
-        "bare": "client", "invalid": "bad_host!", "underscore": "under_score.example.org",
-        "literal": "[127.0.0.1]", "literal-wrong": "[192.0.2.1]", "ipv6-literal": "[IPv6:::1]",
-        "trailing-dot": "client.example.org.", "localhost": "localhost",
-        "own-name": "mx.lab.example.org", "numeric": "1.2.3.4", "empty": None,
+        "fqdn-in-zone": "client.example.org",
+        "fqdn-not-in-zone": "unknown.example.net",
+        "bare": "client",
+        "invalid": "bad_host!",
+        "underscore": "under_score.example.org",
+        "literal": "[127.0.0.1]",
+        "literal-wrong": "[192.0.2.1]",
+        "ipv6-literal": "[IPv6:::1]",
+        "trailing-dot": "client.example.org.",
+        "localhost": "localhost",
+        "own-name": "mx.lab.example.org",
+        "numeric": "1.2.3.4",
+        "empty": None,
     }
     for client in ("127.0.0.1", "127.0.0.2"):
         for label, name in helo_names.items():
-            for verb in ("HELO", "EHLO") if label in ("bare", "invalid", "fqdn-not-in-zone") else ("HELO",):
+            for verb in (
+                ("HELO", "EHLO") if label in ("bare", "invalid", "fqdn-not-in-zone") else ("HELO",)
+            ):
                 helo = verb if name is None else f"{verb} {name}"
-                add(f"{verb.lower()}-{label}", [helo, "MAIL FROM:<a@client.example.org>",
-                                                "RCPT TO:<postmaster@lab.example.org>", "DATA",
-                                                {"message": "Subject: t\r\n\r\nbody\r\n"}, "QUIT"], client)
-        add("no-helo", ["MAIL FROM:<a@client.example.org>", "RCPT TO:<postmaster@lab.example.org>",
-                        "QUIT"], client)
-        add("helo-twice", ["HELO client", "HELO client.example.org", "MAIL FROM:<a@client.example.org>",
-                           "RCPT TO:<postmaster@lab.example.org>", "QUIT"], client)
-        add("envelope-forms", [
-            "EHLO client.example.org", "MAIL FROM:a@client.example.org", "RSET",
-            "MAIL FROM: <a@client.example.org>", "RSET", "MAIL FROM:<@relay.example.net:a@client.example.org>",
-            "RCPT TO:postmaster@lab.example.org", "RCPT TO: <postmaster@lab.example.org>",
-            "RCPT TO:<postmaster>", "RCPT TO:<\"post master\"@lab.example.org>", "QUIT"], client)
-        add("sender-forms", ["EHLO client.example.org", "MAIL FROM:<a>", "RSET", "MAIL FROM:<a@client>",
-                             "RSET", "MAIL FROM:<a@example.org>", "RCPT TO:<postmaster@lab.example.org>",
-                             "RSET", "MAIL FROM:<a@nowhere.invalid>", "RCPT TO:<postmaster@lab.example.org>",
-                             "QUIT"], client)
-        add("recipient-limit", ["EHLO client.example.org", "MAIL FROM:<a@client.example.org>"]
-            + ["RCPT TO:<postmaster@lab.example.org>", "RCPT TO:<root@lab.example.org>",
-               "RCPT TO:<abuse@lab.example.org>", "RCPT TO:<postmaster@mx.lab.example.org>",
-               "RCPT TO:<root@mx.lab.example.org>", "DATA", {"message": "Subject: five\r\n\r\nx\r\n"},
-               "QUIT"], client)
-        add("size-param", ["EHLO client.example.org", "MAIL FROM:<a@client.example.org> SIZE=1999",
-                           "RSET", "MAIL FROM:<a@client.example.org> SIZE=2001", "RSET",
-                           "MAIL FROM:<a@client.example.org> SIZE=20000000", "QUIT"], client)
-        add("size-data", ["EHLO client.example.org", "MAIL FROM:<a@client.example.org>",
-                          "RCPT TO:<postmaster@lab.example.org>", "DATA", {"message_bytes": 3000},
-                          "QUIT"], client)
-        add("privacy", ["VRFY postmaster", "EXPN postmaster", "EHLO client.example.org",
-                        "VRFY postmaster", "VRFY root", "VRFY nosuchuser", "EXPN postmaster",
-                        "EXPN root", "VERB", "HELP", "QUIT"], client)
-        add("unknown-user", ["EHLO client.example.org", "MAIL FROM:<a@client.example.org>",
-                             "RCPT TO:<nosuchuser@lab.example.org>", "RCPT TO:<alice@lab.example.org>",
-                             "RCPT TO:<Postmaster@lab.example.org>", "QUIT"], client)
-        add("relay", ["EHLO client.example.org", "MAIL FROM:<a@client.example.org>",
-                      "RCPT TO:<someone@elsewhere.example.net>", "RCPT TO:<x@client.example.org>",
-                      "QUIT"], client)
+                add(
+                    f"{verb.lower()}-{label}",
+                    [
+                        helo,
+                        "MAIL FROM:<a@client.example.org>",
+                        "RCPT TO:<postmaster@lab.example.org>",
+                        "DATA",
+                        {"message": "Subject: t\r\n\r\nbody\r\n"},
+                        "QUIT",
+                    ],
+                    client,
+                )
+        add(
+            "no-helo",
+            ["MAIL FROM:<a@client.example.org>", "RCPT TO:<postmaster@lab.example.org>", "QUIT"],
+            client,
+        )
+        add(
+            "helo-twice",
+            [
+                "HELO client",
+                "HELO client.example.org",
+                "MAIL FROM:<a@client.example.org>",
+                "RCPT TO:<postmaster@lab.example.org>",
+                "QUIT",
+            ],
+            client,
+        )
+        add(
+            "envelope-forms",
+            [
+                "EHLO client.example.org",
+                "MAIL FROM:a@client.example.org",
+                "RSET",
+                "MAIL FROM: <a@client.example.org>",
+                "RSET",
+                "MAIL FROM:<@relay.example.net:a@client.example.org>",
+                "RCPT TO:postmaster@lab.example.org",
+                "RCPT TO: <postmaster@lab.example.org>",
+                "RCPT TO:<postmaster>",
+                'RCPT TO:<"post master"@lab.example.org>',
+                "QUIT",
+            ],
+            client,
+        )
+        add(
+            "sender-forms",
+            [
+                "EHLO client.example.org",
+                "MAIL FROM:<a>",
+                "RSET",
+                "MAIL FROM:<a@client>",
+                "RSET",
+                "MAIL FROM:<a@example.org>",
+                "RCPT TO:<postmaster@lab.example.org>",
+                "RSET",
+                "MAIL FROM:<a@nowhere.invalid>",
+                "RCPT TO:<postmaster@lab.example.org>",
+                "QUIT",
+            ],
+            client,
+        )
+        add(
+            "recipient-limit",
+            ["EHLO client.example.org", "MAIL FROM:<a@client.example.org>"]
+            + [
+                "RCPT TO:<postmaster@lab.example.org>",
+                "RCPT TO:<root@lab.example.org>",
+                "RCPT TO:<abuse@lab.example.org>",
+                "RCPT TO:<postmaster@mx.lab.example.org>",
+                "RCPT TO:<root@mx.lab.example.org>",
+                "DATA",
+                {"message": "Subject: five\r\n\r\nx\r\n"},
+                "QUIT",
+            ],
+            client,
+        )
+        add(
+            "size-param",
+            [
+                "EHLO client.example.org",
+                "MAIL FROM:<a@client.example.org> SIZE=1999",
+                "RSET",
+                "MAIL FROM:<a@client.example.org> SIZE=2001",
+                "RSET",
+                "MAIL FROM:<a@client.example.org> SIZE=20000000",
+                "QUIT",
+            ],
+            client,
+        )
+        add(
+            "size-data",
+            [
+                "EHLO client.example.org",
+                "MAIL FROM:<a@client.example.org>",
+                "RCPT TO:<postmaster@lab.example.org>",
+                "DATA",
+                {"message_bytes": 3000},
+                "QUIT",
+            ],
+            client,
+        )
+        add(
+            "privacy",
+            [
+                "VRFY postmaster",
+                "EXPN postmaster",
+                "EHLO client.example.org",
+                "VRFY postmaster",
+                "VRFY root",
+                "VRFY nosuchuser",
+                "EXPN postmaster",
+                "EXPN root",
+                "VERB",
+                "HELP",
+                "QUIT",
+            ],
+            client,
+        )
+        add(
+            "unknown-user",
+            [
+                "EHLO client.example.org",
+                "MAIL FROM:<a@client.example.org>",
+                "RCPT TO:<nosuchuser@lab.example.org>",
+                "RCPT TO:<alice@lab.example.org>",
+                "RCPT TO:<Postmaster@lab.example.org>",
+                "QUIT",
+            ],
+            client,
+        )
+        add(
+            "relay",
+            [
+                "EHLO client.example.org",
+                "MAIL FROM:<a@client.example.org>",
+                "RCPT TO:<someone@elsewhere.example.net>",
+                "RCPT TO:<x@client.example.org>",
+                "QUIT",
+            ],
+            client,
+        )
     return {
         "about": "Targeted dialogues for the setting variants; made by generate.py --targeted.",
         "dialogues": out,
     }
 
 
-def classify(item) -> str:
-    """The kind of sample one item is, for --stats."""
-    if isinstance(item, dict):
-        for k in ("raw", "pipeline", "bdat", "message_raw", "message_bytes", "message"):
-            if k in item:
-                return {"message": "message", "message_bytes": "message-raw-or-big",
-                        "message_raw": "message-raw-or-big"}.get(k, k)
-    text = item
-    if len(text.encode()) > LONG_LINE:
-        return "long-line"
-    if not text.strip() or text != text.strip() or "\t" in text:
-        return "whitespace"
+ITEM_KINDS = {
+    "raw": "raw",
+    "pipeline": "pipeline",
+    "bdat": "bdat",
+    "message_raw": "message-raw-or-big",
+    "message_bytes": "message-raw-or-big",
+    "message": "message",
+}
+
+
+def _classify_command(text: str) -> str:
     verb, _, arg = text.partition(" ")
     v = verb.upper()
     if v in ("HELO", "EHLO"):
         return "helo-plain" if arg in GOOD_HELO else "helo-odd"
-    if v == "MAIL" or v.startswith("MAIL"):
-        if ">" in arg and arg.rstrip().endswith(">") is False or " " in arg.split(">", 1)[-1]:
-            return "mail-params"
-        return "mail"
+    after = arg.split(">", 1)[-1].strip()
+    if v.startswith("MAIL"):
+        return "mail-params" if after else "mail"
     if v == "RCPT":
-        if " " in arg.split(">", 1)[-1].strip():
-            return "rcpt-params"
-        return "rcpt"
+        return "rcpt-params" if after else "rcpt"
     if v in ("STARTTLS", "AUTH"):
         return "starttls-auth"
     if v in ("DATA", "QUIT", "RSET", "NOOP"):
         return v.lower()
     return "other-verb"
+
+
+def classify(item) -> str:
+    """The kind of sample one item is, for --stats."""
+    if isinstance(item, dict):
+        return next(kind for key, kind in ITEM_KINDS.items() if key in item)
+    if len(item.encode()) > LONG_LINE:
+        return "long-line"
+    if not item.strip() or item != item.strip() or "\t" in item:
+        return "whitespace"
+    return _classify_command(item)
 
 
 LONG_LINE = 510
@@ -880,8 +1297,11 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--count", type=int, default=600)
     ap.add_argument("--out", type=pathlib.Path, required=True)
-    ap.add_argument("--targeted", action="store_true",
-                    help="write the hand-made dialogues for setting variants instead")
+    ap.add_argument(
+        "--targeted",
+        action="store_true",
+        help="write the hand-made dialogues for setting variants instead",
+    )
     ap.add_argument("--stats", action="store_true", help="print how many samples each area got")
     args = ap.parse_args(argv)
     corpus = targeted() if args.targeted else generate(args.seed, args.count)
@@ -889,6 +1309,7 @@ def main(argv=None) -> int:
     args.out.write_text(json.dumps(corpus, indent=1, ensure_ascii=False) + "\n")
     if args.stats:
         from collections import Counter
+
         areas = Counter(d["area"] for d in corpus["dialogues"])
         kinds: Counter = Counter()
         for d in corpus["dialogues"]:

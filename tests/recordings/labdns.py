@@ -5,7 +5,7 @@
 
 The recording scripts run each real MTA in a private network namespace whose
 /etc/resolv.conf says ``nameserver 127.0.0.1``; this server answers there.
-It serves ``DEFAULT_ZONE`` from labsmtp/dnszone.py (read as text with ``ast``,
+It serves ``DEFAULT_ZONE`` from labsmtp/lab/dnszone.py (read as text with ``ast``,
 so neither the package nor dnspython is needed) as if it were authoritative
 for the whole name space ("."):
 
@@ -15,7 +15,7 @@ for the whole name space ("."):
 
 So a program that looks up the sender's domain or the client's PTR gets the
 same definite answer the lab's zone gives, never a timeout: the recordings are
-deterministic and agree with what ``labsmtp.dnszone.LabZone`` says.  The log
+deterministic and agree with what ``labsmtp.lab.dnszone.LabZone`` says.  The log
 (one line per query) shows which lookups each program makes.
 
 With ``--syslog PATH`` it also receives syslog datagrams on that unix socket
@@ -40,10 +40,16 @@ import sys
 import threading
 
 HERE = pathlib.Path(__file__).resolve().parent
-DNSZONE_PY = HERE.parent.parent / "labsmtp" / "dnszone.py"
+DNSZONE_PY = HERE.parent.parent / "labsmtp" / "lab" / "dnszone.py"
 
 TYPES = {"A": 1, "NS": 2, "CNAME": 5, "SOA": 6, "PTR": 12, "MX": 15, "TXT": 16, "AAAA": 28}
-TYPE_NAMES = {v: k for k, v in TYPES.items()} | {255: "ANY", 41: "OPT", 33: "SRV", 43: "DS", 48: "DNSKEY"}
+TYPE_NAMES = {v: k for k, v in TYPES.items()} | {
+    255: "ANY",
+    41: "OPT",
+    33: "SRV",
+    43: "DS",
+    48: "DNSKEY",
+}
 ANY = 255
 NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP = 0, 1, 2, 3, 4
 # The SOA sent with negative answers (RFC 2308): the lab is the root of its world.
@@ -51,7 +57,7 @@ SOA_RDATA = ("lab-dns.invalid.", "hostmaster.lab-dns.invalid.", 1, 3600, 600, 86
 
 
 def default_zone_text() -> str:
-    """DEFAULT_ZONE from labsmtp/dnszone.py, without importing the package."""
+    """DEFAULT_ZONE from labsmtp/lab/dnszone.py, without importing the package."""
     tree = ast.parse(DNSZONE_PY.read_text())
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(
@@ -59,6 +65,24 @@ def default_zone_text() -> str:
         ):
             return ast.literal_eval(node.value)
     raise SystemExit(f"no DEFAULT_ZONE in {DNSZONE_PY}")
+
+
+def _absolute(name: str, origin: str) -> str:
+    if name == "@":
+        return origin
+    if name.endswith("."):
+        return name.lower()
+    return (name + "." + origin).lower().replace("..", ".")
+
+
+def _record_value(rtype: str, data: list[str], origin: str) -> object:
+    if rtype == "MX":
+        return (int(data[0]), _absolute(data[1], origin))
+    if rtype in ("PTR", "CNAME", "NS"):
+        return _absolute(data[0], origin)
+    if rtype == "TXT":
+        return " ".join(data).strip('"')
+    return data[0]
 
 
 def parse_zone(text: str) -> dict[tuple[str, int], list[tuple[int, object]]]:
@@ -69,48 +93,27 @@ def parse_zone(text: str) -> dict[tuple[str, int], list[tuple[int, object]]]:
     """
     origin, ttl = ".", 300
     records: dict[tuple[str, int], list[tuple[int, object]]] = {}
-    last_name = None
-
-    def absolute(name: str) -> str:
-        if name == "@":
-            return origin
-        if name.endswith("."):
-            return name.lower()
-        return (name + "." + origin).lower().replace("..", ".")
-
+    name = None
     for raw in text.splitlines():
-        line = raw.split(";", 1)[0].rstrip()
-        if not line.strip():
+        fields = raw.split(";", 1)[0].split()
+        if not fields:
             continue
-        fields = line.split()
-        if fields[0] == "$ORIGIN":
-            origin = fields[1].lower()
+        if fields[0] in ("$ORIGIN", "$TTL"):
+            origin, ttl = (
+                (fields[1].lower(), ttl) if fields[0] == "$ORIGIN" else (origin, int(fields[1]))
+            )
             continue
-        if fields[0] == "$TTL":
-            ttl = int(fields[1])
-            continue
-        if raw[0] in " \t":
-            name = last_name
-        else:
-            name = absolute(fields.pop(0))
-        last_name = name
-        rttl = ttl
-        if fields and fields[0].isdigit():
-            rttl = int(fields.pop(0))
-        if fields and fields[0].upper() == "IN":
+        if raw[0] not in " \t":  # a leading blank repeats the previous owner name
+            name = _absolute(fields.pop(0), origin)
+        rttl = int(fields.pop(0)) if fields[0].isdigit() else ttl
+        if fields[0].upper() == "IN":
             fields.pop(0)
-        rtype, data = fields[0].upper(), fields[1:]
+        rtype = fields[0].upper()
         if rtype not in TYPES:
             raise ValueError(f"unsupported record type in zone: {raw!r}")
-        if rtype == "MX":
-            value: object = (int(data[0]), absolute(data[1]))
-        elif rtype in ("PTR", "CNAME", "NS"):
-            value = absolute(data[0])
-        elif rtype == "TXT":
-            value = " ".join(data).strip('"')
-        else:
-            value = data[0]
-        records.setdefault((name, TYPES[rtype]), []).append((rttl, value))
+        records.setdefault((name, TYPES[rtype]), []).append(
+            (rttl, _record_value(rtype, fields[1:], origin))
+        )
     return records
 
 
@@ -191,9 +194,9 @@ def parse_question(msg: bytes) -> tuple[int, int, str, int, int, int]:
             break
         if n & 0xC0:
             raise ValueError("compressed question name")
-        labels.append(msg[pos:pos + n].decode("ascii", "replace"))
+        labels.append(msg[pos : pos + n].decode("ascii", "replace"))
         pos += n
-    qtype, qclass = struct.unpack("!HH", msg[pos:pos + 4])
+    qtype, qclass = struct.unpack("!HH", msg[pos : pos + 4])
     return qid, flags, ".".join(labels) + ".", qtype, qclass, pos + 4
 
 
@@ -220,14 +223,18 @@ class Server:
         authority = []
         if rcode in (NOERROR, NXDOMAIN) and not answers:
             authority = [rr(".", TYPES["SOA"], 300, SOA_RDATA)]
-        header = struct.pack("!HHHHHH", qid, 0x8000 | 0x0400 | rd | rcode, 1,
-                             len(answers), len(authority), 0)
+        header = struct.pack(
+            "!HHHHHH", qid, 0x8000 | 0x0400 | rd | rcode, 1, len(answers), len(authority), 0
+        )
         if self.log:
             kind = {NOERROR: "NOERROR" if answers else "NODATA", NXDOMAIN: "NXDOMAIN"}.get(
-                rcode, str(rcode))
+                rcode, str(rcode)
+            )
             with self.lock:
-                self.log.write(f"{peer} {TYPE_NAMES.get(qtype, qtype)} {qname} -> {kind}"
-                               f" ({len(answers)} answers)\n")
+                self.log.write(
+                    f"{peer} {TYPE_NAMES.get(qtype, qtype)} {qname} -> {kind}"
+                    f" ({len(answers)} answers)\n"
+                )
                 self.log.flush()
         return header + question + b"".join(answers) + b"".join(authority)
 
@@ -290,7 +297,9 @@ def serve(listen: str, zone_text: str, log_path: str | None) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--listen", default="127.0.0.1:53")
-    ap.add_argument("--zone", type=pathlib.Path, help="zone-file text (default: labsmtp DEFAULT_ZONE)")
+    ap.add_argument(
+        "--zone", type=pathlib.Path, help="zone-file text (default: labsmtp DEFAULT_ZONE)"
+    )
     ap.add_argument("--log", help="append one line per query to this file")
     ap.add_argument("--print-zone", action="store_true", help="print the zone text and exit")
     ap.add_argument("--syslog", help="also receive syslog datagrams on this unix socket path")

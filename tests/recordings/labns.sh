@@ -20,7 +20,7 @@
 #     the overlay; /etc/aliases and /etc/mailname do not exist, as on a machine
 #     where no MTA was ever installed, so each package's postinst writes its own.
 #   - DNS: /etc/resolv.conf says nameserver 127.0.0.1, where labdns.py serves
-#     the lab's offline zone (labsmtp/dnszone.py DEFAULT_ZONE); /etc/hosts has
+#     the lab's offline zone (labsmtp/lab/dnszone.py DEFAULT_ZONE); /etc/hosts has
 #     only the localhost lines.  labdns.py also receives /dev/log.
 
 labns_run() {

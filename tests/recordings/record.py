@@ -166,7 +166,9 @@ def message_payload(item: dict) -> bytes:
 def _short(text: str, limit: int = 300) -> str:
     if len(text) <= limit:
         return text
-    return f"{text[:120]}…[{len(text.encode('utf-8', 'surrogateescape'))} octets in all]…{text[-40:]}"
+    return (
+        f"{text[:120]}…[{len(text.encode('utf-8', 'surrogateescape'))} octets in all]…{text[-40:]}"
+    )
 
 
 def describe(item) -> str:
@@ -203,8 +205,147 @@ def _is_starttls(item) -> bool:
     return isinstance(item, str) and item.strip().upper() == "STARTTLS"
 
 
-def run_dialogue(host: str, port: int, dialogue: dict, timeout: float = 8.0,
-                 after_timeout: float = 3.0, settle: float = 0.3) -> dict:
+class _Replay:
+    """One dialogue over one connection: what was sent and what came back."""
+
+    def __init__(self, conn: Conn, timeout: float, after_timeout: float, settle: float):
+        self.conn, self.timeout, self.after_timeout, self.settle = (
+            conn,
+            timeout,
+            after_timeout,
+            settle,
+        )
+        self.tmo = timeout
+        self.exchanges: list[dict] = []
+        self.closed = False
+        self.group = 0
+
+    def reply(self, sent: str | None, **extra) -> dict:
+        lines, outcome = self.conn.read_reply(self.tmo)
+        ex = {"sent": sent, "reply": lines}
+        if outcome:
+            ex["outcome"] = outcome
+            if outcome == "timeout":
+                self.tmo = min(self.timeout, self.after_timeout)
+            else:
+                self.closed = True
+        ex.update(extra)
+        self.exchanges.append(ex)
+        return ex
+
+    def replies(self, item, **extra) -> None:
+        """The N replies a command line or raw item asks for."""
+        n = _replies_for(item)
+        for k in range(n):
+            sent = describe(item) if k == 0 else f"{describe(item)} [reply {k + 1} of {n}]"
+            self.reply(sent, **extra)
+            if self.closed:
+                return
+
+    def drain(self, ex: dict) -> None:
+        """Replies nobody asked for, arriving within `settle` seconds."""
+        while not self.closed and self.conn.has_data(self.settle):
+            lines, outcome = self.conn.read_reply(self.tmo)
+            if lines:
+                ex.setdefault("extra", []).append(lines)
+            if outcome == "closed":
+                self.closed = True
+                ex["extra_outcome"] = "closed"
+            if outcome:
+                break
+
+    def last_code(self) -> str:
+        for ex in reversed(self.exchanges):
+            if ex.get("reply"):
+                return ex["reply"][-1][:3]
+            if ex.get("outcome") != "none expected":
+                return ""
+        return ""
+
+    def line(self, item) -> None:
+        """A command line or raw bytes; STARTTLS answered 220 starts TLS."""
+        self.conn.send(_command_bytes(item))
+        if _replies_for(item) == 0:
+            self.exchanges.append(
+                {"sent": describe(item), "reply": None, "outcome": "none expected"}
+            )
+        self.replies(item)
+        if not self.closed and (not isinstance(item, str) or _is_long(item)):
+            self.drain(self.exchanges[-1])
+        last = self.exchanges[-1]
+        if _is_starttls(item) and not self.closed and (last["reply"] or [""])[-1][:3] == "220":
+            try:
+                last["tls"] = self.conn.starttls()
+            except (OSError, ssl.SSLError) as exc:
+                last["outcome"] = "tls-failed"
+                last["tls_error"] = repr(exc)
+                self.closed = True
+
+    def pipeline(self, subs: list) -> None:
+        self.group += 1
+        self.conn.send(b"".join(_command_bytes(s) for s in subs))
+        for s in subs:
+            self.replies(s, pipelined=self.group)
+            if self.closed:
+                return
+        self.drain(self.exchanges[-1])
+
+    def bdat(self, item: dict) -> None:
+        # RFC 3030 2: the client sends the chunk right after the BDAT line
+        # without waiting, and the server must read it even when it refuses
+        # the command.  A server without CHUNKING reads the chunk as
+        # commands: those replies are kept as unasked ones.
+        chunk = item["bdat"].encode("latin-1")
+        line = f"BDAT {len(chunk)}{' LAST' if item.get('last') else ''}".encode() + CRLF
+        self.conn.send(line + chunk)
+        self.reply(describe(item))
+        if not self.closed:
+            self.drain(self.exchanges[-1])
+
+    def message(self, item: dict) -> None:
+        if self.last_code() != "354":
+            self.exchanges.append({"sent": describe(item), "reply": None, "outcome": "skipped"})
+            return
+        self.conn.send(message_payload(item))
+        ex = self.reply(describe(item))
+        long_lines = any(len(x) > 998 for x in item.get("message", "").split("\r\n"))
+        if not self.closed and ("message_raw" in item or "message_bytes" in item or long_lines):
+            self.drain(ex)
+
+    def item(self, item) -> None:
+        if isinstance(item, str) or "raw" in item:
+            self.line(item)
+        elif "pipeline" in item:
+            self.pipeline(item["pipeline"])
+        elif "bdat" in item:
+            self.bdat(item)
+        elif any(k in item for k in ("message", "message_raw", "message_bytes")):
+            self.message(item)
+        else:
+            raise ValueError(f"unknown dialogue item {item!r}")
+
+    def finish(self) -> str:
+        """Anything the server still says before the client hangs up; who closed."""
+        if self.closed:
+            return "closed by the server"
+        end = None
+        if self.conn.has_data(self.settle):
+            lines, _ = self.conn.read_reply(min(self.tmo, self.settle * 3))
+            if lines:
+                self.exchanges.append({"sent": None, "reply": lines, "outcome": "unasked"})
+            if self.conn.eof and not self.conn.buf:
+                end = "closed by the server"
+        return end or "closed by the client"
+
+
+def run_dialogue(
+    host: str,
+    port: int,
+    dialogue: dict,
+    timeout: float = 8.0,
+    after_timeout: float = 3.0,
+    settle: float = 0.3,
+) -> dict:
     """Replay one dialogue against HOST:PORT and return what was said."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind((dialogue.get("client", "127.0.0.1"), 0))
@@ -212,120 +353,17 @@ def run_dialogue(host: str, port: int, dialogue: dict, timeout: float = 8.0,
     sock.connect((host, port))
     sock.settimeout(None)
     conn = Conn(sock, send_timeout=max(timeout, 15.0))
-    tmo = timeout
-    exchanges: list[dict] = []
-    closed = False
-
-    def reply(sent: str, **extra) -> dict:
-        nonlocal tmo, closed
-        lines, outcome = conn.read_reply(tmo)
-        ex = {"sent": sent, "reply": lines}
-        if outcome:
-            ex["outcome"] = outcome
-            if outcome == "timeout":
-                tmo = min(timeout, after_timeout)
-            else:
-                closed = True
-        ex.update(extra)
-        exchanges.append(ex)
-        return ex
-
-    def drain(ex: dict) -> None:
-        """Replies nobody asked for, arriving within `settle` seconds."""
-        nonlocal closed
-        while not closed and conn.has_data(settle):
-            lines, outcome = conn.read_reply(tmo)
-            if lines:
-                ex.setdefault("extra", []).append(lines)
-            if outcome == "closed":
-                closed = True
-                ex["extra_outcome"] = "closed"
-            if outcome:
-                break
-
-    def last_code() -> str:
-        for ex in reversed(exchanges):
-            if ex.get("reply"):
-                return ex["reply"][-1][:3]
-            if ex.get("outcome") != "none expected":
-                return ""
-        return ""
-
-    reply(None)
-    group = 0
+    run = _Replay(conn, timeout, after_timeout, settle)
+    run.reply(None)
     try:
         for item in dialogue["lines"]:
-            if closed:
+            if run.closed:
                 break
-            if isinstance(item, str) or "raw" in item:
-                conn.send(_command_bytes(item))
-                n = _replies_for(item)
-                if n == 0:
-                    exchanges.append({"sent": describe(item), "reply": None, "outcome": "none expected"})
-                for k in range(n):
-                    sent = describe(item) if k == 0 else f"{describe(item)} [reply {k + 1} of {n}]"
-                    ex = reply(sent)
-                    if closed:
-                        break
-                if not closed and (not isinstance(item, str) or _is_long(item)):
-                    drain(exchanges[-1])
-                if _is_starttls(item) and not closed and (exchanges[-1]["reply"] or [""])[-1][:3] == "220":
-                    try:
-                        exchanges[-1]["tls"] = conn.starttls()
-                    except (OSError, ssl.SSLError) as exc:
-                        exchanges[-1]["outcome"] = "tls-failed"
-                        exchanges[-1]["tls_error"] = repr(exc)
-                        closed = True
-            elif "pipeline" in item:
-                group += 1
-                subs = item["pipeline"]
-                conn.send(b"".join(_command_bytes(s) for s in subs))
-                for s in subs:
-                    n = _replies_for(s)
-                    for k in range(n):
-                        sent = describe(s) if k == 0 else f"{describe(s)} [reply {k + 1} of {n}]"
-                        reply(sent, pipelined=group)
-                        if closed:
-                            break
-                    if closed:
-                        break
-                if not closed:
-                    drain(exchanges[-1])
-            elif "bdat" in item:
-                # RFC 3030 2: the client sends the chunk right after the BDAT
-                # line without waiting, and the server must read it even when
-                # it refuses the command.  A server without CHUNKING reads the
-                # chunk as commands: those replies are kept as unasked ones.
-                chunk = item["bdat"].encode("latin-1")
-                line = f"BDAT {len(chunk)}{' LAST' if item.get('last') else ''}".encode() + CRLF
-                conn.send(line + chunk)
-                reply(describe(item))
-                if not closed:
-                    drain(exchanges[-1])
-            elif any(k in item for k in ("message", "message_raw", "message_bytes")):
-                if last_code() != "354":
-                    exchanges.append({"sent": describe(item), "reply": None, "outcome": "skipped"})
-                    continue
-                conn.send(message_payload(item))
-                ex = reply(describe(item))
-                if not closed and ("message_raw" in item or "message_bytes" in item
-                                   or any(len(x) > 998 for x in item.get("message", "").split("\r\n"))):
-                    drain(ex)
-            else:
-                raise ValueError(f"unknown dialogue item {item!r}")
+            run.item(item)
     except Closed as exc:
-        exchanges.append({"sent": None, "reply": None, "outcome": "closed", "detail": str(exc)})
-        closed = True
-    end = "closed by the server" if closed else None
-    if not closed:
-        # Anything the server still says before the client hangs up.
-        if conn.has_data(settle):
-            lines, outcome = conn.read_reply(min(tmo, settle * 3))
-            if lines:
-                exchanges.append({"sent": None, "reply": lines, "outcome": "unasked"})
-            if conn.eof and not conn.buf:
-                end = "closed by the server"
-        end = end or "closed by the client"
+        run.exchanges.append({"sent": None, "reply": None, "outcome": "closed", "detail": str(exc)})
+        run.closed = True
+    end = run.finish()
     try:
         conn.sock.close()
     except OSError:
@@ -333,7 +371,7 @@ def run_dialogue(host: str, port: int, dialogue: dict, timeout: float = 8.0,
     out = {"name": dialogue["name"], "client": dialogue.get("client", "127.0.0.1")}
     if "area" in dialogue:
         out["area"] = dialogue["area"]
-    out["exchanges"] = exchanges
+    out["exchanges"] = run.exchanges
     out["end"] = end
     return out
 
@@ -341,6 +379,7 @@ def run_dialogue(host: str, port: int, dialogue: dict, timeout: float = 8.0,
 def dialogues_digest(dialogues: list[dict]) -> str:
     """A fingerprint of exactly which dialogues were replayed."""
     import hashlib
+
     text = json.dumps(dialogues, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
@@ -357,14 +396,26 @@ def main(argv=None) -> int:
     ap.add_argument("--server", required=True, help="HOST:PORT of the real server")
     ap.add_argument("--software", required=True, help="name and version, e.g. 'Postfix 3.7.11'")
     ap.add_argument("--out", required=True, type=pathlib.Path)
-    ap.add_argument("--dialogues", type=pathlib.Path, action="append",
-                    help="dialogues file (repeat for more; default dialogues.json)")
+    ap.add_argument(
+        "--dialogues",
+        type=pathlib.Path,
+        action="append",
+        help="dialogues file (repeat for more; default dialogues.json)",
+    )
     ap.add_argument("--settings", default="", help="the server settings used, recorded verbatim")
     ap.add_argument("--timeout", type=float, default=15.0, help="seconds to wait for a reply")
-    ap.add_argument("--after-timeout", type=float, default=3.0,
-                    help="seconds to wait for each later reply once one has timed out")
-    ap.add_argument("--settle", type=float, default=0.3,
-                    help="seconds to wait for unasked replies after raw bytes, pipelines, long lines")
+    ap.add_argument(
+        "--after-timeout",
+        type=float,
+        default=3.0,
+        help="seconds to wait for each later reply once one has timed out",
+    )
+    ap.add_argument(
+        "--settle",
+        type=float,
+        default=0.3,
+        help="seconds to wait for unasked replies after raw bytes, pipelines, long lines",
+    )
     ap.add_argument("--only", help="replay only the dialogues whose name contains this")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
@@ -382,9 +433,13 @@ def main(argv=None) -> int:
         rec = run_dialogue(host, int(port), d, args.timeout, args.after_timeout, args.settle)
         recorded.append(rec)
         if not args.quiet:
-            print(f"{d['name']}: " + " | ".join(
-                (e["reply"] or [f"<{e.get('outcome')}>"])[-1][:60] for e in rec["exchanges"]),
-                file=sys.stderr)
+            print(
+                f"{d['name']}: "
+                + " | ".join(
+                    (e["reply"] or [f"<{e.get('outcome')}>"])[-1][:60] for e in rec["exchanges"]
+                ),
+                file=sys.stderr,
+            )
     out = {
         "software": args.software,
         "recorded": _dt.date.today().isoformat(),
@@ -394,8 +449,12 @@ def main(argv=None) -> int:
     out["dialogues_sha256"] = dialogues_digest(script["dialogues"])
     if "generator" in script:
         out["corpus"] = script["generator"]
-    out["recorder"] = {"timeout": args.timeout, "after_timeout": args.after_timeout,
-                       "settle": args.settle, "seconds": round(time.monotonic() - start)}
+    out["recorder"] = {
+        "timeout": args.timeout,
+        "after_timeout": args.after_timeout,
+        "settle": args.settle,
+        "seconds": round(time.monotonic() - start),
+    }
     out["dialogues"] = recorded
     args.out.write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n")
     return 0

@@ -429,6 +429,8 @@ wait_greets "$PORT" || { tail -n 30 "$WORK/syslog" >&2 || true; die "$PROGRAM di
     echo "# Lab settings applied on top of the stock configuration:"
     printf '%s' "$LAB_NOTES" | sed 's/^/#   - /'
     "snapshot_$PROGRAM"
+    echo "## DNS: the zone labdns.py serves on 127.0.0.1:53 (DEFAULT_ZONE of labsmtp/lab/dnszone.py); every other name is NXDOMAIN"
+    python3 "$HERE/labdns.py" --print-zone | grep -v -e '^;' -e '^[[:space:]]*$'
 } >"$WORK/settings.txt"
 
 if [[ -z $VARIANT && -z $PROBE ]]; then

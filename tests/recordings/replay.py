@@ -50,13 +50,24 @@ import record  # noqa: E402  (the same client that made the recordings)
 _DAY = r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)"
 _MON = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
 NORMALISERS: list[tuple[str, re.Pattern, str]] = [
-    ("date", re.compile(rf"{_DAY}, \d{{1,2}} {_MON} \d{{4}} \d\d:\d\d:\d\d (?:[+-]\d{{4}}|[A-Z]{{1,5}})"),
-     "<date>"),
+    (
+        "date",
+        re.compile(
+            rf"{_DAY}, \d{{1,2}} {_MON} \d{{4}} \d\d:\d\d:\d\d (?:[+-]\d{{4}}|[A-Z]{{1,5}})"
+        ),
+        "<date>",
+    ),
     ("postfix queue id", re.compile(r"(queued as )[0-9A-Za-z]{6,20}\b"), r"\1<qid>"),
-    ("exim message id", re.compile(r"(\bid=)[0-9A-Za-z]{6}-[0-9A-Za-z]{6,11}-[0-9A-Za-z]{2,4}\b"), r"\1<qid>"),
-    ("sendmail/opensmtpd queue id",
-     re.compile(r"^(25\d[ -](?:\d\.\d\.\d )?)[0-9A-Za-z]{8,14}( Message accepted for delivery)"),
-     r"\1<qid>\2"),
+    (
+        "exim message id",
+        re.compile(r"(\bid=)[0-9A-Za-z]{6}-[0-9A-Za-z]{6,11}-[0-9A-Za-z]{2,4}\b"),
+        r"\1<qid>",
+    ),
+    (
+        "sendmail/opensmtpd queue id",
+        re.compile(r"^(25\d[ -](?:\d\.\d\.\d )?)[0-9A-Za-z]{8,14}( Message accepted for delivery)"),
+        r"\1<qid>\2",
+    ),
     ("sasl challenge", re.compile(r"^(334[ -])[A-Za-z0-9+/]{24,}={0,2}$"), r"\1<challenge>"),
 ]
 
@@ -95,9 +106,11 @@ class Difference:
     code_differs: bool
 
     def __str__(self) -> str:
-        return (f"{self.dialogue} #{self.index} {self.sent!r}\n"
-                f"    want: {' / '.join(self.want) or '(nothing)'}\n"
-                f"    got:  {' / '.join(self.got) or '(nothing)'}")
+        return (
+            f"{self.dialogue} #{self.index} {self.sent!r}\n"
+            f"    want: {' / '.join(self.want) or '(nothing)'}\n"
+            f"    got:  {' / '.join(self.got) or '(nothing)'}"
+        )
 
 
 @dataclass
@@ -119,10 +132,12 @@ class Report:
         return 100.0 * self.texts_same / max(self.exchanges, 1)
 
     def summary(self) -> str:
-        return (f"{self.software}: {self.exchanges} exchanges in {self.dialogues} dialogues; "
-                f"reply codes identical {self.code_pct:.1f}%, reply texts identical "
-                f"{self.text_pct:.1f}%, dialogues identical "
-                f"{100.0 * self.dialogues_same / max(self.dialogues, 1):.1f}%")
+        return (
+            f"{self.software}: {self.exchanges} exchanges in {self.dialogues} dialogues; "
+            f"reply codes identical {self.code_pct:.1f}%, reply texts identical "
+            f"{self.text_pct:.1f}%, dialogues identical "
+            f"{100.0 * self.dialogues_same / max(self.dialogues, 1):.1f}%"
+        )
 
 
 def compare_exchanges(name: str, want: list[dict], got: list[dict], report: Report) -> None:
@@ -152,17 +167,24 @@ def load(path) -> dict:
 def corpus_for(recording: dict) -> dict:
     """The dialogues a recording was made from (by name), checked by their digest."""
     files = recording.get("dialogues_files") or (
-        ["generated/corpus.json"] if recording.get("corpus") else ["dialogues.json"])
+        ["generated/corpus.json"] if recording.get("corpus") else ["dialogues.json"]
+    )
     dialogues = [d for f in files for d in load(HERE / f)["dialogues"]]
     want = recording.get("dialogues_sha256")
     if want and record.dialogues_digest(dialogues) != want:
-        raise SystemExit(f"{', '.join(files)} no longer hold the dialogues this recording was "
-                         f"made from (digest differs): regenerate them or re-record")
+        raise SystemExit(
+            f"{', '.join(files)} no longer hold the dialogues this recording was "
+            f"made from (digest differs): regenerate them or re-record"
+        )
     return {d["name"]: d for d in dialogues}
 
 
-def replay(recording: dict | str | pathlib.Path, talk: Callable[[dict], list[dict]],
-           dialogues: dict | None = None, only: Callable[[dict], bool] | None = None) -> Report:
+def replay(
+    recording: dict | str | pathlib.Path,
+    talk: Callable[[dict], list[dict]],
+    dialogues: dict | None = None,
+    only: Callable[[dict], bool] | None = None,
+) -> Report:
     """Replay every recorded dialogue through ``talk`` and compare."""
     if not isinstance(recording, dict):
         recording = load(recording)
@@ -187,8 +209,10 @@ def compare_recordings(a: dict, b: dict) -> Report:
 
 def socket_talk(host: str, port: int, timeout: float = 8.0, **kw) -> Callable[[dict], list[dict]]:
     """A talk() that replays a dialogue over TCP with the recorder's own client."""
+
     def talk(dialogue: dict) -> list[dict]:
         return record.run_dialogue(host, port, dialogue, timeout, **kw)["exchanges"]
+
     return talk
 
 
@@ -212,8 +236,10 @@ def main(argv=None) -> int:
     else:
         sys.path.insert(0, str(HERE.parent.parent))
         from labsmtp import LabServer
-        with LabServer(persona=args.persona, hostname="mx.lab.example.org",
-                       name=f"replay-{args.persona}") as server:
+
+        with LabServer(
+            persona=args.persona, hostname="mx.lab.example.org", name=f"replay-{args.persona}"
+        ) as server:
             report = replay(recording, socket_talk("127.0.0.1", server.port, args.timeout))
     print(report.summary())
     for d in report.differences[: args.show]:
@@ -221,11 +247,19 @@ def main(argv=None) -> int:
     if len(report.differences) > args.show:
         print(f"... and {len(report.differences) - args.show} more differences")
     if args.json:
-        args.json.write_text(json.dumps({
-            "summary": report.summary(), "exchanges": report.exchanges,
-            "reply_codes_identical_pct": round(report.code_pct, 2),
-            "reply_texts_identical_pct": round(report.text_pct, 2),
-            "differences": [d.__dict__ for d in report.differences]}, indent=1, ensure_ascii=False))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "summary": report.summary(),
+                    "exchanges": report.exchanges,
+                    "reply_codes_identical_pct": round(report.code_pct, 2),
+                    "reply_texts_identical_pct": round(report.text_pct, 2),
+                    "differences": [d.__dict__ for d in report.differences],
+                },
+                indent=1,
+                ensure_ascii=False,
+            )
+        )
     return 0
 
 
