@@ -16,7 +16,7 @@ import signal
 import sys
 import threading
 
-from .errors import LabConnectionError, LabError
+from .errors import LabConnectionError, LabError, set_front_end
 from .protocol.personas import persona_names
 from .protocol.policy import HELO_RESTRICTIONS
 
@@ -166,6 +166,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    set_front_end("cli")  # the library's messages then give terminal advice, not notebook advice
+    try:
+        return _run(args)
+    finally:
+        set_front_end(None)  # main() also runs inside tests and notebooks
+
+
+def _run(args) -> int:
     try:
         commands = {
             "serve": cmd_serve,

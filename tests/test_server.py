@@ -21,6 +21,7 @@ from labsmtp import (
     dot_stuff,
     running_servers,
     show_wire,
+    stop_all,
 )
 
 
@@ -63,6 +64,84 @@ def test_stop_is_idempotent_and_start_after_stop_works():
     assert s.client().quit().code == 221
     s.stop()
     assert first > 0
+
+
+# --- a stopped server used again (a lesson's last cell ran stop_all()) -------------------
+
+
+def _finished_dialogue(c):
+    c.helo("client.example.org")
+    return c.quit().code
+
+
+def test_client_of_a_stopped_server_starts_it_again_on_its_port_and_says_so(capsys):
+    s = LabServer(name="run-all-then-exercise").start()
+    port = s.port
+    s.client().quit()
+    stop_all()
+    capsys.readouterr()
+    assert _finished_dialogue(s.client()) == 221
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "had been stopped" in out and f":{port}" in out
+    assert s.running and s.port == port and len(s.sessions) == 2  # transcript kept
+    assert _finished_dialogue(s.client()) == 221
+    assert capsys.readouterr().out == ""  # running: nothing to say
+    s.stop()
+
+
+def test_a_restart_moves_to_a_free_port_when_the_old_one_was_taken(capsys):
+    s = LabServer(name="moved").start()
+    port = s.port
+    s.stop()
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        assert _finished_dialogue(s.client()) == 221
+    assert s.port != port and f"old port {port} is taken" in capsys.readouterr().out
+    s.stop()
+
+
+def test_every_way_of_using_a_stopped_server_starts_it_again(capsys):
+    from labsmtp import trials
+
+    s = LabServer(name="every-entry").start()
+    later = s.client(connect=False)  # made now, connected after the stop
+    s.stop()
+    assert later.connect().code == 220 and s.running
+    later.quit()
+    s.stop()
+    r = trials.run_trials(s, 5, retry="none", seed=1)
+    assert r.by_outcome()["delivered"] == 5 and s.running
+    assert capsys.readouterr().out.count("had been stopped") == 2
+    s.stop()
+
+
+def test_a_client_of_a_stopped_server_says_what_happened():
+    s = LabServer(name="told").start()
+    c = s.client()
+    s.stop()
+    c.helo("client.example.org")  # the shutdown 421 the stop sent
+    with pytest.raises(ServerClosed, match="was stopped after this client connected"):
+        c.noop()
+    s.stop()
+
+
+def test_a_replaced_server_is_not_started_again(capsys):
+    old = LabServer(name="replaced").start()
+    new = LabServer(name="replaced").start()  # the cell was run again
+    with pytest.raises(LabValueError, match="replaced"):
+        old.client()
+    assert new.running and not old.running
+    stop_all()
+    with pytest.raises(LabValueError, match="replaced"):
+        old.client()  # even with both stopped: the newer one owns the name
+    assert _finished_dialogue(new.client()) == 221
+    new.stop()
+
+
+def test_a_server_never_started_is_not_started_behind_the_learners_back():
+    with pytest.raises(LabValueError, match="not been started"):
+        LabServer(name="never").client()
 
 
 def test_rerunning_a_cell_replaces_the_server_with_the_same_name(capsys):

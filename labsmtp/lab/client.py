@@ -110,6 +110,7 @@ class StepClient:
         self.history: list[Exchange] = []
         self.esmtp_keywords: dict[str, str] = {}
         self._buf = b""
+        self._lab = None  # the LabServer that made this client (LabServer.client sets it)
 
     # --- connection -------------------------------------------------------
 
@@ -117,6 +118,8 @@ class StepClient:
         """Open the TCP connection and read the greeting (220, or 554/421)."""
         if self.sock is not None:
             self.close()
+        if self._lab is not None:
+            self._lab.ensure_running()  # stopped by a lesson's last cell: start it again
         try:
             sock = socket.create_connection(
                 (self.host, self.port),
@@ -126,7 +129,7 @@ class StepClient:
         except ConnectionRefusedError:
             raise ConnectFailed(
                 f"connection refused by {self.host}:{self.port}: no server is listening there "
-                f"(is the lab server started? server.port tells its port)",
+                f"({_where_is_the_server()})",
                 phase="connect",
             ) from None
         except TimeoutError:
@@ -347,11 +350,21 @@ class StepClient:
 
     # --- plumbing -------------------------------------------------------
 
+    def _stopped_note(self) -> str:
+        """Why the connection may be gone, when the lab server that made it was stopped."""
+        lab = self._lab
+        if lab is None or lab.running:
+            return ""
+        return (
+            f". The lab server {lab.name!r} was stopped after this client connected "
+            f"(stop_all() or .stop()); connect() or server.client() starts it again"
+        )
+
     def _write(self, data: bytes, phase: str) -> None:
         if self.sock is None:
             raise ServerClosed(
                 f"not connected (phase {phase}): call connect() first, "
-                f"or the server already closed the connection",
+                f"or the server already closed the connection{self._stopped_note()}",
                 phase=phase,
             )
         try:
@@ -359,7 +372,8 @@ class StepClient:
         except OSError as exc:
             self.close()
             raise ServerClosed(
-                f"the server closed the connection before {phase} could be sent ({exc})",
+                f"the server closed the connection before {phase} could be sent "
+                f"({exc}){self._stopped_note()}",
                 phase=phase,
             ) from None
 
@@ -413,10 +427,19 @@ class StepClient:
                 detail = f" after sending {partial!r}" if partial else ""
                 raise ServerClosed(
                     f"the server closed the connection without a complete reply "
-                    f"(phase {phase}){detail}" + (f": {err}" if err else ""),
+                    f"(phase {phase}){detail}" + (f": {err}" if err else "") + self._stopped_note(),
                     phase=phase,
                 )
             self._buf += chunk
+
+
+def _where_is_the_server() -> str:
+    """Advice for a refused connection, in the words of where the learner is."""
+    from ..errors import front_end
+
+    if front_end() == "cli":
+        return "is `python -m labsmtp serve` running? It prints the port it listens on"
+    return "is the lab server started? server.port tells its port"
 
 
 def _check_address(addr, what: str, allow_empty: bool = False) -> None:

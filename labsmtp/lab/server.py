@@ -65,7 +65,8 @@ _ESMTP_PARAMS = {
     "RCPT": {"NOTIFY", "ORCPT"},
 }
 
-_registry: dict[str, LabServer] = {}
+_registry: dict[str, LabServer] = {}  # the running servers, by name
+_latest: dict[str, weakref.ref] = {}  # the server most recently started under each name
 _registry_lock = threading.Lock()
 
 
@@ -92,6 +93,18 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return host == "localhost"
+
+
+def _port_is_free(host: str, port: int) -> bool:
+    """True if a listener could bind ``host:port`` now (SO_REUSEADDR, as asyncio does)."""
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(fam, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
 
 
 def _check_port(host: str, port: int) -> None:
@@ -983,6 +996,7 @@ class LabServer:
         self.transcript = Transcript(max_lines, max_sessions)
         self._controller: _Controller | None = None
         self._port: int | None = None
+        self._starts = 0  # how many times start() succeeded (a client can tell a restart)
         self._probe_peers: set = set()
         self._active: weakref.WeakSet = weakref.WeakSet()
         self._listeners: list = []
@@ -1014,6 +1028,8 @@ class LabServer:
         port = self._requested_port or 0
         if port:
             _check_port(self.host, port)
+        elif self._port and _port_is_free(self.host, self._port):
+            port = self._port  # a restart keeps its port, so ports printed earlier stay right
         ctrl = _Controller(
             self,
             hostname=self.host,
@@ -1032,6 +1048,9 @@ class LabServer:
             except Exception:
                 pass
             if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+                if port and not self._requested_port:  # the old port went in the meantime
+                    self._port = None
+                    return self.start()
                 raise PortInUseError(f"port {port} on {self.host} is already in use") from None
             raise
         if self.implicit_tls:
@@ -1041,8 +1060,10 @@ class LabServer:
                 ctrl.stop(no_assert=True)
                 raise
         self._controller, self._port = ctrl, ctrl.port
+        self._starts += 1
         with _registry_lock:
             _registry[self.name] = self
+            _latest[self.name] = weakref.ref(self)
         return self
 
     def stop(self) -> None:
@@ -1075,6 +1096,43 @@ class LabServer:
             pass
         ctrl.stop(no_assert=True)
 
+    def ensure_running(self) -> LabServer:
+        """Start the server again if it was stopped (and say so in one line); returns it."""
+        notice = self._revive()
+        if notice:
+            print(notice)
+        return self
+
+    def _revive(self) -> str | None:
+        """Restart a stopped server; the one-line notice to show, or None if it was running.
+
+        A lesson's last cell may stop every server (stop_all()), yet a learner goes
+        back to an exercise afterwards: every way of using a server (client(),
+        trials, the widgets, the mysteries) comes through here, so using a stopped
+        server starts it again, on its old port if that is free, with its mailbox,
+        transcript, settings and fault rules.  A server that a newer one replaced
+        (same name) is not restarted: that would stop the newer one.
+        """
+        if self.running:
+            return None
+        with _registry_lock:
+            latest = _latest.get(self.name)
+        if self._starts and latest is not None and latest() is not self:
+            raise LabValueError(
+                f"this lab server was replaced: a later cell started another server named "
+                f"{self.name!r}. Use that one (the variable that cell set), or run again the "
+                f"cell that made this one."
+            )
+        if not self._starts:
+            raise LabValueError("the server has not been started yet: call server.start() first")
+        old = self._port
+        self.start()
+        moved = "" if self._port == old else f" (its old port {old} is taken now)"
+        return (
+            f"labsmtp: the server {self.name!r} had been stopped (stop_all() or .stop()); "
+            f"started it again on {self.host}:{self._port}{moved}."
+        )
+
     def __enter__(self) -> LabServer:
         return self.start()
 
@@ -1094,15 +1152,23 @@ class LabServer:
 
     @property
     def port(self) -> int:
-        """The port the server listens on (chosen by the system if none was asked for)."""
+        """The port the server listens on (chosen by the system if none was asked for).
+
+        Asked for after the server was stopped, it starts the server again (and
+        says so): whoever asks wants to connect, with smtplib or swaks as often
+        as with server.client().  To show a closed port, keep the number first.
+        """
         if self._port is None:
             if self._requested_port:
                 return self._requested_port
             raise LabValueError("the server has not been started yet: call server.start() first")
+        if not self.running:
+            self.ensure_running()
         return self._port
 
     @property
     def address(self) -> tuple[str, int]:
+        """(host, port): where to connect (starts a stopped server again, as ``port`` does)."""
         return (self.host, self.port)
 
     def __repr__(self) -> str:
@@ -1159,6 +1225,7 @@ class LabServer:
         """A step client for this server (connected, greeting read, unless connect=False)."""
         from .client import StepClient
 
+        self.ensure_running()
         port = self.port
         if implicit_tls:
             if not self._tls_port:
@@ -1175,6 +1242,7 @@ class LabServer:
             server_name=self.hostname,
             implicit_tls=implicit_tls,
         )
+        c._lab = self  # connect() starts a stopped server again; errors can say it was stopped
         if connect:
             c.connect()
         return c
@@ -1242,7 +1310,7 @@ class LabServer:
         if self.policy.open_relay != (mode == "open-relay"):
             self.policy = self.policy.with_(open_relay=mode == "open-relay")
         if not hasattr(self, "_tls_listener"):
-            self._tls_listener, self._tls_port = None, None
+            self._tls_listener, self._tls_port, self._last_tls_port = None, None, None
 
     @property
     def mode_about(self) -> str:
@@ -1281,6 +1349,8 @@ class LabServer:
         want = 0 if self.implicit_tls is True else int(self.implicit_tls)
         if want:
             _check_port(self.host, want)
+        elif self._last_tls_port and _port_is_free(self.host, self._last_tls_port):
+            want = self._last_tls_port  # a restart keeps its implicit-TLS port too
 
         async def listen():
             return await ctrl.loop.create_server(
@@ -1293,6 +1363,7 @@ class LabServer:
 
         listener = asyncio.run_coroutine_threadsafe(listen(), ctrl.loop).result(5.0)
         self._tls_listener, self._tls_port = listener, listener.sockets[0].getsockname()[1]
+        self._last_tls_port = self._tls_port
 
     def _ehlo_keywords(self) -> list[str]:
         return [k.format(size=self.policy.message_size_limit) for k in self.persona.ehlo_keywords]
