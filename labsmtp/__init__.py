@@ -21,7 +21,7 @@ Everything a lesson needs is imported from here. The package has three rooms
 
 import importlib
 
-from .classroom.compare import compare, compare_steps
+from .classroom.compare import compare, compare_steps, persona_table
 from .classroom.course import check, solution
 from .classroom.mystery import DIAGNOSES, mystery
 from .errors import (
@@ -73,6 +73,7 @@ __all__ = [
     "compare",
     "compare_steps",
     "mystery",
+    "persona_table",
     "plots",
     "replies",
     "solution",
