@@ -177,7 +177,10 @@ class Delay(Action):
     seconds: float
 
     async def apply(self, ctx, normal):
-        await asyncio.sleep(self.seconds)
+        # A trial run with simulated delays counts the wait instead of waiting
+        # (as it already does for retry waits): the client adds it to its clock.
+        if not ctx.engine._simulate_delay(ctx.client_ip, self.seconds):
+            await asyncio.sleep(self.seconds)
         return await normal()
 
 
@@ -554,6 +557,9 @@ class FaultEngine:
         self._by_stage: dict[str, tuple[Fault, ...]] = {}  # checks + rules, per stage
         self._greylist: dict = {}
         self._sim_now: dict[str, float] = {}
+        # Client address -> simulated seconds of tarpit delay so far (trials that
+        # simulate delays register their address; Delay then adds instead of sleeping).
+        self._sim_delays: dict[str, float] = {}
         self.clock = time.monotonic  # greylisting's clock (trials simulate time per sender)
         self.reseed(seed)
 
@@ -619,6 +625,13 @@ class FaultEngine:
         """Greylisting's clock: simulated time for a trial's sender, else real time."""
         t = self._sim_now.get(sender)
         return self.clock() if t is None else t
+
+    def _simulate_delay(self, client_ip: str, seconds: float) -> bool:
+        """Count ``seconds`` of delay for a client whose delays are simulated; False: really wait."""
+        if client_ip not in self._sim_delays:
+            return False
+        self._sim_delays[client_ip] += seconds
+        return True
 
     def _set_sim_time(self, sender: str, t: float | None) -> None:
         if t is None:
