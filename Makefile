@@ -3,6 +3,7 @@
 #   make test   lint, check notebooks are stripped, run pytest
 #   make bench  run the benchmarks
 #   make pins   refresh the exact pins in the requirement files
+#   make strip  remove the outputs JupyterLab saved into the lessons (edits stay)
 #   make clean  remove the venv and caches
 # Everything runs from .venv via `python -m pip`, never a global pip.
 # Kept to GNU make 3.81 features: that is what macOS ships to learners.
@@ -25,10 +26,15 @@ ROOT_FLAG = $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 PYTEST_ARGS ?=
 
-.PHONY: lab test bench pins clean
+.PHONY: lab test bench pins strip clean
+
+# The course's JupyterLab settings (no news pop-up over a projected screen, no
+# update check) live in binder/jupyter-config, which Binder copies too (postBuild).
+LAB_CONFIG := $(CURDIR)/binder/jupyter-config
 
 lab: $(VENV)/.stamp-lab
-	$(VENV)/bin/jupyter lab $(LAB_NOTEBOOK) --ip=127.0.0.1 --port=$(LAB_PORT) $(ROOT_FLAG) $(LAB_ARGS)
+	JUPYTER_CONFIG_PATH="$(LAB_CONFIG)$${JUPYTER_CONFIG_PATH:+:$$JUPYTER_CONFIG_PATH}" \
+	  $(VENV)/bin/jupyter lab $(LAB_NOTEBOOK) --ip=127.0.0.1 --port=$(LAB_PORT) $(ROOT_FLAG) $(LAB_ARGS)
 
 # Lint, notebook check and pytest all run even when an earlier one fails, so one
 # run (one CI run) reports everything; the exit status is non-zero if any failed.
@@ -36,6 +42,8 @@ lab: $(VENV)/.stamp-lab
 # diff noise); `ruff check` also enforces import order (rule I).
 # nbstripout checks outputs, execution counts and saved widget state; --keep-id
 # because JupyterLab's random cell ids are harmless and renumbering them is churn.
+# It checks the lessons as git will commit them (tools/verify_stripped.py), so
+# outputs JupyterLab autosaved during a rehearsal do not fail `make test`.
 test: $(VENV)/.stamp-dev
 	@failed=""; \
 	echo "$(PY) -m ruff check ."; \
@@ -43,12 +51,16 @@ test: $(VENV)/.stamp-dev
 	echo "$(PY) -m ruff format --check ."; \
 	$(PY) -m ruff format --check . || failed="$$failed ruff-format"; \
 	if ls notebooks/*.ipynb >/dev/null 2>&1; then \
-	  echo "$(PY) -m nbstripout --verify --keep-id notebooks/*.ipynb"; \
-	  $(PY) -m nbstripout --verify --keep-id notebooks/*.ipynb || failed="$$failed nbstripout"; \
+	  echo "$(PY) tools/verify_stripped.py notebooks/*.ipynb"; \
+	  $(PY) tools/verify_stripped.py notebooks/*.ipynb || failed="$$failed nbstripout"; \
 	fi; \
 	echo "$(PY) -m pytest $(PYTEST_ARGS)"; \
 	$(PY) -m pytest $(PYTEST_ARGS) || failed="$$failed pytest"; \
 	if [ -n "$$failed" ]; then echo "make test: failed:$$failed" >&2; exit 1; fi
+
+# After a rehearsal in `make lab`: the lessons without their saved outputs, edits kept.
+strip: $(VENV)/.stamp-dev
+	$(PY) -m nbstripout --keep-id notebooks/*.ipynb
 
 bench: $(VENV)/.stamp-lab
 	$(PY) benchmarks/run.py
