@@ -294,6 +294,7 @@ class FaultLab(W.VBox):
         self.cancel_button.on_click(lambda _b: self.cancel())
         self.busy = W.HBox([self.progress, self.cancel_button], layout=W.Layout(display="none"))
         self.message = W.HTML()
+        self.message.add_class("labsmtp-message")  # what the last run did (tests find it)
         self.summary = W.HTML()
         # One figure per plot, reused for every run; each is shown at its natural
         # size, side by side when the column is wide enough, one above the other when
@@ -313,7 +314,9 @@ class FaultLab(W.VBox):
             )
             for fig in self.figures
         ]
-        self.plots = W.HBox(self.images, layout=W.Layout(flex_flow="row wrap"))
+        self.plots = W.HBox(
+            self.images, layout=W.Layout(flex_flow="row wrap", align_items="flex-start")
+        )
         self.results = None
         self.redraw_seconds = None  # how long the last run + redraw took
         self.runs = 0  # runs started; the message names each ("run #3")
