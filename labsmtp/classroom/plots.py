@@ -45,10 +45,13 @@ OUTCOME_COLOURS = {
     "bounced": CLASS_COLOURS["5xx"],
     "connection lost": CLASS_COLOURS["none"],
 }
-_HATCHES = ("", "//", "..", "xx", "\\\\", "oo", "++")  # tell codes of one class apart
+# Tell codes of one class apart.  Line hatches only: a dotted hatch is a path of
+# hundreds of little circles, which made a panel image seven times larger.
+_HATCHES = ("", "//", "\\\\", "xx", "--", "||", "++")
 
 PX_PER_INCH = 96  # CSS pixels per inch: how a browser shows an SVG's pt sizes
-COLUMN_INCHES = 9.2  # 883 px: fits the 934 px notebook column (1366x768, file browser open)
+COLUMN_PX = 934  # JupyterLab 4.6's output column at 1366 px with the file browser open
+COLUMN_INCHES = 9.2  # 883 px: the widest figure, with room to spare in that column
 SMALLEST_PT = 11  # tick labels, legends, bar labels, arrows' text
 _LABEL = 12  # axis labels
 _TITLE = 13  # titles
@@ -173,14 +176,16 @@ def outcome_bars(results, ax=None, size=(6.5, 3.4), subtitle: bool = True) -> Fi
     fig, ax = _axes(ax, size)
     names = list(counts)
     # Horizontal bars: the outcome names sit on the left, never side by side.
+    rows = range(len(names))
     bars = ax.barh(
-        names,
+        rows,
         [counts[n] for n in names],
         color=[OUTCOME_COLOURS[n] for n in names],
         edgecolor="black",
     )
     ax.bar_label(bars, fontsize=SMALLEST_PT, padding=3)
-    ax.invert_yaxis()  # delivered at the top, in the order of the dialogue's fate
+    ax.set_yticks(rows, names)
+    ax.set_ylim(len(names) - 0.5, -0.5)  # delivered at the top, in the order of a message's fate
     _title(ax, "What happened to each message", _subtitle(results) if subtitle else "")
     ax.set_xlabel("trials (messages)", fontsize=_LABEL)
     ax.tick_params(labelsize=SMALLEST_PT)
@@ -189,31 +194,52 @@ def outcome_bars(results, ax=None, size=(6.5, 3.4), subtitle: bool = True) -> Fi
     return fig
 
 
+def code_styles(table: dict[str, dict[str, int]]) -> dict[str, tuple[str, str, str, str]]:
+    """For each reply code in a stage table: (legend label, reply class, colour, hatch).
+
+    Codes in order (``none`` last); a code takes its class's colour, and codes of
+    one class are told apart by hatching, the commonest code plain (so most
+    labels sit on plain colour).  The panel's fast SVG bars use the same styles.
+    """
+    codes = sorted({c for per in table.values() for c in per}, key=lambda c: (c == "none", c))
+    total = Counter({c: sum(per.get(c, 0) for per in table.values()) for c in codes})
+    hatches, seen_class = {}, Counter()
+    for code in sorted(codes, key=lambda c: -total[c]):
+        klass = reply_class(int(code)) if code != "none" else "none"
+        hatches[code] = _HATCHES[seen_class[klass] % len(_HATCHES)]
+        seen_class[klass] += 1
+    out = {}
+    for code in codes:
+        klass = reply_class(int(code)) if code != "none" else "none"
+        label = f"{code} ({klass})" if code != "none" else "no reply"
+        out[code] = (label, klass, CLASS_COLOURS[klass], hatches[code])
+    return out
+
+
 def codes_by_stage(results, ax=None, size=(7.2, 4.4), subtitle: bool = True) -> Figure:
     """Stacked bars: every reply code seen at each stage, coloured by reply class."""
     table = results.by_stage_code()
     stages = list(table)
-    codes = sorted({c for per in table.values() for c in per}, key=lambda c: (c == "none", c))
+    styles = code_styles(table)
+    codes = list(styles)
     fig, ax = _axes(ax, size)
     lefts = [0] * len(stages)
     widest = max([1, *(sum(per.values()) for per in table.values())])
-    seen_class: Counter = Counter()
-    for code in codes:
-        klass = reply_class(int(code)) if code != "none" else "none"
-        hatch = _HATCHES[seen_class[klass] % len(_HATCHES)]
-        seen_class[klass] += 1
+    for code, (label, _klass, colour, hatch) in styles.items():
         widths = [table[s].get(code, 0) for s in stages]
         ax.barh(
-            stages,
+            range(len(stages)),
             widths,
             left=lefts,
-            color=CLASS_COLOURS[klass],
+            color=colour,
             hatch=hatch,
-            edgecolor="black",
-            label=f"{code} ({klass})" if code != "none" else "no reply",
+            edgecolor="#333333",
+            linewidth=0.8,
+            label=label,
         )
         # A code's name fits in its segment only when the segment is wide enough;
-        # the legend names the rest.
+        # the legend names the rest.  (No box behind it: a text box costs more to
+        # draw than all the bars, and the panel redraws on every slider move.)
         for y, (left, w) in enumerate(zip(lefts, widths, strict=True)):
             if w >= 0.13 * widest:
                 ax.text(
@@ -223,10 +249,11 @@ def codes_by_stage(results, ax=None, size=(7.2, 4.4), subtitle: bool = True) -> 
                     ha="center",
                     va="center",
                     fontsize=SMALLEST_PT,
-                    bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.5, "alpha": 0.85},
+                    weight="bold",
                 )
         lefts = [a + w for a, w in zip(lefts, widths, strict=False)]
-    ax.invert_yaxis()  # the dialogue reads top to bottom
+    ax.set_yticks(range(len(stages)), stages)
+    ax.set_ylim(len(stages) - 0.5, -0.5)  # the dialogue reads top to bottom
     ax.set_xlim(0, widest * 1.03)
     _title(ax, "Replies at each stage, every attempt", _subtitle(results) if subtitle else "")
     ax.set_xlabel("replies", fontsize=_LABEL)

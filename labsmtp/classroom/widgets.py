@@ -3,8 +3,7 @@
 Every widget shows a useful result as soon as it is displayed (so "Run All"
 produces output without a click), reports bad values as a message inside
 the panel rather than a traceback, and updates in place.  Plots are SVG
-images rendered from the Figures in ``plots.py`` (sharp at any zoom, and
-independent of the matplotlib backend).
+images (sharp at any zoom), drawn by ``svgbars.py`` for speed.
 
 A widget whose server was stopped (a lesson's last cell runs ``stop_all()``)
 starts it again when it is used, and says so in its status line.
@@ -17,7 +16,6 @@ import threading
 import time
 
 import ipywidgets as W
-from matplotlib.figure import Figure
 
 from ..errors import LabConnectionError, LabError
 from ..lab.faults import STAGES, parse_fault
@@ -26,15 +24,10 @@ from ..protocol import states
 from ..protocol.states import Command
 from ..render import mailbox_html, transcript_html
 from ..style import CLASS_COLOURS
-from . import plots
+from . import svgbars
 
 _OK_STYLE = "success"  # legal next commands: green buttons (ipywidgets' palette)
 _WRAP = W.Layout(flex_flow="row wrap")  # a row of controls wraps rather than overflow the column
-
-
-def figure_svg(fig) -> bytes:
-    """A Figure as SVG bytes (what an Image widget shows): sharp, and it grows with zoom."""
-    return plots.figure_svg(fig).encode("utf-8")
 
 
 def _message(text: str, kind: str = "error") -> str:
@@ -222,10 +215,8 @@ _ACTIONS = {
 # The panel's largest run: TRIALS_MAX trials, each up to 5 attempts (retry mta or
 # naive, probability 1) must end within about 2 s of wall time on a small laptop;
 # delays are simulated, so the dialogues are all that costs.
-TRIALS_MAX = 200
+TRIALS_MAX = 150
 _BUSY_AFTER = 1.0  # seconds: a longer run shows its progress and a Cancel button
-_OUTCOME_PLOT = (4.6, 3.0)  # inches: two side by side fit the column (2 x 442 px)
-_CODES_PLOT = (4.6, 4.0)
 _HELP = (
     "Every change runs the trials again at once (a change during a run cancels it); "
     "Run repeats the last settings."
@@ -296,23 +287,13 @@ class FaultLab(W.VBox):
         self.message = W.HTML()
         self.message.add_class("labsmtp-message")  # what the last run did (tests find it)
         self.summary = W.HTML()
-        # One figure per plot, reused for every run; each is shown at its natural
-        # size, side by side when the column is wide enough, one above the other when
-        # not.  Fixed margins (no layout pass) keep a redraw quick; tests/test_plots.py
-        # checks that nothing in them overlaps or is cut off.
-        self.figures = [Figure(figsize=size) for size in (_OUTCOME_PLOT, _CODES_PLOT)]
-        self.figures[0].subplots_adjust(left=0.3, right=0.93, bottom=0.19, top=0.86)
-        self.figures[1].subplots_adjust(left=0.17, right=0.95, bottom=0.33, top=0.89)
-        self._outcome_ax = self.figures[0].add_subplot()
-        self._codes_ax = self.figures[1].add_subplot()
+        # Two plots, each shown at its natural size: side by side when the column
+        # is wide enough, one above the other when not.  They are the notebook's
+        # outcome and code plots drawn as SVG directly (svgbars.py): matplotlib
+        # would take as long as the trials.
         self.images = [
-            W.Image(
-                format="svg+xml",
-                layout=W.Layout(
-                    width=f"{round(fig.get_figwidth() * plots.PX_PER_INCH)}px", max_width="100%"
-                ),
-            )
-            for fig in self.figures
+            W.Image(format="svg+xml", layout=W.Layout(width=f"{svgbars.WIDTH}px", max_width="100%"))
+            for _ in range(2)
         ]
         self.plots = W.HBox(
             self.images, layout=W.Layout(flex_flow="row wrap", align_items="flex-start")
@@ -457,8 +438,15 @@ class FaultLab(W.VBox):
         timer.daemon = True
         timer.start()
 
+        shown = [0.0]  # when the bar last moved
+
         def progress(done, total):
-            self.progress.value = done
+            # Each update is a message to the browser: only once the bar is on show,
+            # at most ten a second (a quick run sends none and stays quick).
+            now = time.perf_counter()
+            if self.busy.layout.display != "none" and (now - shown[0] >= 0.1 or done == total):
+                shown[0] = now
+                self.progress.value = done
 
         try:
             r = run_trials(
@@ -486,14 +474,8 @@ class FaultLab(W.VBox):
             timer.cancel()
             self.busy.layout.display = "none"
         self.results = r
-        for ax in (self._outcome_ax, self._codes_ax):
-            ax.clear()
-        for fig in self.figures:
-            fig.legends.clear()
-        plots.outcome_bars(r, ax=self._outcome_ax, subtitle=False)
-        plots.codes_by_stage(r, ax=self._codes_ax, subtitle=False)
-        for image, fig in zip(self.images, self.figures, strict=True):
-            image.value = figure_svg(fig)
+        self.images[0].value = svgbars.outcome_svg(r).encode("utf-8")
+        self.images[1].value = svgbars.codes_svg(r).encode("utf-8")
         self.plots.layout.display = "flex"
         self.summary.value = f'<pre style="white-space:pre-wrap">{html.escape(r.summary())}</pre>'
         self.redraw_seconds = time.perf_counter() - started
