@@ -660,7 +660,6 @@ def test_fault_lab_slider_moves_redraw_quickly_and_run_visibly_runs_again(fault_
         timing = page.evaluate("() => window.__labsmtp.timing")
         assert "drawn in" in timing["text"], timing["text"]
         times.append(timing["ms"] / 1000)
-        print("DBG", timing)
     median = statistics.median(times)
     lab.measured["fault lab: slider move to new plots, median of 10 (s)"] = round(median, 3)
     lab.measured["fault lab: the 10 moves (s)"] = [round(t, 3) for t in times]
