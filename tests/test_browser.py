@@ -92,8 +92,11 @@ ERROR_OUTPUTS = '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.s
 # Every plot type, one per cell of a gallery notebook made for this test.
 GALLERY = "gallery/plots.ipynb"
 GALLERY_SETUP = """\
-from labsmtp import LabServer, compare_steps, plots, trials, widgets
+from labsmtp import LabNet, LabServer, compare_steps, plots, trials, widgets
 server = LabServer(name="gallery", seed=1).start()
+net = LabNet(seed=9).start()
+net.server("mx1.shop.example").faults.add("connect:421")
+sent = net.send("ada@home.example", ["bob@shop.example", "nobody@shop.example"])
 mixed = trials.run_trials(server, 100, retry="mta", seed=4,
                           faults=["rcpt:451:0.3", "mail:550:0.1", "data:drop:0.05"])
 grey = trials.run_trials(server, 40, retry="mta", seed=1, faults=["rcpt:greylist=300s"])
@@ -110,6 +113,7 @@ GALLERY_PLOTS = {
     "retry timeline": "plots.retry_timeline(grey)",
     "latency": "plots.latency_histogram(mixed)",
     "comparison grid": "plots.plot_comparison(compare_steps())",
+    "MX attempts": "plots.mx_attempts(sent)",
     "fault lab panel": "widgets.fault_lab(server)",
 }
 

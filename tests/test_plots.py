@@ -245,11 +245,24 @@ def _every_plot(server):
     yield "usual replies", plots.legal_replies()
     table = compare_steps(timeout=2.0)
     yield "comparison grid", plots.plot_comparison(table)
+    from labsmtp import LabNet
+
+    net = LabNet(seed=9).start()
+    try:
+        net.server("mx1.shop.example").faults.add("connect:421")
+        yield (
+            "MX attempts",
+            plots.mx_attempts(
+                net.send("ada@home.example", ["bob@shop.example", "nobody@shop.example"])
+            ),
+        )
+    finally:
+        net.stop()
 
 
 def test_every_plot_is_readable_unclipped_and_fits_the_column(server):
     problems = {name: layout_problems(fig) for name, fig in _every_plot(server)}
-    assert len(problems) == 10
+    assert len(problems) == 11
     bad = {name: found for name, found in problems.items() if found}
     assert not bad, bad
 

@@ -7,22 +7,36 @@ that a lesson can print, edit and load again; dnspython parses it.
 Two checks use it:
 
 - Postfix's ``reject_unknown_helo_hostname``: the HELO name has no A/AAAA
-  record -> ``450 4.7.1 <name>: Helo command rejected: Host not found``
+  record (Postfix also accepts an MX record; the lab looks at A and AAAA)
+  -> ``450 4.7.1 <name>: Helo command rejected: Host not found``
   (switched on in ``Policy.smtpd_helo_restrictions``; ``use_zone`` plugs the
   zone in as the server's resolver).
 - Forward-confirmed reverse DNS (FCrDNS) of the client address: the PTR
   name of the address must resolve back to the same address.  Also: does
   the HELO name resolve to the address the client connects from?
 
-RFC 5321 §4.1.4: a server "MAY verify that the domain name argument in the
-EHLO command actually corresponds to the IP address of the client.
-However, if the verification fails, the server MUST NOT refuse to accept a
-message on that basis."  So the lab has two policies: ``standards`` logs
-what it found and accepts; ``strict`` is a *local* policy (Postfix's
-``reject_unknown_client_hostname`` and a HELO-address match) that refuses
-at RCPT with 450, as many real sites do, going beyond what the RFC allows
-for the HELO check.  NAT is why the RFC is careful: a client behind NAT is
-seen from an address its own name does not resolve to.
+Three checks, three verdicts (lesson 5):
+
+- HELO name vs client address.  RFC 5321 §4.1.4: a server "MAY verify that
+  the domain name argument in the EHLO command actually corresponds to the IP
+  address of the client.  However, if the verification fails, the server
+  MUST NOT refuse to accept a message on that basis."  Log it, never refuse.
+- FCrDNS of the client address (no PTR, or a PTR name that does not lead
+  back): local policy (§7.9), e.g. Postfix's ``reject_unknown_client_hostname``,
+  450 4.7.25 (RFC 7372).  Common, with collateral damage.
+- The HELO name's syntax and DNS records: local policy, Postfix's
+  ``smtpd_helo_restrictions`` (policy.py).
+
+``standards`` logs the first two and refuses nothing.  ``strict`` refuses
+both at RCPT with 450: the FCrDNS refusal is ordinary local policy; the HELO
+mismatch refusal is what §4.1.4 forbids, kept so a lesson can show a
+non-compliant server (Exim's ``helo_verify_hosts`` does this for the hosts it
+lists; few sites apply it to everyone).
+
+The zone also answers MX and TXT: ``MAIL_ZONE`` is the lab's mail routing
+(which host receives mail for which domain, RFC 5321 §5.1; null MX, RFC 7505;
+SPF records, RFC 7208), read by ``mx.find_route``, ``spf.check_spf`` and
+``mailnet.LabNet``.
 """
 
 from __future__ import annotations
@@ -47,14 +61,56 @@ localhost.                  A    127.0.0.1
 client.example.org.         A    127.0.0.1     ; the step client's default HELO name
 mx.lab.example.org.         A    127.0.0.1     ; the lab server itself
 mail.good.example.          A    127.0.0.2     ; PTR and A agree: FCrDNS passes
-mail.mismatch.example.      A    192.0.2.10    ; its PTR says 127.0.0.3, its A says otherwise
-mail.branch.example.        A    127.0.0.50    ; NAT: the public address is 127.0.0.50 ...
+; mail.mismatch.example has no A record: its PTR (below) leads nowhere
+mail.branch.example.        A    127.0.0.50    ; the branch's inside address, behind its NAT
 ; --- reverse records: address -> name (PTR) -------------------------------
 1.0.0.127.in-addr.arpa.     PTR  localhost.
 2.0.0.127.in-addr.arpa.     PTR  mail.good.example.
 3.0.0.127.in-addr.arpa.     PTR  mail.mismatch.example.
-5.0.0.127.in-addr.arpa.     PTR  mail.branch.example.   ; ... but it is seen from 127.0.0.5
+5.0.0.127.in-addr.arpa.     PTR  mail.branch.example.   ; the NAT's public address
 ; 127.0.0.4 has no PTR record at all
+"""
+
+# The lab's mail routing: which host receives mail for which domain.  DNS gives
+# names and addresses, never ports; LabNet.ports supplies those (see there).
+MAIL_ZONE = """\
+$ORIGIN .
+$TTL 300
+; --- shop.example: two mail exchangers; the lower preference is tried first
+shop.example.            MX   10 mx1.shop.example.
+shop.example.            MX   20 mx2.shop.example.
+mx1.shop.example.        A    127.0.0.11
+mx2.shop.example.        A    127.0.0.12
+; --- twins.example: two MX at the same preference: senders pick one at random
+twins.example.           MX   10 mx1.shop.example.
+twins.example.           MX   10 mx2.shop.example.
+; --- plain.example: no MX, only an address: the implicit MX is the domain itself
+plain.example.           A    127.0.0.13
+; --- nomail.example: a web site's domain that takes no mail (null MX, RFC 7505)
+nomail.example.          MX   0 .
+nomail.example.          A    127.0.0.14
+; --- broken.example: its only MX names a host that has no address
+broken.example.          MX   10 gone.broken.example.
+; --- literal.example: an MX that names an address; MX data must be a host name
+literal.example.         MX   10 127.0.0.11.
+; --- (nothing.example has no records at all: the domain does not exist)
+; --- home.example: Ada's domain; her outgoing mail leaves from mta.home.example
+home.example.            MX   10 mx.home.example.
+home.example.            TXT  "v=spf1 a:mta.home.example -all"
+mx.home.example.         A    127.0.0.21
+mta.home.example.        A    127.0.0.20
+mta.home.example.        TXT  "v=spf1 a -all"   ; SPF for the HELO name (RFC 7208 §2.3)
+; --- innocent.example: Carol's domain, whose address spammers forge
+innocent.example.        MX   10 mx.innocent.example.
+innocent.example.        TXT  "v=spf1 a:mx.innocent.example -all"
+mx.innocent.example.     A    127.0.0.22
+mx.innocent.example.     TXT  "v=spf1 a -all"
+; --- acceptall.example: says 250 to every recipient, finds out later
+acceptall.example.       MX   10 mx.acceptall.example.
+mx.acceptall.example.    A    127.0.0.23
+mx.acceptall.example.    TXT  "v=spf1 a -all"
+; --- spam.bot.example: a spammer's machine
+spam.bot.example.        A    127.0.0.66
 """
 
 IDENTITY_POLICIES = ("off", "standards", "strict")
@@ -71,7 +127,7 @@ class Fcrdns:
 
 
 class LabZone:
-    """A DNS zone held in memory, parsed from zone-file text; answers A, AAAA and PTR."""
+    """A DNS zone held in memory, parsed from zone-file text; answers A, AAAA, PTR, MX and TXT."""
 
     def __init__(self, text: str = DEFAULT_ZONE):
         if not isinstance(text, str):
@@ -124,12 +180,43 @@ class LabZone:
             address,
             tuple(names),
             "mismatch",
-            f"{address} -> {names[0]} -> {back} (not {address}; NAT looks like this)",
+            f"{address} -> {names[0]} -> {back} (not {address}: mismatch)",
         )
 
     def helo_matches(self, name: str, address: str) -> bool:
         """True if the HELO ``name`` resolves to the client's ``address``."""
         return address in self.addresses(name)
+
+    def exists(self, name: str) -> bool:
+        """True if ``name`` has any record (False is DNS's NXDOMAIN: no such domain)."""
+        try:
+            qname = dns.name.from_text(name.rstrip(".") + ".")
+        except dns.exception.DNSException:
+            return False
+        return self.zone.get_node(qname) is not None
+
+    def _records(self, name: str, rdtype) -> list:
+        """The records of one type at ``name`` (dnspython rdata; [] if none or a bad name)."""
+        try:
+            qname = dns.name.from_text(name.rstrip(".") + ".")
+        except dns.exception.DNSException:
+            return []
+        return list(self.zone.get_rdataset(qname, rdtype) or [])
+
+    def mx(self, domain: str) -> list[tuple[int, str]]:
+        """The MX records of ``domain`` as (preference, host), unsorted; host "." is a null MX."""
+        out = []
+        for r in self._records(domain, dns.rdatatype.MX):
+            host = r.exchange.to_text()
+            out.append((r.preference, host if host == "." else host.rstrip(".")))
+        return out
+
+    def txt(self, name: str) -> list[str]:
+        """The TXT records of ``name``, each one's strings joined (as SPF reads them)."""
+        return [
+            b"".join(r.strings).decode("utf-8", "replace")
+            for r in self._records(name, dns.rdatatype.TXT)
+        ]
 
     def __repr__(self) -> str:
         return f"<LabZone: {len(self.zone.nodes)} names>"
@@ -169,7 +256,7 @@ class IdentityCheck(Action):
                     what = (
                         "logged, not refused (RFC 5321 §4.1.4)"
                         if self.policy == "standards"
-                        else "strict local policy: RCPT will be refused"
+                        else "strict policy: RCPT will be refused"
                     )
                     ctx.event("; ".join(found) + f" - {what}")
                 else:
@@ -182,10 +269,12 @@ class IdentityCheck(Action):
                 return await ctx.write(
                     [f"450 4.7.25 Client host rejected: cannot find your hostname, [{address}]"]
                 )
+            # What RFC 5321 §4.1.4 forbids; no Postfix restriction does this, so the
+            # lab's own words, not Postfix's.
             return await ctx.write(
                 [
-                    f"450 4.7.1 <{helo}>: Helo command rejected: Host name does not match "
-                    f"your address [{address}] (strict local policy)"
+                    f"450 4.7.1 <{helo}>: HELO name does not resolve to your address "
+                    f"[{address}] (refused against RFC 5321 §4.1.4)"
                 ]
             )
         return await normal()
@@ -196,7 +285,8 @@ def use_zone(server, zone: LabZone | str | None = None, *, identity: str = "stan
 
     ``identity``: "off" (only reject_unknown_helo_hostname uses the zone),
     "standards" (log FCrDNS and HELO mismatches, refuse nothing: RFC 5321
-    §4.1.4), or "strict" (refuse such clients at RCPT with 450: a local policy).
+    §4.1.4), or "strict" (refuse such clients at RCPT with 450: FCrDNS as local
+    policy, and a HELO mismatch against §4.1.4, to show a non-compliant server).
     """
     if identity not in IDENTITY_POLICIES:
         raise LabValueError(
@@ -211,7 +301,7 @@ def use_zone(server, zone: LabZone | str | None = None, *, identity: str = "stan
         server.faults.set_checks()
     else:
         check = IdentityCheck(zone, identity)
-        name = f"identity check ({'strict local policy' if identity == 'strict' else 'standards'})"
+        name = f"identity check ({'strict' if identity == 'strict' else 'standards'})"
         server.faults.set_checks(Fault("helo", check, name=name), Fault("rcpt", check, name=name))
     server.zone = zone
     return zone

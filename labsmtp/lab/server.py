@@ -1154,21 +1154,17 @@ class LabServer:
     def port(self) -> int:
         """The port the server listens on (chosen by the system if none was asked for).
 
-        Asked for after the server was stopped, it starts the server again (and
-        says so): whoever asks wants to connect, with smtplib or swaks as often
-        as with server.client().  To show a closed port, keep the number first.
+        Reading it never starts a stopped server (the MX lab stops hosts on
+        purpose); server.ensure_running() does, for smtplib or swaks.
         """
         if self._port is None:
             if self._requested_port:
                 return self._requested_port
             raise LabValueError("the server has not been started yet: call server.start() first")
-        if not self.running:
-            self.ensure_running()
         return self._port
 
     @property
     def address(self) -> tuple[str, int]:
-        """(host, port): where to connect (starts a stopped server again, as ``port`` does)."""
         return (self.host, self.port)
 
     def __repr__(self) -> str:
