@@ -30,11 +30,7 @@ CHECK_CALL = re.compile(r"""^\s*check\(\s*["']([0-9]+\.[0-9]+)["']""", re.MULTIL
 # Exercises that fail for reasons outside the package, each with the reason; the
 # course's own fixes (issue 14, the lessons and exercises) remove them.  A listed
 # exercise that passes fails the test, so this list cannot outlive its reason.
-AWAITING_COURSE_FIXES: dict[str, str] = {
-    "7.1": "its solution sends through `server`; the lesson's check passes server=sub7",
-    "9.1": "its solution sets `diagnosis`; the lesson's check reads diagnosis_1",
-    "9.2": "its solution sets `diagnosis`; the lesson's check reads diagnosis_2",
-}
+AWAITING_COURSE_FIXES: dict[str, str] = {}
 
 
 def _checks(nb) -> list[tuple[str, str]]:
