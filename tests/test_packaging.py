@@ -111,6 +111,39 @@ def test_postbuild_is_executable_strict_and_installs_the_package():
     assert "pip install --no-deps -e ." in commands
 
 
+def test_postbuild_installs_the_course_settings_where_jupyterlab_reads_them(tmp_path):
+    """Binder gets the same JupyterLab settings as make lab: no news pop-up, no update check."""
+    import json
+    import subprocess
+    import sys
+
+    settings = BINDER / "jupyter-config" / "labconfig" / "default_setting_overrides.json"
+    notification = json.loads(settings.read_text())["@jupyterlab/apputils-extension:notification"]
+    assert notification == {"fetchNews": "false", "checkForUpdates": False}
+    # Run postBuild's settings lines (not its pip install) with a python whose
+    # sys.prefix is a scratch directory: the file lands in <prefix>/etc/jupyter/labconfig,
+    # a directory on Jupyter's config path (jupyter_core: {sys.prefix}/etc/jupyter).
+    lines = (BINDER / "postBuild").read_text().splitlines()
+    part = "\n".join(lines[lines.index(next(ln for ln in lines if ln.startswith("settings="))) :])
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "python").write_text(f"#!/bin/sh\necho {tmp_path / 'prefix'}\n")
+    (fake / "python").chmod(0o755)
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", part],
+        cwd=ROOT,
+        env={"PATH": f"{fake}:/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    copied = tmp_path / "prefix" / "etc" / "jupyter" / "labconfig" / settings.name
+    assert copied.read_text() == settings.read_text()
+    from jupyter_core.paths import jupyter_config_path
+
+    assert os.path.join(sys.prefix, "etc", "jupyter") in jupyter_config_path()
+
+
 def test_binder_apt_packages_include_swaks():
     apt = (BINDER / "apt.txt").read_text().split()
     assert "swaks" in apt
