@@ -203,6 +203,9 @@ def test_send_exit_codes_name_the_failed_phase(server):
     )
     assert refused.returncode == 2 and "refused" in refused.stderr
     assert "Traceback" not in refused.stderr
+    # Terminal advice in a terminal: no notebook words (server.port, cells, notebooks).
+    assert "python -m labsmtp serve" in refused.stderr
+    assert "server.port" not in refused.stderr and "notebook" not in refused.stderr
 
 
 def test_talk_reads_lines_from_stdin(server):

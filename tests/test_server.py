@@ -94,6 +94,9 @@ def test_a_restart_moves_to_a_free_port_when_the_old_one_was_taken(capsys):
     port = s.port
     s.stop()
     with socket.socket() as squatter:
+        # SO_REUSEADDR: the stop may leave TIME_WAIT connections on the port; a
+        # listening socket still keeps every other listener off it.
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         squatter.bind(("127.0.0.1", port))
         squatter.listen()
         assert _finished_dialogue(s.client()) == 221
