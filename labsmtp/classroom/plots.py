@@ -32,7 +32,7 @@ from ..errors import LabValueError
 from ..lab.transcript import CLIENT, EVENT, SERVER
 from ..protocol import states
 from ..protocol.replies import reply_class
-from ..protocol.states import State
+from ..protocol.states import Stage, State
 from ..style import CLASS_COLOURS, CLIENT_COLOUR, INJECTED_COLOUR
 
 if TYPE_CHECKING:
@@ -55,13 +55,13 @@ COLUMN_INCHES = 9.2  # 883 px: the widest figure, with room to spare in that col
 SMALLEST_PT = 11  # tick labels, legends, bar labels, arrows' text
 _LABEL = 12  # axis labels
 _TITLE = 13  # titles
-_SVG_RC = {"svg.fonttype": "none", "svg.hashsalt": "labsmtp"}  # text stays text; stable ids
 
 
 def figure_svg(fig: Figure) -> str:
     """The figure as SVG text, its words kept as text (crisp, searchable, measurable)."""
     buf = io.StringIO()
-    with matplotlib.rc_context(_SVG_RC):
+    # Text stays text (fonttype none); a fixed hash salt keeps ids the same run to run.
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "labsmtp"}):
         fig.savefig(buf, format="svg", metadata={"Date": None})
     return buf.getvalue()
 
@@ -206,7 +206,8 @@ def code_styles(table: dict[str, dict[str, int]]) -> dict[str, tuple[str, str, s
     """
     codes = sorted({c for per in table.values() for c in per}, key=lambda c: (c == "none", c))
     total = Counter({c: sum(per.get(c, 0) for per in table.values()) for c in codes})
-    hatches, seen_class = {}, Counter()
+    hatches: dict[str, str] = {}
+    seen_class: Counter[str] = Counter()
     for code in sorted(codes, key=lambda c: -total[c]):
         klass = reply_class(int(code)) if code != "none" else "none"
         hatches[code] = _HATCHES[seen_class[klass] % len(_HATCHES)]
@@ -384,17 +385,10 @@ _LADDER_WIDTH = 8.6  # inches: 826 px
 _LADDER_CHARS = 70  # monospace characters that fit between the lanes at SMALLEST_PT
 
 
-def ladder(source, session: int | None = None, max_rows: int = 40) -> Figure:
-    """Ladder diagram of one session: client and server lanes, one arrow per line.
-
-    ``source`` is a LabServer, its Transcript, or a list of lines; ``session``
-    an id (default: the newest).  Replies are coloured by class; injected
-    replies are drawn dashed in the injected colour and name their rule.
-    """
-    lines = _session_lines(source, session)
-    if not lines:
-        raise LabValueError("no session to draw yet: run a dialogue first (server.client() ...)")
-    rows = []  # (kind, label, colour, injected)
+def _ladder_rows(lines) -> list[tuple[str, str, str, str | None]]:
+    """One row per arrow or note: (direction, label, colour, injecting rule); message
+    text is folded into one row per run of lines."""
+    rows: list[tuple[str, str, str, str | None]] = []
     text_lines = 0
     for ln in lines:
         if ln.direction == CLIENT and ln.note == "message text":
@@ -414,6 +408,20 @@ def ladder(source, session: int | None = None, max_rows: int = 40) -> Figure:
             rows.append((EVENT, ln.note, "#555555", None))
     if text_lines:
         rows.append((CLIENT, f"(message text, {text_lines} lines)", CLIENT_COLOUR, None))
+    return rows
+
+
+def ladder(source, session: int | None = None, max_rows: int = 40) -> Figure:
+    """Ladder diagram of one session: client and server lanes, one arrow per line.
+
+    ``source`` is a LabServer, its Transcript, or a list of lines; ``session``
+    an id (default: the newest).  Replies are coloured by class; injected
+    replies are drawn dashed in the injected colour and name their rule.
+    """
+    lines = _session_lines(source, session)
+    if not lines:
+        raise LabValueError("no session to draw yet: run a dialogue first (server.client() ...)")
+    rows = _ladder_rows(lines)
     cut = len(rows) > max_rows
     rows = rows[:max_rows]
     # An injected reply needs two lines of text above its arrow: one and a half rows.
@@ -634,7 +642,9 @@ def legal_replies(commands=None) -> Figure:
     """The usual replies to each command, as a coloured grid (RFC 5321 §4.3.2 and extensions)."""
     from ..protocol.replies import ANY_COMMAND, EXTENSION_REPLIES, LEGAL_REPLIES, legal_codes
 
-    commands = list(commands or LEGAL_REPLIES)
+    commands = [
+        stage.answers for stage in (Stage.of(c) for c in commands or LEGAL_REPLIES) if stage
+    ]
     codes = sorted({c for cmd in commands for c in legal_codes(cmd)})
     pitch = 0.26  # inches per code column: a rotated 11 pt label needs 0.2
     fig = _figure((min(COLUMN_INCHES, pitch * len(codes) + 1.6), 0.3 * len(commands) + 2.6))

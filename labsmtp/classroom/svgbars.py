@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import html
 import math
+from collections.abc import Sequence
 
 from . import plots
 
@@ -114,7 +115,7 @@ def _bars(
     *,
     row_height: float,
     value_labels: bool = False,
-    legend: list[tuple[str, str, str]] = (),
+    legend: Sequence[tuple[str, str, str]] = (),
 ) -> str:
     """Horizontal (stacked) bars: rows of (name, [(value, colour, hatch, label in the bar)])."""
     left = max(_text_width(name, _SMALL) for name, _ in rows) + 14

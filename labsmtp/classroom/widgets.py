@@ -14,14 +14,29 @@ from __future__ import annotations
 import html
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 import ipywidgets as W
 
 from ..errors import LabConnectionError, LabError
-from ..lab.faults import STAGES, parse_fault
-from ..lab.trials import POLICIES, TrialsCancelled, run_trials
+from ..lab.client import StepClient
+from ..lab.faults import (
+    FAULT_STAGES,
+    Action,
+    CutOff,
+    Delay,
+    Fault,
+    Greylist,
+    HangUp,
+    Malformed,
+    ReplyWith,
+)
+from ..lab.labserver import LabServer
+from ..lab.trials import POLICIES, TrialResults, TrialsCancelled, run_trials
 from ..protocol import states
-from ..protocol.states import Command
+from ..protocol.replies import Reply
+from ..protocol.states import Command, Stage
 from ..render import mailbox_html, transcript_html
 from ..style import CLASS_COLOURS
 from . import svgbars
@@ -31,18 +46,16 @@ _WRAP = W.Layout(flex_flow="row wrap")  # a row of controls wraps rather than ov
 
 
 def _message(text: str, kind: str = "error") -> str:
-    colour = {"error": "#B34700", "info": "#333333"}[kind]
+    colour = {"error": CLASS_COLOURS["5xx"], "info": "#333333"}[kind]
     return (
         f'<div style="color:{colour};white-space:pre-wrap;overflow-wrap:anywhere">'
         f"{html.escape(text)}</div>"
     )
 
 
-def _own_server(server, name: str):
+def _own_server(server: LabServer | None, name: str) -> LabServer:
     if server is not None:
         return server
-    from ..lab.server import LabServer
-
     return LabServer(name=name, seed=1).start()
 
 
@@ -81,8 +94,8 @@ class DialogueStepper(W.VBox):
 
     def __init__(self, server=None, *, connect: bool = True):
         self.server = _own_server(server, "stepper")
-        self.client = None
-        self._starts = None  # the server's start count when the client connected
+        self.client: StepClient | None = None
+        self._starts: int | None = None  # the server's start count when the client connected
         self.helo_name = W.Text(value="client.example.org", description="name")
         self.sender = W.Text(value="ada@example.org", description="from")
         self.recipient = W.Text(value="postmaster@lab.example.org", description="to")
@@ -140,7 +153,7 @@ class DialogueStepper(W.VBox):
             not self.server.running or self.server._starts != self._starts
         )
 
-    def press(self, cmd: Command):
+    def press(self, cmd: Command) -> Reply | None:
         """Send ``cmd`` whether or not it is legal now (that is how one meets 503)."""
         notice = ""
         if self._stale():
@@ -196,21 +209,22 @@ class DialogueStepper(W.VBox):
         self.transcript.value = transcript_html(self.server.transcript.last())
 
 
-def dialogue_stepper(server=None) -> DialogueStepper:
+def stepper(server: LabServer | None = None) -> DialogueStepper:
     """A dialogue stepper for ``server`` (or a new lab server), already connected."""
     return DialogueStepper(server)
 
 
 # --- the fault lab ------------------------------------------------------------
 
-_ACTIONS = {
-    "reply with code": "{code}",
-    "421 and hang up": "421",
-    "hang up, no reply": "drop",
-    "delay (tarpit)": "delay={delay}ms",
-    "greylist (300 s)": "greylist=300s",
-    "malformed reply": "malformed",
-    "cut off in DATA": "cut",
+# The panel's actions, each built from the controls' values as a fault action object.
+_ACTIONS: dict[str, Callable[[dict[str, Any]], Action]] = {
+    "reply with code": lambda st: ReplyWith(st["code"]),
+    "421 and hang up": lambda st: ReplyWith(421),
+    "hang up, no reply": lambda st: HangUp(),
+    "delay (tarpit)": lambda st: Delay(st["delay"] / 1000),
+    "greylist (300 s)": lambda st: Greylist(300.0),
+    "malformed reply": lambda st: Malformed(),
+    "cut off in DATA": lambda st: CutOff(),
 }
 # The panel's largest run: TRIALS_MAX trials, each up to 5 attempts (retry mta or
 # naive, probability 1) must end within about 2 s of wall time on a small laptop;
@@ -223,10 +237,8 @@ _HELP = (
 )
 
 
-def _panel_server(server):
+def _panel_server(server: LabServer | None) -> LabServer:
     """The panel's own lab server, set up like ``server``: its runs never touch the lesson's."""
-    from ..lab.server import LabServer
-
     if server is None:
         return LabServer(name="fault-lab", seed=1).start()
     return LabServer(
@@ -251,7 +263,7 @@ class FaultLab(W.VBox):
 
     def __init__(self, server=None, *, trials: int = 100, seed: int = 1, auto: bool = True):
         self.server = _panel_server(server)
-        self.stage = W.Dropdown(options=list(STAGES), value="rcpt", description="stage")
+        self.stage = W.Dropdown(options=list(FAULT_STAGES), value=Stage.RCPT, description="stage")
         self.action = W.Dropdown(
             options=list(_ACTIONS), value="reply with code", description="action"
         )
@@ -298,8 +310,8 @@ class FaultLab(W.VBox):
         self.plots = W.HBox(
             self.images, layout=W.Layout(flex_flow="row wrap", align_items="flex-start")
         )
-        self.results = None
-        self.redraw_seconds = None  # how long the last run + redraw took
+        self.results: TrialResults | None = None
+        self.redraw_seconds: float | None = None  # how long the last run + redraw took
         self.runs = 0  # runs started; the message names each ("run #3")
         self._lock = threading.Lock()
         self._pending: dict | None = None
@@ -333,9 +345,13 @@ class FaultLab(W.VBox):
 
     # --- what the controls say -------------------------------------------
 
+    def fault(self) -> Fault:
+        """The fault rule the controls describe (LabValueError if they do not fit together)."""
+        return self._fault(self._settings())
+
     def spec(self) -> str:
         """The fault spec the controls describe, e.g. 'rcpt:451:0.3'."""
-        return self._spec(self._settings())
+        return self.fault().spec()
 
     def _settings(self) -> dict:
         """The controls' values now (read in the notebook's thread, used by the worker)."""
@@ -351,12 +367,8 @@ class FaultLab(W.VBox):
         }
 
     @staticmethod
-    def _spec(st: dict) -> str:
-        what = _ACTIONS[st["action"]].format(code=st["code"], delay=st["delay"])
-        spec = f"{st['stage']}:{what}"
-        if st["probability"] < 1:
-            spec += f":{st['probability']:g}"
-        return spec
+    def _fault(st: dict[str, Any]) -> Fault:
+        return Fault(st["stage"], _ACTIONS[st["action"]](st), round(st["probability"], 4))
 
     # --- running: one worker, the newest request wins ---------------------
 
@@ -420,12 +432,10 @@ class FaultLab(W.VBox):
             faults = []
         else:
             try:
-                faults = [parse_fault(self._spec(settings))]
+                faults = [self._fault(settings)]
             except LabError as exc:  # e.g. greylisting at MAIL: say why, show no stale plots
                 self._clear_plots()
-                self.message.value = _message(
-                    f"{label}: not run. " + str(exc).split("\nfault spec:")[0]
-                )
+                self.message.value = _message(f"{label}: not run. {exc}")
                 return
         fault = faults[0].name if faults else "none"
         lead = f"{notice} " if notice else ""
@@ -572,14 +582,6 @@ class TranscriptView(W.VBox):
         return out
 
 
-def mailbox_view(server) -> MailboxView:
-    """The mailbox of ``server`` with an mbox export button."""
-    return MailboxView(server)
-
-
 def transcript_view(server) -> TranscriptView:
     """The transcript of ``server``, one session at a time, with export."""
     return TranscriptView(server)
-
-
-stepper = dialogue_stepper  # ``widgets.stepper(server)`` in a lesson

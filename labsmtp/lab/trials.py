@@ -19,6 +19,7 @@ between dialogues.
 
 The client here is a tight raw-socket loop, not ``StepClient``: it records
 only the reply codes, which keeps a thousand trials within a few seconds.
+It reads replies through the lab's one reader (``client.ReplyReader``).
 """
 
 from __future__ import annotations
@@ -26,14 +27,29 @@ from __future__ import annotations
 import socket
 import time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import LabError, LabValueError
-from ..protocol.replies import reply_is_complete
+from ..protocol.states import CLOSING_CODES, Stage
+from .client import ConnectionEnded, ReplyReader
+from .faults import Fault, FaultEngine
 
 OUTCOMES = ("delivered", "deferred", "bounced", "connection lost")
-TRIAL_STAGES = ("connect", "helo", "mail", "rcpt", "data", "dot", "rset", "quit")
+# The stages a trial's dialogue goes through, in order.
+TRIAL_STAGES = (
+    Stage.CONNECT,
+    Stage.HELO,
+    Stage.MAIL,
+    Stage.RCPT,
+    Stage.DATA,
+    Stage.DOT,
+    Stage.RSET,
+    Stage.QUIT,
+)
+_TRANSACTION = TRIAL_STAGES[:6]  # connect .. dot: where a delivery can fail
 
 
 @dataclass(frozen=True)
@@ -93,9 +109,9 @@ class Attempt:
 
     number: int
     started: float  # simulated seconds since the trial began
-    codes: dict[str, int | None] = field(default_factory=dict)
+    codes: dict[Stage, int | None] = field(default_factory=dict)
     outcome: str = "connection lost"
-    failed_stage: str | None = None
+    failed_stage: Stage | None = None
     latency: float = 0.0  # seconds the dialogue took (real, plus any simulated tarpit delay)
     simulated: float = 0.0  # of which simulated tarpit delay (run_trials(simulate_delays=True))
 
@@ -125,9 +141,9 @@ class TrialResults:
         c = Counter(t.outcome for t in self.trials)
         return {o: c.get(o, 0) for o in OUTCOMES}
 
-    def by_stage_code(self) -> dict[str, dict[str, int]]:
+    def by_stage_code(self) -> dict[Stage, dict[str, int]]:
         """Replies seen in every attempt: {stage: {code: count}}; 'none' for no reply."""
-        out: dict[str, Counter] = {s: Counter() for s in TRIAL_STAGES}
+        out: dict[Stage, Counter[str]] = {s: Counter() for s in TRIAL_STAGES}
         for t in self.trials:
             for a in t.attempts:
                 for stage, code in a.codes.items():
@@ -136,7 +152,7 @@ class TrialResults:
 
     def by_attempt(self) -> dict[int, dict[str, int]]:
         """For attempt number k: how many attempts ended in each outcome."""
-        out: dict[int, Counter] = {}
+        out: dict[int, Counter[str]] = {}
         for t in self.trials:
             for a in t.attempts:
                 out.setdefault(a.number, Counter())[a.outcome] += 1
@@ -197,6 +213,10 @@ class TrialsCancelled(LabError):
 class _Lost(Exception):
     """The connection closed, timed out or sent something that is not a reply."""
 
+    def __init__(self, why: str, *, closing_reply: bool = False):
+        super().__init__(why)
+        self.closing_reply = closing_reply  # a 421: the server said "try again later" (§3.8)
+
 
 class _Wire:
     """A bare SMTP client socket: send a line, read one reply's code.
@@ -206,7 +226,13 @@ class _Wire:
     least ``timeout`` is a timeout, as a real wait that long would have been.
     """
 
-    def __init__(self, address, timeout: float, source: str | None = None, sim_delays=None):
+    def __init__(
+        self,
+        address: tuple[str, int],
+        timeout: float,
+        source: str | None = None,
+        sim_delays: dict[str, float] | None = None,
+    ):
         self.timeout, self.source, self.sim_delays = timeout, source, sim_delays
         self.simulated = 0.0
         try:
@@ -216,10 +242,10 @@ class _Wire:
         except OSError as exc:
             raise _Lost(str(exc)) from None
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.buf = b""
+        self.reader = ReplyReader(self.sock)
 
     def _waited(self) -> None:
-        if self.sim_delays is None:
+        if self.sim_delays is None or self.source is None:
             return
         tally = self.sim_delays.get(self.source, 0.0)
         share, self.simulated = tally - self.simulated, tally
@@ -228,22 +254,15 @@ class _Wire:
             raise _Lost("timed out")
 
     def reply(self) -> int:
-        while True:
-            n = reply_is_complete(self.buf)
-            if n:
-                self._waited()
-                raw, self.buf = self.buf[:n], self.buf[n:]
-                last = raw.rstrip(b"\r\n").rsplit(b"\n", 1)[-1]
-                if len(last) < 3 or not last[:3].isdigit() or not b"200" <= last[:3] <= b"599":
-                    raise _Lost("malformed reply")
-                return int(last[:3])
-            try:
-                chunk = self.sock.recv(65536)
-            except OSError as exc:
-                raise _Lost(str(exc)) from None
-            if not chunk:
-                raise _Lost("closed")
-            self.buf += chunk
+        try:
+            raw = self.reader.read()
+        except (OSError, ConnectionEnded) as exc:  # TimeoutError is an OSError
+            raise _Lost(str(exc)) from None
+        self._waited()
+        last = raw.rstrip(b"\r\n").rsplit(b"\n", 1)[-1]
+        if len(last) < 3 or not last[:3].isdigit() or not b"200" <= last[:3] <= b"599":
+            raise _Lost("malformed reply")
+        return int(last[:3])
 
     def send(self, data: bytes) -> int:
         try:
@@ -259,72 +278,92 @@ class _Wire:
             pass
 
 
+class _Attempting:
+    """One attempt in progress: where it is, and the code it got at each stage."""
+
+    def __init__(self, attempt: Attempt, wire: _Wire):
+        self.attempt, self.wire, self.stage = attempt, wire, Stage.CONNECT
+
+    def step(self, stage: Stage, line: bytes | None) -> int:
+        self.stage = stage
+        code = self.wire.reply() if line is None else self.wire.send(line)
+        self.attempt.codes[stage] = code
+        return code
+
+    def transaction(self, sender: bytes, recipients: Sequence[bytes], message: bytes) -> None:
+        """Greeting to final dot; ``attempt.outcome`` is 'delivered' if all of it went well."""
+        steps: list[tuple[Stage, bytes | None]] = [
+            (Stage.CONNECT, None),
+            (Stage.HELO, b"EHLO trials.example.org\r\n"),
+            (Stage.MAIL, b"MAIL FROM:<" + sender + b">\r\n"),
+        ]
+        steps += [(Stage.RCPT, b"RCPT TO:<" + r + b">\r\n") for r in recipients]
+        steps += [(Stage.DATA, b"DATA\r\n"), (Stage.DOT, message)]
+        accepted = 0
+        for stage, line in steps:
+            if stage is Stage.DATA and not accepted:
+                self.stage = stage
+                return  # no recipient accepted: DATA would only earn a 503 (§3.3)
+            code = self.step(stage, line)
+            if stage is Stage.RCPT:
+                accepted += code < 400  # §3.3: one refused recipient does not end it
+            elif code >= 400 or (stage is Stage.DATA and code != 354):
+                return
+        self.attempt.outcome = "delivered"
+
+    def judge(self) -> None:
+        """Name the stage that failed and what its first digit means; a 421 ends the line."""
+        a = self.attempt
+        failed = [s for s in _TRANSACTION if (a.codes.get(s) or 0) >= 400]
+        a.failed_stage = failed[0] if failed else self.stage
+        first = a.codes[a.failed_stage] or 0
+        a.outcome = "deferred" if first < 500 else "bounced"
+        if first in CLOSING_CODES:
+            raise _Lost("421: the server closed the channel", closing_reply=True)
+
+    def lost(self, exc: _Lost) -> None:
+        a = self.attempt
+        a.codes.setdefault(self.stage, None)
+        if exc.closing_reply:
+            a.outcome = "deferred"  # §3.8: 421 is "try again later"
+        elif a.outcome not in ("deferred", "bounced") and (
+            a.outcome != "delivered" or self.stage is not Stage.QUIT
+        ):
+            a.outcome, a.failed_stage = "connection lost", self.stage
+
+
 def _attempt(
-    address,
-    number,
-    started,
-    sender,
-    recipients,
-    message,
-    policy,
-    timeout,
-    source=None,
-    sim_delays=None,
+    address: tuple[str, int],
+    number: int,
+    started: float,
+    sender: bytes,
+    recipients: Sequence[bytes],
+    message: bytes,
+    policy: RetryPolicy,
+    timeout: float,
+    source: str | None = None,
+    sim_delays: dict[str, float] | None = None,
 ) -> Attempt:
     a = Attempt(number, started)
-    codes = a.codes
     t0 = time.perf_counter()
-    stage = "connect"
-    wire = None
-    if sim_delays is not None:
+    wire = run = None
+    if sim_delays is not None and source is not None:
         sim_delays[source] = 0.0  # this attempt's tarpit tally starts at nothing
     try:
         wire = _Wire(address, timeout, source, sim_delays)
-        steps = [
-            ("connect", None),
-            ("helo", b"EHLO trials.example.org\r\n"),
-            ("mail", b"MAIL FROM:<" + sender + b">\r\n"),
-        ]
-        steps += [("rcpt", b"RCPT TO:<" + r + b">\r\n") for r in recipients]
-        steps += [("data", b"DATA\r\n"), ("dot", message)]
-        accepted = 0
-        for stage, line in steps:
-            if stage == "data" and not accepted:
-                break  # no recipient accepted: DATA would only earn a 503 (§3.3)
-            code = wire.reply() if line is None else wire.send(line)
-            codes[stage] = code
-            if stage == "rcpt":
-                accepted += code < 400
-                continue  # §3.3: one refused recipient does not end the transaction
-            if code >= 400 or (stage == "data" and code != 354):
-                break
-        else:
-            a.outcome = "delivered"
+        run = _Attempting(a, wire)
+        run.transaction(sender, recipients, message)
         if a.outcome != "delivered":
-            failed = [
-                s
-                for s in ("connect", "helo", "mail", "rcpt", "data", "dot")
-                if codes.get(s) is not None and codes[s] >= 400
-            ]
-            a.failed_stage = failed[0] if failed else stage
-            first = codes[a.failed_stage]
-            a.outcome = "deferred" if first < 500 else "bounced"
-            if first == 421:
-                raise _Lost("421: the server closed the channel")
-            if policy.rset_after_reject and a.failed_stage not in ("connect", "helo"):
-                stage = "rset"
-                codes["rset"] = wire.send(b"RSET\r\n")
-        stage = "quit"
-        codes["quit"] = wire.send(b"QUIT\r\n")
+            run.judge()
+            if policy.rset_after_reject and a.failed_stage not in (Stage.CONNECT, Stage.HELO):
+                run.step(Stage.RSET, b"RSET\r\n")
+        run.step(Stage.QUIT, b"QUIT\r\n")
     except _Lost as exc:
-        codes.setdefault(stage, None)
-        if a.outcome not in ("deferred", "bounced") or str(exc).startswith("421"):
-            # A 421 is a deferral (§3.8: "try again later"); the rest is a lost link.
-            if str(exc).startswith("421"):
-                a.outcome = "deferred"
-            elif a.outcome != "delivered" or stage != "quit":
-                a.outcome = "connection lost"
-                a.failed_stage = stage
+        if run is None:
+            a.codes[Stage.CONNECT] = None
+            a.failed_stage = Stage.CONNECT
+        else:
+            run.lost(exc)
     finally:
         if wire is not None:
             wire.close()
@@ -343,7 +382,17 @@ def _source(i: int) -> str:
     return f"127.{1 + (i // 64516) % 250}.{(i // 254) % 254}.{1 + i % 254}"
 
 
-def _one_trial(i, address, policy, engine, rcpts, message, timeout, sim_delays, cancel) -> Trial:
+def _one_trial(
+    i: int,
+    address: tuple[str, int],
+    policy: RetryPolicy,
+    engine: FaultEngine,
+    rcpts: Sequence[bytes],
+    message: bytes,
+    timeout: float,
+    sim_delays: dict[str, float] | None = None,
+    cancel: Any = None,
+) -> Trial:
     sender = f"trial{i + 1}@example.org"
     sender_b, source = sender.encode(), _source(i)
     attempts: list[Attempt] = []
@@ -352,7 +401,7 @@ def _one_trial(i, address, policy, engine, rcpts, message, timeout, sim_delays, 
         for number in range(1, policy.max_attempts + 1):
             if cancel is not None and cancel.is_set():
                 raise TrialsCancelled("cancelled")
-            engine._set_sim_time(sender, now)  # greylisting sees the simulated clock
+            engine.simulate_time(sender, now)  # greylisting sees the simulated clock
             a = _attempt(
                 address, number, now, sender_b, rcpts, message, policy, timeout, source, sim_delays
             )
@@ -363,25 +412,25 @@ def _one_trial(i, address, policy, engine, rcpts, message, timeout, sim_delays, 
             if number < policy.max_attempts:
                 now += policy.wait(number)
     finally:
-        engine._set_sim_time(sender, None)
+        engine.simulate_time(sender, None)
         if sim_delays is not None:
             sim_delays.pop(source, None)
     return Trial(i + 1, attempts, attempts[-1].outcome, now)
 
 
 def run_trials(
-    server,
+    server: Any,
     n: int = 100,
     *,
     retry: str | RetryPolicy = "mta",
     seed: int | None = None,
-    faults=None,
+    faults: str | Fault | Sequence[str | Fault] | None = None,
     recipients: int = 1,
     timeout: float = 2.0,
     workers: int = 2,
-    progress=None,
+    progress: Callable[[int, int], None] | None = None,
     simulate_delays: bool = False,
-    cancel=None,
+    cancel: Any = None,
 ) -> TrialResults:
     """Run ``n`` real dialogues against ``server`` (with its faults) under a retry policy.
 
@@ -404,10 +453,10 @@ def run_trials(
     if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 64:
         raise LabValueError(f"workers must be a whole number from 1 to 64, not {workers!r}")
     policy = get_policy(retry)
-    server.ensure_running()  # stopped by a lesson's last cell? start it again, and say so
+    server.ensure_running()  # stopped by stop_all() or .stop()? start it again, and say so
     engine = server.faults
     if faults is not None:
-        engine.set(*([faults] if isinstance(faults, str) else list(faults)))
+        engine.set(*([faults] if isinstance(faults, (str, Fault)) else list(faults)))
     engine.reseed(seed if seed is not None else server.seed)
     address = server.address
     domain = next(iter(server.policy.mydestination), server.hostname).encode()
@@ -437,9 +486,7 @@ def run_trials(
         # Cancelled (or failed): drop the trials not started; the running ones end
         # at their next attempt, so the next run starts from a quiet server.
         pool.shutdown(wait=True, cancel_futures=True)
+    finished = [t for t in results if t is not None]
     return TrialResults(
-        results, policy, engine.seed, [r.name for r in engine.rules], time.perf_counter() - t0
+        finished, policy, engine.seed, [r.name for r in engine.rules], time.perf_counter() - t0
     )
-
-
-run = run_trials  # ``trials.run(server, 200)`` reads well in a lesson

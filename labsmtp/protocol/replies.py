@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
+
+from .states import Stage
 
 # §4.2.1: the first digit.
 FIRST_DIGIT = {
@@ -143,31 +146,34 @@ ENHANCED_DETAIL = {
     "7.27": "Sender address has null MX (RFC 7505)",
 }
 
-# §4.3.2: the usual replies to each command.  "I" intermediate, "S" success,
+# §4.3.2: the usual replies at each stage.  "I" intermediate, "S" success,
 # "E" error.  On top of these, §4.3.2 lets any command get 500, 501 or 421.
-# §4.3.2 lists *usual* replies ("some servers may generate other replies"), so
-# a code outside it is unusual, not forbidden: Postfix refuses relaying with 554.
+# HELO and EHLO share a stage (and a line of §4.3.2).  §4.3.2 lists *usual*
+# replies ("some servers may generate other replies"), so a code outside it is
+# unusual, not forbidden: Postfix refuses relaying with 554.
 ANY_COMMAND = frozenset({421, 500, 501})
-LEGAL_REPLIES: dict[str, dict[str, frozenset[int]]] = {
-    "CONNECT": {"S": frozenset({220}), "E": frozenset({554})},
-    "HELO": {"S": frozenset({250}), "E": frozenset({504, 550, 502})},
-    "EHLO": {"S": frozenset({250}), "E": frozenset({504, 550, 502})},
-    "MAIL": {"S": frozenset({250}), "E": frozenset({552, 451, 452, 550, 553, 503, 455, 555})},
-    "RCPT": {
+LEGAL_REPLIES: dict[Stage, dict[str, frozenset[int]]] = {
+    Stage.CONNECT: {"S": frozenset({220}), "E": frozenset({554})},
+    Stage.HELO: {"S": frozenset({250}), "E": frozenset({504, 550, 502})},
+    Stage.MAIL: {
+        "S": frozenset({250}),
+        "E": frozenset({552, 451, 452, 550, 553, 503, 455, 555}),
+    },
+    Stage.RCPT: {
         "S": frozenset({250, 251}),
         "E": frozenset({550, 551, 552, 553, 450, 451, 452, 503, 455, 555}),
     },
-    "DATA": {"I": frozenset({354}), "E": frozenset({503, 554})},
-    ".": {"S": frozenset({250}), "E": frozenset({552, 554, 451, 452, 450, 550})},
-    "RSET": {"S": frozenset({250})},
-    "VRFY": {"S": frozenset({250, 251, 252}), "E": frozenset({550, 551, 553, 502, 504})},
-    "EXPN": {"S": frozenset({250, 252}), "E": frozenset({550, 500, 502, 504})},
-    "HELP": {"S": frozenset({211, 214}), "E": frozenset({502, 504})},
-    "NOOP": {"S": frozenset({250})},
-    "QUIT": {"S": frozenset({221})},
+    Stage.DATA: {"I": frozenset({354}), "E": frozenset({503, 554})},
+    Stage.DOT: {"S": frozenset({250}), "E": frozenset({552, 554, 451, 452, 450, 550})},
+    Stage.RSET: {"S": frozenset({250})},
+    Stage.VRFY: {"S": frozenset({250, 251, 252}), "E": frozenset({550, 551, 553, 502, 504})},
+    Stage.EXPN: {"S": frozenset({250, 252}), "E": frozenset({550, 500, 502, 504})},
+    Stage.HELP: {"S": frozenset({211, 214}), "E": frozenset({502, 504})},
+    Stage.NOOP: {"S": frozenset({250})},
+    Stage.QUIT: {"S": frozenset({221})},
     # Not in RFC 5321: RFC 3207 §4 (STARTTLS) and RFC 4954 §4, §6 (AUTH).
-    "STARTTLS": {"S": frozenset({220}), "E": frozenset({454, 501, 502, 503})},
-    "AUTH": {
+    Stage.STARTTLS: {"S": frozenset({220}), "E": frozenset({454, 501, 502, 503})},
+    Stage.AUTH: {
         "I": frozenset({334}),
         "S": frozenset({235}),
         "E": frozenset({432, 454, 500, 501, 502, 503, 504, 534, 535, 538}),
@@ -175,52 +181,57 @@ LEGAL_REPLIES: dict[str, dict[str, frozenset[int]]] = {
 }
 # RFC 4954 §6: 530 "SHOULD be returned by any command other than AUTH, EHLO, HELO,
 # NOOP, RSET, or QUIT when server policy requires authentication": a transaction's.
-EXTENSION_REPLIES: dict[str, dict[int, str]] = {
-    "MAIL": {530: "RFC 4954 §6"},
-    "RCPT": {530: "RFC 4954 §6"},
-    "DATA": {530: "RFC 4954 §6"},
+EXTENSION_REPLIES: dict[Stage, dict[int, str]] = {
+    Stage.MAIL: {530: "RFC 4954 §6"},
+    Stage.RCPT: {530: "RFC 4954 §6"},
+    Stage.DATA: {530: "RFC 4954 §6"},
 }
-# Where each command's row of usual replies comes from.
-SOURCES = {"STARTTLS": "RFC 3207 §4", "AUTH": "RFC 4954 §6"}
+# Where each stage's row of usual replies comes from.
+SOURCES = {Stage.STARTTLS: "RFC 3207 §4", Stage.AUTH: "RFC 4954 §6"}
 
 _REPLY_LINE = re.compile(rb"^([0-9]{3})([ -])(.*?)\r?\n?$", re.S)
 _ENHANCED = re.compile(r"^([245])\.([0-9]{1,3})\.([0-9]{1,3})(?:\s|$)")
 
 
-def legal_codes(command: str) -> frozenset[int]:
-    """Every usual reply code the RFCs list for ``command`` (plus 421/500/501, allowed for any)."""
-    key = str(command).upper()
-    groups = LEGAL_REPLIES.get(key)
-    if groups is None:
+def _groups(command: str | Stage | None) -> dict[str, frozenset[int]] | None:
+    stage = Stage.of(command) if command is not None else None
+    return LEGAL_REPLIES.get(stage) if stage is not None else None
+
+
+def legal_codes(command: str | Stage) -> frozenset[int]:
+    """Every usual reply code the RFCs list for ``command`` (a verb such as 'MAIL',
+    'CONNECT', '.' or a ``Stage``), plus 421, 500 and 501, allowed for any."""
+    groups = _groups(command)
+    stage = Stage.of(command)
+    if groups is None or stage is None:
         return ANY_COMMAND
-    return (
-        frozenset().union(*groups.values())
-        | ANY_COMMAND
-        | frozenset(EXTENSION_REPLIES.get(key, ()))
-    )
+    extensions = frozenset(EXTENSION_REPLIES.get(stage, {}))
+    return frozenset().union(*groups.values()) | ANY_COMMAND | extensions
 
 
-def is_legal(command: str | None, code: int) -> bool:
+def is_legal(command: str | Stage | None, code: int) -> bool:
     """True if ``code`` is among the usual replies the RFCs list for ``command``.
 
     RFC 5321 §4.3.2 (RFC 3207 §4 for STARTTLS, RFC 4954 §6 for AUTH and 530);
     421, 500 and 501 count for every command.  A code outside the list is
     unusual, not forbidden: a client acts on its first digit.
     """
-    if command is None or str(command).upper() not in LEGAL_REPLIES:
+    if _groups(command) is None:
         return 200 <= code <= 599
-    return code in legal_codes(command)
+    return code in legal_codes(command)  # type: ignore[arg-type]
 
 
 is_listed = is_legal  # the same question, in the words of §4.3.2 ("usual replies")
 
 
-def reply_source(command: str | None, code: int | None = None) -> str:
+def reply_source(command: str | Stage | None, code: int | None = None) -> str:
     """The RFC section that lists the usual replies to ``command`` (for ``code``, if given)."""
-    key = str(command).upper() if command else ""
-    if code is not None and code in EXTENSION_REPLIES.get(key, {}):
-        return EXTENSION_REPLIES[key][code]
-    return SOURCES.get(key, "RFC 5321 §4.3.2")
+    stage = Stage.of(command) if command else None
+    if stage is None:
+        return "RFC 5321 §4.3.2"
+    if code is not None and code in EXTENSION_REPLIES.get(stage, {}):
+        return EXTENSION_REPLIES[stage][code]
+    return SOURCES.get(stage, "RFC 5321 §4.3.2")
 
 
 def reply_class(code: int | None) -> str:
@@ -408,7 +419,7 @@ class Reply:
         parts = [short, explain_code(self.code)]
         if self.enhanced:
             parts.append(explain_enhanced(self.enhanced))
-        if self.command and str(self.command).upper() in LEGAL_REPLIES:
+        if self.command and _groups(self.command) is not None:
             cmd = {".": "the final dot", "CONNECT": "a connection (the greeting)"}.get(
                 str(self.command).upper(), str(self.command).upper()
             )
@@ -436,7 +447,7 @@ class Reply:
             + ">"
         )
 
-    def _repr_pretty_(self, p, cycle) -> None:
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
         """IPython's text form (a Reply inside a tuple): one reply line per screen line.
 
         Continued lines line up under the first and long ones wrap at spaces, so a
@@ -479,9 +490,9 @@ def parse_reply(
         code = None
     enhanced = None
     if code is not None and texts and len(texts[0]) > 4:
-        m = _ENHANCED.match(texts[0][4:])
-        if m and m.group(1) == str(code)[0]:
-            enhanced = ".".join(m.groups())
+        em = _ENHANCED.match(texts[0][4:])
+        if em and em.group(1) == str(code)[0]:
+            enhanced = ".".join(em.groups())
     return Reply(code, tuple(texts), enhanced, bytes(raw), command, elapsed)
 
 
@@ -505,6 +516,35 @@ def reply_from_lines(
     if injected:
         reply = Reply(reply.code, reply.lines, reply.enhanced, reply.raw, command, None, injected)
     return reply
+
+
+class ReplyBuffer:
+    """Bytes from a server, cut into whole replies: every client here reads through one.
+
+    Sans-IO: ``feed`` what the socket gave, then ``pop`` complete replies (raw
+    bytes, possibly several lines) until it returns None.
+    """
+
+    __slots__ = ("_data",)
+
+    def __init__(self) -> None:
+        self._data = b""
+
+    def feed(self, data: bytes) -> None:
+        self._data += data
+
+    def pop(self) -> bytes | None:
+        """One complete reply's bytes, or None until more arrive."""
+        n = reply_is_complete(self._data)
+        if not n:
+            return None
+        raw, self._data = self._data[:n], self._data[n:]
+        return raw
+
+    def clear(self) -> bytes:
+        """Forget what is buffered (after STARTTLS, RFC 3207 §4.2); returns it."""
+        rest, self._data = self._data, b""
+        return rest
 
 
 def reply_is_complete(buffer: bytes) -> int:
