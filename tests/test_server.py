@@ -157,6 +157,10 @@ def test_full_dialogue_stores_message_with_envelope(server):
     assert received.startswith("from client.example.org (localhost [127.0.0.1])")
     assert f"by mx.lab.example.org with SMTP id {m.queue_id};" in " ".join(received.split())
     assert " for " not in received  # two recipients
+    shown = m.field("Received").splitlines()  # as stored: folded, continuation lines indented
+    assert shown[0] == "Received: from client.example.org (localhost [127.0.0.1])"
+    assert len(shown) > 1 and all(line.startswith("\t") for line in shown[1:])
+    assert m.field("X-Not-There") is None
 
 
 def test_received_field_follows_the_persona_and_the_protocol():

@@ -59,6 +59,20 @@ class StoredMessage:
     def subject(self) -> str:
         return str(self.message.get("Subject", ""))
 
+    def field(self, name: str) -> str | None:
+        """The first header field called ``name`` exactly as stored, folded lines and all
+        (``print(msg.field("Received"))`` shows it as a mail program's "show original")."""
+        head = self.content.split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace")
+        lines, found = head.split("\r\n"), []
+        for line in lines:
+            if found and line[:1] in (" ", "\t"):
+                found.append(line)
+            elif found:
+                break
+            elif line.lower().startswith(name.lower() + ":"):
+                found.append(line)
+        return "\n".join(found) if found else None
+
     def __getitem__(self, name: str) -> str | None:
         """A header field of the stored message: ``msg["Received"]`` (the newest one)."""
         value = self.message.get(name)
