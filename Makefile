@@ -93,7 +93,6 @@ PINS_VENV  := $(VENV)-pins
 PINS_FILES := requirements.txt requirements-dev.txt requirements-hub.txt binder/requirements.txt
 PINS_SCOPE ?= all
 
-
 pins:
 	rm -rf $(PINS_VENV)
 	$(PYTHON) -m venv $(PINS_VENV)

@@ -169,9 +169,18 @@ def create_users(count: int) -> list[str]:
     try:
         for name in names:
             subprocess.run(
-                ["useradd", "--create-home", "--shell", "/bin/bash",
-                 "--comment", f"{GECOS_MARK}{os.getpid()}", name],
-                check=True, capture_output=True, text=True,
+                [
+                    "useradd",
+                    "--create-home",
+                    "--shell",
+                    "/bin/bash",
+                    "--comment",
+                    f"{GECOS_MARK}{os.getpid()}",
+                    name,
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
             )
             made.append(name)
     except subprocess.CalledProcessError as exc:
@@ -189,10 +198,16 @@ def course_repository(dest: Path) -> Path:
     Tracked files plus new files that are not ignored (so uncommitted work is
     tested too); no .venv, no caches. World-readable: learners clone it.
     """
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=ROOT, capture_output=True, check=True,
-    ).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     work = dest / "course-work"
     for name in filter(None, listed):
         src = ROOT / name
@@ -203,8 +218,9 @@ def course_repository(dest: Path) -> Path:
     for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "course"]):
         subprocess.run([*git, *args], cwd=work, check=True, capture_output=True)
     bare = dest / "course.git"
-    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(bare)], check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["git", "clone", "-q", "--bare", str(work), str(bare)], check=True, capture_output=True
+    )
     shutil.rmtree(work)
     subprocess.run(["chmod", "-R", "a+rX", str(dest)], check=True)
     return bare
@@ -222,9 +238,20 @@ class CourseServer:
         self.url = f"git://{HOST}:{self.port}"
         with open(log, "wb") as out:
             self.proc = subprocess.Popen(
-                ["git", "daemon", "--export-all", "--reuseaddr", f"--base-path={base}",
-                 f"--listen={HOST}", f"--port={self.port}", "--informative-errors", str(base)],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                [
+                    "git",
+                    "daemon",
+                    "--export-all",
+                    "--reuseaddr",
+                    f"--base-path={base}",
+                    f"--listen={HOST}",
+                    f"--port={self.port}",
+                    "--informative-errors",
+                    str(base),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         deadline = time.monotonic() + 15
@@ -278,13 +305,19 @@ class Hub:
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(
                 [str(HUB_VENV / "bin" / "jupyterhub"), "-f", str(CONFIG)],
-                cwd=hub_run, env=env, stdin=subprocess.DEVNULL, stdout=out,
-                stderr=subprocess.STDOUT, start_new_session=True,
+                cwd=hub_run,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise AssertionError(f"jupyterhub exited with {self.proc.returncode}:\n{self.log_tail()}")
+                raise AssertionError(
+                    f"jupyterhub exited with {self.proc.returncode}:\n{self.log_tail()}"
+                )
             with contextlib.suppress(AssertionError):
                 if self.api("GET", "/")[0] == 200:
                     return self
@@ -300,7 +333,8 @@ class Hub:
     def api(self, method: str, path: str, body: dict | None = None, timeout: float = 30.0):
         """(status, JSON or None) of a hub REST call with the admin service's token."""
         req = urllib.request.Request(
-            f"{self.url}/hub/api{path}", method=method,
+            f"{self.url}/hub/api{path}",
+            method=method,
             data=None if body is None else json.dumps(body).encode(),
             headers={"Authorization": f"token {self.token}", "Content-Type": "application/json"},
         )
@@ -392,7 +426,9 @@ class ProcessPeak:
 class Sampler:
     """Samples each learner's processes every ``interval`` s: peak PSS/RSS per process and per learner."""
 
-    def __init__(self, users: dict[str, int], extra: dict[str, int] | None = None, interval: float = 0.5):
+    def __init__(
+        self, users: dict[str, int], extra: dict[str, int] | None = None, interval: float = 0.5
+    ):
         self.users = users  # name -> uid
         self.extra = extra or {}  # label -> pid (the hub, the proxy)
         self.interval = interval
@@ -430,8 +466,13 @@ class Sampler:
                 peak = self.processes.get(pid)
                 if peak is None:
                     cmd = cmdline(pid)
-                    kind = ("server" if "jupyterhub-singleuser" in cmd
-                            else "kernel" if "ipykernel" in cmd else "other")
+                    kind = (
+                        "server"
+                        if "jupyterhub-singleuser" in cmd
+                        else "kernel"
+                        if "ipykernel" in cmd
+                        else "other"
+                    )
                     peak = self.processes[pid] = ProcessPeak(pid, kind, cmd[:200])
                 peak.pss_kb = max(peak.pss_kb, mem[0])
                 peak.rss_kb = max(peak.rss_kb, mem[1])
@@ -459,8 +500,11 @@ class LessonRun:
 
 def lesson_code_cells(path: Path) -> list[str]:
     nb = json.loads(path.read_text())
-    return ["".join(c["source"]) for c in nb["cells"]
-            if c["cell_type"] == "code" and "".join(c["source"]).strip()]
+    return [
+        "".join(c["source"])
+        for c in nb["cells"]
+        if c["cell_type"] == "code" and "".join(c["source"]).strip()
+    ]
 
 
 def find_lessons(notebooks: Path) -> dict[str, Path]:
@@ -490,30 +534,48 @@ class Learner:
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"token {self.token}"}
 
-    async def request(self, method: str, path: str, body: dict | None = None,
-                      timeout: float = 60.0, base: str | None = None):
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: dict | None = None,
+        timeout: float = 60.0,
+        base: str | None = None,
+    ):
         resp = await self.http.fetch(
-            f"{base or self.base}{path}", method=method, headers=self._headers(),
+            f"{base or self.base}{path}",
+            method=method,
+            headers=self._headers(),
             body=None if body is None else json.dumps(body),
-            allow_nonstandard_methods=True, raise_error=False, follow_redirects=False,
+            allow_nonstandard_methods=True,
+            raise_error=False,
+            follow_redirects=False,
             request_timeout=timeout,
         )
         return resp.code, resp.body
 
-    async def pull_course(self, repo: str, branch: str = "main", timeout: float = 120.0) -> list[dict]:
+    async def pull_course(
+        self, repo: str, branch: str = "main", timeout: float = 120.0
+    ) -> list[dict]:
         """nbgitpuller's API (what the link's page calls): clone the course into ~/labsmtp."""
         query = urllib.parse.urlencode({"repo": repo, "branch": branch, "targetpath": COURSE_DIR})
         code, body = await self.request("GET", f"/git-pull/api?{query}", timeout=timeout)
-        events = [json.loads(line[6:]) for line in body.decode().splitlines()
-                  if line.startswith("data: ")]
+        events = [
+            json.loads(line[6:]) for line in body.decode().splitlines() if line.startswith("data: ")
+        ]
         assert code == 200, (self.name, code, body[:500])
         return events
 
     async def open_kernel(self, notebook: str) -> Kernel:
         code, body = await self.request(
-            "POST", "/api/sessions",
-            {"path": notebook, "type": "notebook", "name": Path(notebook).name,
-             "kernel": {"name": "python3"}},
+            "POST",
+            "/api/sessions",
+            {
+                "path": notebook,
+                "type": "notebook",
+                "name": Path(notebook).name,
+                "kernel": {"name": "python3"},
+            },
         )
         assert code == 201, (self.name, notebook, code, body[:500])
         session = json.loads(body)
@@ -521,8 +583,9 @@ class Learner:
         await kernel.connect()
         return kernel
 
-    async def run_lesson(self, lesson: str, path_in_home: str, cells: list[str],
-                         cell_timeout: float) -> LessonRun:
+    async def run_lesson(
+        self, lesson: str, path_in_home: str, cells: list[str], cell_timeout: float
+    ) -> LessonRun:
         run = LessonRun(self.name, lesson, cells=len(cells))
         kernel = await self.open_kernel(path_in_home)
         try:
@@ -557,14 +620,20 @@ class Kernel:
         self.ws: websocket.WebSocketClientConnection | None = None
 
     async def connect(self) -> None:
-        url = self.learner.base.replace("http://", "ws://") + f"/api/kernels/{self.kernel_id}/channels"
+        url = (
+            self.learner.base.replace("http://", "ws://")
+            + f"/api/kernels/{self.kernel_id}/channels"
+        )
         req = httpclient.HTTPRequest(url, headers=self.learner._headers(), request_timeout=60)
         self.ws = await websocket.websocket_connect(req)
         # The kernel is ready when it answers kernel_info (it may still be starting).
         msg_id = self._send("kernel_info_request", {})
         while True:
             msg = await self._recv(60)
-            if msg["msg_type"] == "kernel_info_reply" and msg["parent_header"].get("msg_id") == msg_id:
+            if (
+                msg["msg_type"] == "kernel_info_reply"
+                and msg["parent_header"].get("msg_id") == msg_id
+            ):
                 return
 
     def pid(self) -> int | None:
@@ -576,12 +645,25 @@ class Kernel:
 
     def _send(self, msg_type: str, content: dict, channel: str = "shell") -> str:
         msg_id = uuid.uuid4().hex
-        self.ws.write_message(json.dumps({
-            "header": {"msg_id": msg_id, "msg_type": msg_type, "username": self.learner.name,
-                       "session": self.session, "date": "", "version": "5.3"},
-            "parent_header": {}, "metadata": {}, "content": content,
-            "channel": channel, "buffers": [],
-        }))
+        self.ws.write_message(
+            json.dumps(
+                {
+                    "header": {
+                        "msg_id": msg_id,
+                        "msg_type": msg_type,
+                        "username": self.learner.name,
+                        "session": self.session,
+                        "date": "",
+                        "version": "5.3",
+                    },
+                    "parent_header": {},
+                    "metadata": {},
+                    "content": content,
+                    "channel": channel,
+                    "buffers": [],
+                }
+            )
+        )
         return msg_id
 
     async def _recv(self, timeout: float) -> dict:
@@ -595,17 +677,26 @@ class Kernel:
 
     async def execute(self, code: str, timeout: float = 120.0) -> Execution:
         """Run one cell; its status, what it printed, and its error or stderr outputs."""
-        msg_id = self._send("execute_request", {
-            "code": code, "silent": False, "store_history": True, "user_expressions": {},
-            "allow_stdin": False, "stop_on_error": True,
-        })
+        msg_id = self._send(
+            "execute_request",
+            {
+                "code": code,
+                "silent": False,
+                "store_history": True,
+                "user_expressions": {},
+                "allow_stdin": False,
+                "stop_on_error": True,
+            },
+        )
         result = Execution()
         idle = replied = False
         deadline = time.monotonic() + timeout
         while not (idle and replied):
             left = deadline - time.monotonic()
             if left <= 0:
-                raise AssertionError(f"{self.learner.name}: a cell ran longer than {timeout:.0f} s:\n{code[:300]}")
+                raise AssertionError(
+                    f"{self.learner.name}: a cell ran longer than {timeout:.0f} s:\n{code[:300]}"
+                )
             msg = await self._recv(left)
             if msg["parent_header"].get("msg_id") != msg_id:
                 continue

@@ -17,6 +17,11 @@ host), slow ``getfqdn`` (always pass a server name), restart after stop (new
 Controller), a taken port (checked first, fails at once), the self-test
 connection (kept out of the transcript), the ``mail.log`` logger (silenced),
 idle timeout (421 4.4.2 before closing, §4.5.3.2).
+
+On a shared host (JupyterHub with one system user per learner) a server with
+``owner_only`` answers a connection opened by another user with 554 5.7.1
+instead of 220 (``peeruid.py`` reads who opened it); the hook is the first
+lines of ``_LabSMTP._dialogue``.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import datetime
 import errno
 import ipaddress
 import logging
+import os
 import random
 import socket
 import threading
@@ -46,6 +52,7 @@ from ..protocol.personas import Persona, get_persona
 from ..protocol.policy import MODE_ABOUT, Policy, check_mode
 from ..protocol.replies import Reply, reply_from_lines
 from ..protocol.states import Command, State
+from . import peeruid
 from .faults import FaultEngine
 from .mailbox import Mailbox, StoredMessage
 from .transcript import CLIENT, EVENT, SERVER, Line, SessionInfo, Transcript
@@ -94,6 +101,20 @@ def _is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
+def _owner_only(asked: bool | None) -> bool:
+    """Whether to refuse other users' connections: on by default under JupyterHub, on Linux."""
+    if asked is None:
+        return "JUPYTERHUB_USER" in os.environ and peeruid.available()
+    if not isinstance(asked, bool):
+        raise LabValueError(f"owner_only must be True, False or left out, not {asked!r}")
+    if asked and not peeruid.available():
+        raise LabValueError(
+            "owner_only=True needs Linux (it reads who opened each connection from "
+            "/proc/net/tcp); leave it out on this system"
+        )
+    return asked
+
+
 def _check_port(host: str, port: int) -> None:
     """Fail at once, with advice, if ``port`` is taken (asyncio would wait 5 s)."""
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -107,14 +128,22 @@ def _check_port(host: str, port: int) -> None:
                 f"port {port} on {host} is already in use by another program or server. "
                 f"Leave out port= to let the lab pick a free one, choose another port, "
                 f"or stop the other server (labsmtp.stop_all() stops every lab server "
-                f"in this notebook)."
+                f"in this notebook).",
+                host=host,
+                port=port,
+                reason="in use",
             ) from None
         if exc.errno in (errno.EACCES, errno.EPERM):
             raise PortInUseError(
                 f"not allowed to listen on port {port} (ports below 1024 need root). "
-                f"Use a port such as 2525, or leave out port= to let the lab pick one."
+                f"Use a port such as 2525, or leave out port= to let the lab pick one.",
+                host=host,
+                port=port,
+                reason="not allowed",
             ) from None
-        raise PortInUseError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+        raise PortInUseError(
+            f"cannot listen on {host}:{port}: {exc.strerror}", host=host, port=port
+        ) from None
     finally:
         s.close()
 
@@ -368,13 +397,9 @@ class _LabSMTP(SMTP):
         return reply
 
     async def _reply(self, key: str, command: str | None, **fields) -> Reply:
-        reply = self._write_reply(self.persona.render(key, self._fields(**fields)), command)
-        if self._writer is not None and self.transport is not None:
-            try:
-                await self._writer.drain()
-            except ConnectionError:
-                pass
-        return reply
+        return await self._write_and_drain(
+            self.persona.render(key, self._fields(**fields)), command
+        )
 
     def _set_state(self, state: State) -> None:
         if state is not self.lab_session.state:
@@ -409,11 +434,21 @@ class _LabSMTP(SMTP):
 
     async def _dialogue(self) -> None:
         lab, ls = self.lab, self.lab_session
+        # Another user's connection on a shared host (labsmtp/lab/peeruid.py).
+        if lab.owner_only:
+            t = self.transport
+            why = peeruid.check(t.get_extra_info("sockname"), t.get_extra_info("peername"))
+            if why:
+                return await self._no_service(why)
         if len(lab._active) > self.policy.max_connections:
             await self._reply("too_many_connections", "CONNECT")
             self._close()
             return
-        await self.lab.faults.run(self, "connect", lambda: self._reply("greeting", "CONNECT"))
+        greeting = await self.lab.faults.run(
+            self, "connect", lambda: self._reply("greeting", "CONNECT")
+        )
+        if greeting is not None and greeting.code == 554:
+            return await self._no_service(None)  # an injected connect:554
         while self.transport is not None and not self.transport.is_closing():
             if ls.errors >= self.policy.hard_error_limit:
                 await self._reply("too_many_errors", None)
@@ -428,6 +463,54 @@ class _LabSMTP(SMTP):
             if ls.state is State.CLOSED:
                 self._close()
                 return
+
+    async def _no_service(self, why: str | None) -> None:
+        """554 instead of 220, then only QUIT (RFC 5321 §3.1), worded as Postfix 3.7 does.
+
+        §3.1: a server that answers the connection with 554 "MUST still wait for
+        the client to send a QUIT before closing the connection and SHOULD respond
+        to any intervening commands with 503". Postfix refusing a client at
+        connect time says "554 5.7.1 <name[addr]>: Client host rejected: ...",
+        then "503 5.7.0 Error: access denied for name[addr]" to everything but
+        QUIT. ``why`` is None when the 554 was already sent (a fault rule).
+        """
+        client = self._client.rsplit(":", 1)[0]
+        who = f"{_REVERSE_NAMES.get(client, 'unknown')}[{client}]"  # Postfix's name[address]
+        if why is not None:
+            self._event(f"refused: {why}")
+            await self._write_and_drain(
+                [f"554 5.7.1 <{who}>: Client host rejected: {why}"], "CONNECT"
+            )
+        while self.transport is not None and not self.transport.is_closing():
+            raw = await self._read_line()
+            if raw is None:
+                return
+            verb = raw.split(b" ", 1)[0].strip().upper()
+            self._record(
+                Line(
+                    self._sid,
+                    time.time(),
+                    CLIENT,
+                    raw,
+                    self._client,
+                    command=verb.decode("ascii", "replace") or None,
+                )
+            )
+            if verb == b"QUIT":
+                await self._write_and_drain(["221 2.0.0 Bye"], "QUIT")
+                self._set_state(State.CLOSED)
+                self._close()
+                return
+            await self._write_and_drain([f"503 5.7.0 Error: access denied for {who}"], None)
+
+    async def _write_and_drain(self, lines: list[str], command: str | None) -> Reply:
+        reply = self._write_reply(lines, command)
+        if self._writer is not None and self.transport is not None:
+            try:
+                await self._writer.drain()
+            except ConnectionError:
+                pass
+        return reply
 
     async def _read_line(self) -> bytes | None:
         """One command line (bare LF tolerated, as Postfix does); None at EOF."""
@@ -930,6 +1013,7 @@ class LabServer:
         implicit_tls: bool = False,
         users: dict[str, str] | None = None,
         auth_require_tls: bool = True,
+        owner_only: bool | None = None,
         **policy_switches,
     ):
         if port is not None and (isinstance(port, bool) or not isinstance(port, int)):
@@ -993,6 +1077,7 @@ class LabServer:
         self._rng = random.Random(seed)
         self.faults = FaultEngine(seed)  # fault rules; empty until a lesson adds some
         self.seed = seed
+        self.owner_only = _owner_only(owner_only)
 
     # --- lifecycle ------------------------------------------------------
 
