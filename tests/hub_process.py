@@ -507,19 +507,24 @@ def lesson_code_cells(path: Path) -> list[str]:
     ]
 
 
-def find_lessons(notebooks: Path) -> dict[str, Path]:
-    """Lessons 0 and 1 and the fault lab, by their titles (lessons may be renumbered)."""
-    found: dict[str, Path] = {}
-    for path in sorted(notebooks.glob("*.ipynb")):
+def find_lessons(course: Path = ROOT) -> dict[str, str]:
+    """Lessons 0 and 1 and the fault lab, found by their titles (lessons may be renumbered).
+
+    Values are paths inside the course ("notebooks/06-....ipynb").
+    """
+    found: dict[str, str] = {}
+    for path in sorted((course / "notebooks").glob("*.ipynb")):
         nb = json.loads(path.read_text())
         first = next((c for c in nb["cells"] if c["cell_type"] == "markdown"), None)
         title = "".join(first["source"]).splitlines()[0] if first else ""
         m = re.match(r"#\s*(\d+)\.", title)
         if m and m[1] in ("0", "1"):
-            found.setdefault(f"lesson {m[1]}", path)
+            found.setdefault(f"lesson {m[1]}", f"notebooks/{path.name}")
         if re.search(r"\bfaults?\b", title, re.IGNORECASE):
-            found.setdefault("fault lab", path)
-    return found
+            found.setdefault("fault lab", f"notebooks/{path.name}")
+    missing = {"lesson 0", "lesson 1", "fault lab"} - set(found)
+    assert not missing, f"no lesson titled for {sorted(missing)} in {course / 'notebooks'}"
+    return dict(sorted(found.items()))
 
 
 class Learner:
@@ -529,7 +534,7 @@ class Learner:
         self.hub, self.name, self.token = hub, name, token
         self.uid = pwd.getpwnam(name).pw_uid
         self.base = f"{hub.url}/user/{name}"
-        self.http = httpclient.AsyncHTTPClient()
+        self.home = Path(pwd.getpwnam(name).pw_dir)
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"token {self.token}"}
@@ -542,7 +547,9 @@ class Learner:
         timeout: float = 60.0,
         base: str | None = None,
     ):
-        resp = await self.http.fetch(
+        # One client per event loop (tornado keeps it); 30 lessons at once need more than 10.
+        http = httpclient.AsyncHTTPClient(max_clients=64)
+        resp = await http.fetch(
             f"{base or self.base}{path}",
             method=method,
             headers=self._headers(),
@@ -583,11 +590,11 @@ class Learner:
         await kernel.connect()
         return kernel
 
-    async def run_lesson(
-        self, lesson: str, path_in_home: str, cells: list[str], cell_timeout: float
-    ) -> LessonRun:
+    async def run_lesson(self, lesson: str, notebook: str, cell_timeout: float) -> LessonRun:
+        """Every code cell of ``notebook`` (a path in the learner's course copy), in order."""
+        cells = lesson_code_cells(self.home / COURSE_DIR / notebook)
         run = LessonRun(self.name, lesson, cells=len(cells))
-        kernel = await self.open_kernel(path_in_home)
+        kernel = await self.open_kernel(f"{COURSE_DIR}/{notebook}")
         try:
             run.kernel_pid = kernel.pid()
             started = time.monotonic()
@@ -720,6 +727,19 @@ class Kernel:
         await self.learner.request("DELETE", f"/api/sessions/{self.session_id}")
 
 
+async def run_lessons(
+    learners: list[Learner], lessons: dict[str, str], cell_timeout: float = 300.0
+) -> list[LessonRun]:
+    """Every learner runs every lesson, all at the same time, each in a kernel of its own."""
+    return await asyncio.gather(
+        *(
+            learner.run_lesson(label, notebook, cell_timeout)
+            for learner in learners
+            for label, notebook in lessons.items()
+        )
+    )
+
+
 # --- one place that sets everything up and tears it all down ------------------------
 
 
@@ -731,6 +751,7 @@ class Classroom:
         self.run_dir = Path(tempfile.mkdtemp(prefix="labsmtp-hub-"))
         os.chmod(self.run_dir, 0o755)  # learners read the course repository here
         self.names: list[str] = []
+        self.uids: dict[str, int] = {}
         self.hub: Hub | None = None
         self.learners: list[Learner] = []
         self.course: CourseServer | None = None
@@ -742,6 +763,7 @@ class Classroom:
         self.course = CourseServer(self.run_dir, self.run_dir / "git-daemon.log")
         self.repo = f"{self.course.url}/{course_repository(self.run_dir).name}"
         self.names = create_users(self.count)
+        self.uids = {name: pwd.getpwnam(name).pw_uid for name in self.names}
         self.timings["users"] = time.monotonic() - t
         t = time.monotonic()
         self.hub = Hub(self.run_dir).start()
@@ -762,6 +784,11 @@ class Classroom:
                 self.course.close()
             remove_users(self.names)
             shutil.rmtree(self.run_dir, ignore_errors=True)
+        left += [
+            f"process {pid} ({cmdline(pid)[:80]}) of {name}"
+            for name, uid in self.uids.items()
+            for pid in processes_of(uid)
+        ]
         existing = {u.pw_name for u in pwd.getpwall()}
         left += [f"user {n}" for n in self.names if n in existing]
         left += [f"home /home/{n}" for n in self.names if os.path.exists(f"/home/{n}")]
