@@ -41,7 +41,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(240)]
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 START_LESSON = "00-start-here.ipynb"
-FAULT_LAB_LESSON = "06-inject-faults-and-retry.ipynb"
+FAULT_LAB_LESSON = "08-inject-faults-and-retry.ipynb"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",  # CI runs as root, where Chromium's sandbox cannot start

@@ -156,7 +156,7 @@ def _check_2_1(server, size_limit):
 
 
 @exercise(
-    "2.2",
+    "4.1",
     "With reject_non_fqdn_helo_hostname on, greet the server from 127.0.0.2 with an "
     "address literal and get 250.",
     needs=("server",),
@@ -166,13 +166,43 @@ def _check_2_1(server, size_limit):
         c.quit()
     """,
 )
-def _check_2_2(server):
+def _check_4_1(server):
     for info in server.sessions:
         if info.client.startswith("127.0.0.2:") and info.helo == "[127.0.0.2]":
             return None
     return (
         "connect with server.client(source='127.0.0.2') and greet with the literal '[127.0.0.2]'."
     )
+
+
+@exercise(
+    "2.2",
+    "Write greet(client, name): EHLO, and HELO instead when EHLO gets 500 or 502.",
+    needs=("greet",),
+    solution="""
+        def greet(client, name):
+            reply = client.ehlo(name)
+            if reply.code in (500, 502):
+                reply = client.helo(name)
+            return reply
+    """,
+)
+def _check_2_2(greet):
+    from ..lab.server import LabServer
+
+    if not callable(greet):
+        return "greet should be a function: def greet(client, name): ..."
+    with LabServer(name="check-2-2-modern") as modern, LabServer(name="check-2-2-old") as old:
+        old.faults.add("helo#1:500 Syntax error, command unrecognized")
+        for srv, want in ((modern, "EHLO"), (old, "HELO")):
+            c = srv.client()
+            reply = greet(c, "client.example.org")
+            c.quit()
+            if getattr(reply, "code", None) != 250:
+                return f"against a server {'without' if want == 'HELO' else 'with'} EHLO your greet() did not end with 250."
+            if want == "EHLO" and not c.esmtp_keywords:
+                return "against a server that knows EHLO, greet() should use EHLO (and so learn its extensions)."
+    return None
 
 
 # --- lesson 3 -------------------------------------------------------------
@@ -236,7 +266,7 @@ def _check_3_3(server):
 
 
 @exercise(
-    "4.1",
+    "5.1",
     "Set `nat_address` to the loopback address whose PTR name resolves elsewhere (NAT).",
     needs=("zone", "nat_address"),
     setup="""
@@ -249,7 +279,7 @@ def _check_3_3(server):
                            if zone.fcrdns(a).verdict == "mismatch" and "branch" in zone.ptr(a)[0])
     """,
 )
-def _check_4_1(zone, nat_address):
+def _check_5_1(zone, nat_address):
     if nat_address != "127.0.0.5":
         return (
             "try zone.fcrdns(a).detail for 127.0.0.2 to 127.0.0.5: which PTR name points elsewhere?"
@@ -258,7 +288,7 @@ def _check_4_1(zone, nat_address):
 
 
 @exercise(
-    "4.2",
+    "5.2",
     "Add an A record for newmx.example.org (127.0.0.6), load the zone, and greet from "
     "127.0.0.6 as newmx.example.org with reject_unknown_helo_hostname on.",
     needs=("server",),
@@ -274,7 +304,7 @@ def _check_4_1(zone, nat_address):
         c.quit()
     """,
 )
-def _check_4_2(server):
+def _check_5_2(server):
     if "reject_unknown_helo_hostname" not in server.policy.smtpd_helo_restrictions:
         return "keep reject_unknown_helo_hostname on: fix the DNS, not the policy."
     for info in server.sessions:
@@ -289,11 +319,37 @@ def _check_4_2(server):
     )
 
 
+@exercise(
+    "4.2",
+    "From 127.0.0.2, greet pf (all three HELO restrictions on) with a name it accepts and deliver a message.",
+    needs=("server",),
+    setup="""
+        pf = LabServer(name="exercise-4-2", persona="postfix").start()
+        use_zone(pf, identity="off")
+        pf.configure(smtpd_helo_restrictions="reject_invalid_helo_hostname,reject_non_fqdn_helo_hostname,reject_unknown_helo_hostname")
+        server = pf
+    """,
+    solution="""
+        c = pf.client(source="127.0.0.2")
+        c.ehlo("mail.good.example")
+        c.mail("learner@example.org")
+        c.rcpt("postmaster@lab.example.org")
+        c.data("Subject: a good name\\r\\n\\r\\nhello\\r\\n")
+        c.quit()
+    """,
+)
+def _check_4_2(server):
+    for m in server.mailbox:
+        if m.client.rsplit(":", 1)[0] == "127.0.0.2" or m.client == "127.0.0.2":
+            return None
+    return "no message from 127.0.0.2 yet: greet with a fully-qualified name that has an A record in the lab zone."
+
+
 # --- lesson 5 -------------------------------------------------------------
 
 
 @exercise(
-    "5.1",
+    "7.1",
     "Build `refusers`: the set of persona names that refuse 'HELO client'.",
     needs=("table", "refusers"),
     setup="""
@@ -305,7 +361,7 @@ def _check_4_2(server):
                     if table.cell(name, "HELO non-FQDN").code >= 400}
     """,
 )
-def _check_5_1(table, refusers):
+def _check_7_1(table, refusers):
     want = {n for n in table.personas if (table.cell(n, "HELO non-FQDN").code or 0) >= 400}
     if not isinstance(refusers, (set, frozenset, list, tuple)):
         return "refusers should be a set of names such as {'postfix'}."
@@ -315,17 +371,17 @@ def _check_5_1(table, refusers):
 
 
 @exercise(
-    "5.2",
+    "7.2",
     "Greet a sendmail-persona server with HELO; put the reply in `sendmail_reply`.",
     needs=("sendmail_reply",),
     solution="""
-        with LabServer(name="exercise-5-2", persona="sendmail") as sm:
+        with LabServer(name="exercise-7-2", persona="sendmail") as sm:
             c = sm.client()
             sendmail_reply = c.helo("client.example.org")
             c.quit()
     """,
 )
-def _check_5_2(sendmail_reply):
+def _check_7_2(sendmail_reply):
     if sendmail_reply is None or not hasattr(sendmail_reply, "code"):
         return "keep the reply object that client.helo(...) returns."
     if sendmail_reply.code != 250 or "pleased to meet you" not in sendmail_reply.text:
@@ -337,7 +393,7 @@ def _check_5_2(sendmail_reply):
 
 
 @exercise(
-    "6.1",
+    "8.1",
     "100 MTA-like trials against rcpt:451:0.5; keep the result in `result`.",
     needs=("result",),
     solution="""
@@ -345,7 +401,7 @@ def _check_5_2(sendmail_reply):
         result = trials.run_trials(server, 100, retry="mta", faults=["rcpt:451:0.5"], seed=1)
     """,
 )
-def _check_6_1(result):
+def _check_8_1(result):
     if not hasattr(result, "by_outcome"):
         return "keep what trials.run_trials(...) returns in result."
     if result.policy.name != "mta" or len(result.trials) != 100:
@@ -358,7 +414,7 @@ def _check_6_1(result):
 
 
 @exercise(
-    "6.2",
+    "8.2",
     "Run 50 trials twice with seed=42 and mail:450:0.4; keep them in `first` and `second`.",
     needs=("first", "second"),
     solution="""
@@ -367,7 +423,7 @@ def _check_6_1(result):
         second = trials.run_trials(server, 50, retry="none", faults=["mail:450:0.4"], seed=42)
     """,
 )
-def _check_6_2(first, second):
+def _check_8_2(first, second):
     if not (hasattr(first, "trials") and hasattr(second, "trials")):
         return "keep both results of trials.run_trials(...)."
     if first.seed != 42 or second.seed != 42:
@@ -383,11 +439,11 @@ def _check_6_2(first, second):
 
 
 @exercise(
-    "7.1",
+    "11.1",
     "On a submission server, send to friend@elsewhere.example.net after STARTTLS and AUTH.",
     needs=("server",),
     setup="""
-        server = LabServer(name="exercise-7-1", mode="submission", users={"alice": "wonderland"}).start()
+        server = LabServer(name="exercise-11-1", mode="submission", users={"alice": "wonderland"}).start()
     """,
     solution="""
         c = server.client()
@@ -401,7 +457,7 @@ def _check_6_2(first, second):
         c.quit()
     """,
 )
-def _check_7_1(server):
+def _check_11_1(server):
     if server.mailbox.find(rcpt="friend@elsewhere.example.net"):
         return None
     codes = [r.code for r in _replies(server)]
@@ -413,23 +469,22 @@ def _check_7_1(server):
 
 
 @exercise(
-    "7.2",
+    "10.1",
     "Try STARTTLS with server_name='evil.example.net'; keep the exception in `error`.",
     needs=("error",),
     setup="""
-        sub7 = LabServer(name="exercise-7-2", tls=True).start()
+        server = LabServer(name="exercise-10-1", tls=True).start()
     """,
     solution="""
-        t = sub7.client()
+        t = server.client()
         t.ehlo("client.example.org")
         try:
             t.starttls(server_name="evil.example.net")
         except TLSFailed as exc:
             error = exc
-        sub7.stop()
     """,
 )
-def _check_7_2(error):
+def _check_10_1(error):
     from ..errors import LabConnectionError
 
     if not isinstance(error, LabConnectionError):
@@ -443,7 +498,7 @@ def _check_7_2(error):
 
 
 @exercise(
-    "8.1",
+    "12.1",
     "Write `outcome`: the name of the smtplib exception raised when every recipient "
     "is refused (as a string).",
     needs=("outcome",),
@@ -457,14 +512,14 @@ def _check_7_2(error):
             outcome = type(exc).__name__
     """,
 )
-def _check_8_1(outcome):
+def _check_12_1(outcome):
     if outcome != "SMTPRecipientsRefused":
         return "catch smtplib.SMTPException and look at type(exc).__name__."
     return None
 
 
 @exercise(
-    "8.2",
+    "12.2",
     "Write send_with_retry(...) so that a 4xx is retried with a growing wait and a 5xx "
     "is not; deliver one message to retry@lab.example.org through a server whose first "
     "two sessions answer RCPT with 451.",
@@ -492,7 +547,7 @@ def _check_8_1(outcome):
                         "Subject: retried\\r\\n\\r\\nhello\\r\\n")
     """,
 )
-def _check_8_2(server):
+def _check_12_2(server):
     if not server.mailbox.find(rcpt="retry@lab.example.org"):
         return (
             "no message for retry@lab.example.org arrived; retry after a 4xx until it is accepted."
@@ -519,7 +574,7 @@ def _diagnosis_hint(mystery, diagnosis) -> str | None:
 
 
 @exercise(
-    "9.1",
+    "13.1",
     "Name the cause of mystery 1.",
     needs=("mystery", "diagnosis"),
     setup="""
@@ -532,12 +587,12 @@ def _diagnosis_hint(mystery, diagnosis) -> str | None:
         diagnosis = "client-address"
     """,
 )
-def _check_9_1(mystery, diagnosis):
+def _check_13_1(mystery, diagnosis):
     return _diagnosis_hint(mystery, diagnosis)
 
 
 @exercise(
-    "9.2",
+    "13.2",
     "Name the cause of mystery 2.",
     needs=("mystery", "diagnosis"),
     setup="""
@@ -549,12 +604,12 @@ def _check_9_1(mystery, diagnosis):
         diagnosis = "nat-identity"
     """,
 )
-def _check_9_2(mystery, diagnosis):
+def _check_13_2(mystery, diagnosis):
     return _diagnosis_hint(mystery, diagnosis)
 
 
 @exercise(
-    "9.3",
+    "13.3",
     "Diagnose mysteries 3 to 7: a dict {number: diagnosis}.",
     needs=("mysteries", "diagnoses"),
     setup="""
@@ -566,7 +621,7 @@ def _check_9_2(mystery, diagnosis):
                      6: "relay-denied", 7: "size-limit"}
     """,
 )
-def _check_9_3(mysteries, diagnoses):
+def _check_13_3(mysteries, diagnoses):
     if not isinstance(diagnoses, dict):
         return "diagnoses should be a dict such as {3: 'greylisting', ...}."
     wrong = [n for n, m in sorted(mysteries.items()) if _diagnosis_hint(m, diagnoses.get(n))]
@@ -581,7 +636,7 @@ def _check_9_3(mysteries, diagnoses):
 
 
 @exercise(
-    "10.1",
+    "14.1",
     "Show live that HELO with no argument is a syntax error: get a 501 from the server.",
     needs=("server",),
     solution="""
@@ -590,14 +645,14 @@ def _check_9_3(mysteries, diagnoses):
         c.quit()
     """,
 )
-def _check_10_1(server):
+def _check_14_1(server):
     if not any(r.code == 501 for r in _replies(server, "HELO")):
         return "send the bare line 'HELO' with client.raw('HELO')."
     return None
 
 
 @exercise(
-    "10.2",
+    "14.2",
     "Greet with an address literal instead of any name, and deliver a message.",
     needs=("server",),
     solution="""
@@ -609,10 +664,67 @@ def _check_10_1(server):
         c.quit()
     """,
 )
-def _check_10_2(server):
+def _check_14_2(server):
     from ..protocol.policy import address_literal
 
     for m in server.mailbox:
         if m.helo and address_literal(m.helo):
             return None
     return "greet with an address literal such as '[127.0.0.1]' (brackets included), then send a message."
+
+
+@exercise(
+    "10.2",
+    "EHLO, STARTTLS, EHLO again: put in new_keywords the keywords only the second EHLO lists.",
+    needs=("server", "new_keywords"),
+    setup="""
+        server = LabServer(name="exercise-10-2", tls=True, users={"alice": "wonderland"}).start()
+    """,
+    solution="""
+        c = server.client()
+        before = set(c.ehlo("client.example.org").texts[1:])
+        c.starttls()
+        after = set(c.ehlo("client.example.org").texts[1:])
+        new_keywords = {k.split()[0] for k in after - before}
+        c.quit()
+    """,
+)
+def _check_10_2(server, new_keywords):
+    if not isinstance(new_keywords, (set, frozenset, list, tuple)):
+        return "new_keywords should be a set of keywords such as {'SIZE'}."
+    names = {str(k).split()[0].upper() for k in new_keywords}
+    if names != {"AUTH"}:
+        return "compare the two EHLO replies line by line: which keyword is new inside TLS?"
+    return None
+
+
+@exercise(
+    "11.2",
+    "From 127.0.0.2, in one session on an mx server: a lab.example.org recipient gets 250, "
+    "an elsewhere.example.net recipient is refused.",
+    needs=("server",),
+    solution="""
+        mx_server = LabServer(name="exercise-11-2").start()
+        c = mx_server.client(source="127.0.0.2")
+        c.ehlo("client.example.org")
+        c.mail("learner@example.org")
+        c.rcpt("postmaster@lab.example.org")
+        c.rcpt("friend@elsewhere.example.net")
+        c.quit()
+        server = mx_server
+    """,
+)
+def _check_11_2(server):
+    if server is None or not hasattr(server, "transcript"):
+        return "keep the server you started in mx_server."
+    for info in server.sessions:
+        if not info.client.startswith("127.0.0.2:"):
+            continue
+        codes = {}
+        for ln in server.transcript.lines(info.id):
+            if ln.reply is not None and ln.command == "RCPT":
+                codes.setdefault(ln.reply.code // 100, 0)
+                codes[ln.reply.code // 100] += 1
+        if codes.get(2) and codes.get(5):
+            return None
+    return "from 127.0.0.2, send RCPT for postmaster@lab.example.org and for friend@elsewhere.example.net."
