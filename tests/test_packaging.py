@@ -108,7 +108,9 @@ def test_postbuild_is_executable_strict_and_installs_the_package():
     commands = [line.strip() for line in lines[1:] if line.strip() and not line.startswith("#")]
     # Without set -e a failed install would not fail the Binder build.
     assert commands[0] == "set -euo pipefail"
-    assert "pip install --no-deps -e ." in commands
+    # Into site-packages, not editable: on Zero to JupyterHub the learner's home
+    # volume hides /home/jovyan, where an editable install would point.
+    assert "pip install --no-deps ." in commands
 
 
 def test_binder_apt_packages_include_swaks():
