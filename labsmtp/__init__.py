@@ -11,12 +11,15 @@ Everything a lesson needs is imported from here. The package has three rooms
 (tests/test_layers.py keeps the walls standing):
 
 - ``labsmtp.protocol``: what SMTP is (state table, replies, personas, policy); no I/O.
-- ``labsmtp.lab``: the running lab (server, client, TLS, faults, DNS zone, trials).
+- ``labsmtp.lab``: the running lab (server, client, TLS, faults, DNS zone, trials,
+  and ``LabNet``: several servers found by MX, with an MTA-like sender that bounces).
 - ``labsmtp.classroom``: what a learner sees (plots, widgets, comparison,
   mysteries, exercises).
 
 ``plots``, ``replies``, ``trials`` and ``widgets`` are modules, loaded on first use
-(``from labsmtp import plots``), so importing labsmtp stays quick.
+(``from labsmtp import plots``), so importing labsmtp stays quick; so are the
+names of the MX and bounce lab (``LabNet``, ``LabMta``, ``find_route``,
+``read_dsn``, ``check_spf``).
 """
 
 import importlib
@@ -35,7 +38,7 @@ from .errors import (
     TLSFailed,
 )
 from .lab.client import StepClient, dot_stuff, make_message, show_wire
-from .lab.dnszone import DEFAULT_ZONE, LabZone, use_zone
+from .lab.dnszone import DEFAULT_ZONE, MAIL_ZONE, LabZone, use_zone
 from .lab.faults import Fault, FaultEngine, parse_fault
 from .lab.mailbox import Mailbox, StoredMessage
 from .lab.server import LabServer, running_servers, stop_all
@@ -57,11 +60,26 @@ _LAZY_MODULES = {
 }
 
 
+# The MX and bounce lab (several servers, an MTA, DSNs, SPF): loaded when a
+# lesson first asks for one of its names, so the other lessons do not pay for it.
+_LAZY_NAMES = {
+    "LabNet": "labsmtp.lab.mailnet",
+    "LabMta": "labsmtp.lab.mta",
+    "find_route": "labsmtp.lab.mx",
+    "read_dsn": "labsmtp.lab.dsn",
+    "check_spf": "labsmtp.lab.spf",
+}
+
+
 def __getattr__(name: str):
     if name in _LAZY_MODULES:
         module = importlib.import_module(_LAZY_MODULES[name])
         globals()[name] = module
         return module
+    if name in _LAZY_NAMES:
+        value = getattr(importlib.import_module(_LAZY_NAMES[name]), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'labsmtp' has no attribute {name!r}")
 
 
@@ -69,11 +87,15 @@ __all__ = [
     "DEFAULT_ZONE",
     "DIAGNOSES",
     "LabZone",
+    "MAIL_ZONE",
     "check",
+    "check_spf",
     "compare",
     "compare_steps",
+    "find_route",
     "mystery",
     "plots",
+    "read_dsn",
     "replies",
     "solution",
     "trials",
@@ -85,6 +107,8 @@ __all__ = [
     "FaultEngine",
     "LabConnectionError",
     "LabError",
+    "LabMta",
+    "LabNet",
     "LabServer",
     "LabValueError",
     "Mailbox",

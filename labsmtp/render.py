@@ -121,3 +121,10 @@ def mailbox_html(box) -> str:
         + "".join(rows)
         + "</table>"
     )
+
+
+class TextReport:
+    """Mixin: a notebook shows ``str(self)`` as preformatted text (reports, routes, results)."""
+
+    def _repr_html_(self) -> str:
+        return f"<pre>{html.escape(str(self))}</pre>"

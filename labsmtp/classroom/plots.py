@@ -543,3 +543,87 @@ def plot_comparison(table: Comparison):
         handles=legend, loc="outside lower center", ncols=5, fontsize=font - 2, frameon=False
     )
     return fig
+
+
+# --- how mail found its server (lab.mta) ----------------------------------------
+
+_ATTEMPT_MARKERS = {"no connection": "X", "not tried": "s"}
+
+
+def mx_attempts(delivery, ax=None) -> Figure:
+    """Each try of an MTA-like send (``LabNet.send``) by MX host along simulated time.
+
+    One row per host, in the order first tried; each marker is one attempt,
+    coloured by the class of the reply that decided it (grey: no reply) and
+    labelled with its code.  The bounce, if the MTA sent one, is drawn too.
+    """
+    if not hasattr(delivery, "attempts") or not hasattr(delivery, "bounces"):
+        raise LabValueError("mx_attempts() draws what LabNet.send() or LabMta.send() returns")
+    points = []  # (row label, x minutes, klass, text, marker)
+    for d, prefix in [(delivery, "")] + [(b, "bounce to ") for b in delivery.bounces]:
+        offset = d.started - delivery.started
+        for a in d.attempts:
+            klass = reply_class(a.code) if a.reply is not None else "none"
+            if a.outcome == "not tried":
+                # No connection at all (null MX, no such domain): coloured by its status.
+                status = a.note.split(" ", 1)[0]
+                label, text = f"{prefix}{a.domain} (not tried)", f"status {status}"
+                klass = f"{status[0]}xx" if status[:1] in ("4", "5") else "none"
+            else:
+                pref = "implicit MX" if a.preference is None else f"MX {a.preference}"
+                label = f"{prefix}{a.host} ({pref})"
+                text = str(a.code) if a.code is not None else "no answer"
+            marker = _ATTEMPT_MARKERS.get(a.outcome, "o")
+            points.append((label, (offset + a.at) / 60, klass, text, marker))
+    rows = list(dict.fromkeys(p[0] for p in points))
+    fig, ax = _axes(ax, (10, max(3.2, 0.7 * len(rows) + 2)))
+    seen = set()
+    for label, x, klass, text, marker in points:
+        y = rows.index(label)
+        ax.scatter(
+            x,
+            y,
+            s=160,
+            marker=marker,
+            color=CLASS_COLOURS[klass],
+            edgecolor="black",
+            zorder=3,
+            label=klass if klass not in seen else None,
+        )
+        seen.add(klass)
+        ax.annotate(
+            text,
+            (x, y),
+            xytext=(0, 11),
+            textcoords="offset points",
+            ha="center",
+            fontsize=_FONT - 2,
+        )
+    ax.set_yticks(range(len(rows)), rows, fontsize=_FONT - 2)
+    ax.set_ylim(len(rows) - 0.4, -0.7)
+    xmax = max([p[1] for p in points] + [1])
+    ax.set_xlim(-0.05 * xmax - 0.5, xmax * 1.08 + 0.5)
+    ax.grid(axis="x", color="#DDDDDD")
+    order = ["2xx", "3xx", "4xx", "5xx", "none"]
+    handles, labels = ax.get_legend_handles_labels()
+    pairs = sorted(zip(labels, handles, strict=False), key=lambda p: order.index(p[0]))
+    ax.legend(
+        [h for _, h in pairs],
+        [lab for lab, _ in pairs],
+        title="reply class",
+        fontsize=_FONT - 3,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1),
+    )
+    sender = f"<{delivery.sender}>" if delivery.sender else "<>"
+    rcpts = delivery.recipients
+    to = ", ".join(rcpts) if len(rcpts) <= 2 else f"{len(rcpts)} recipients"
+    ax.set_title(
+        f"Where the MTA tried to deliver, and when\nfrom {sender} to {to}\n"
+        f"EHLO {delivery.helo}: routing ignores it",
+        fontsize=_FONT,
+    )
+    ax.set_xlabel("simulated time since the MTA got the message (min)", fontsize=_FONT)
+    ax.set_ylabel("host tried (MX preference)", fontsize=_FONT)
+    ax.tick_params(axis="x", labelsize=_FONT)
+    return fig

@@ -23,6 +23,11 @@ what it found and accepts; ``strict`` is a *local* policy (Postfix's
 at RCPT with 450, as many real sites do, going beyond what the RFC allows
 for the HELO check.  NAT is why the RFC is careful: a client behind NAT is
 seen from an address its own name does not resolve to.
+
+The zone also answers MX and TXT: ``MAIL_ZONE`` is the lab's mail routing
+(which host receives mail for which domain, RFC 5321 §5.1; null MX, RFC 7505;
+SPF records, RFC 7208), read by ``mx.find_route``, ``spf.check_spf`` and
+``mailnet.LabNet``.
 """
 
 from __future__ import annotations
@@ -57,6 +62,48 @@ mail.branch.example.        A    127.0.0.50    ; NAT: the public address is 127.
 ; 127.0.0.4 has no PTR record at all
 """
 
+# The lab's mail routing: which host receives mail for which domain.  DNS gives
+# names and addresses, never ports; LabNet.ports supplies those (see there).
+MAIL_ZONE = """\
+$ORIGIN .
+$TTL 300
+; --- shop.example: two mail exchangers; the lower preference is tried first
+shop.example.            MX   10 mx1.shop.example.
+shop.example.            MX   20 mx2.shop.example.
+mx1.shop.example.        A    127.0.0.11
+mx2.shop.example.        A    127.0.0.12
+; --- twins.example: two MX at the same preference: senders pick one at random
+twins.example.           MX   10 mx1.shop.example.
+twins.example.           MX   10 mx2.shop.example.
+; --- plain.example: no MX, only an address: the implicit MX is the domain itself
+plain.example.           A    127.0.0.13
+; --- nomail.example: a web site's domain that takes no mail (null MX, RFC 7505)
+nomail.example.          MX   0 .
+nomail.example.          A    127.0.0.14
+; --- broken.example: its only MX names a host that has no address
+broken.example.          MX   10 gone.broken.example.
+; --- literal.example: an MX that names an address; MX data must be a host name
+literal.example.         MX   10 127.0.0.11.
+; --- (nothing.example has no records at all: the domain does not exist)
+; --- home.example: Ada's domain; her outgoing mail leaves from mta.home.example
+home.example.            MX   10 mx.home.example.
+home.example.            TXT  "v=spf1 a:mta.home.example -all"
+mx.home.example.         A    127.0.0.21
+mta.home.example.        A    127.0.0.20
+mta.home.example.        TXT  "v=spf1 a -all"   ; SPF for the HELO name (RFC 7208 §2.3)
+; --- innocent.example: Carol's domain, whose address spammers forge
+innocent.example.        MX   10 mx.innocent.example.
+innocent.example.        TXT  "v=spf1 a:mx.innocent.example -all"
+mx.innocent.example.     A    127.0.0.22
+mx.innocent.example.     TXT  "v=spf1 a -all"
+; --- acceptall.example: says 250 to every recipient, finds out later
+acceptall.example.       MX   10 mx.acceptall.example.
+mx.acceptall.example.    A    127.0.0.23
+mx.acceptall.example.    TXT  "v=spf1 a -all"
+; --- spam.bot.example: a spammer's machine
+spam.bot.example.        A    127.0.0.66
+"""
+
 IDENTITY_POLICIES = ("off", "standards", "strict")
 
 
@@ -71,7 +118,7 @@ class Fcrdns:
 
 
 class LabZone:
-    """A DNS zone held in memory, parsed from zone-file text; answers A, AAAA and PTR."""
+    """A DNS zone held in memory, parsed from zone-file text; answers A, AAAA, PTR, MX and TXT."""
 
     def __init__(self, text: str = DEFAULT_ZONE):
         if not isinstance(text, str):
@@ -130,6 +177,37 @@ class LabZone:
     def helo_matches(self, name: str, address: str) -> bool:
         """True if the HELO ``name`` resolves to the client's ``address``."""
         return address in self.addresses(name)
+
+    def exists(self, name: str) -> bool:
+        """True if ``name`` has any record (False is DNS's NXDOMAIN: no such domain)."""
+        try:
+            qname = dns.name.from_text(name.rstrip(".") + ".")
+        except dns.exception.DNSException:
+            return False
+        return self.zone.get_node(qname) is not None
+
+    def _records(self, name: str, rdtype) -> list:
+        """The records of one type at ``name`` (dnspython rdata; [] if none or a bad name)."""
+        try:
+            qname = dns.name.from_text(name.rstrip(".") + ".")
+        except dns.exception.DNSException:
+            return []
+        return list(self.zone.get_rdataset(qname, rdtype) or [])
+
+    def mx(self, domain: str) -> list[tuple[int, str]]:
+        """The MX records of ``domain`` as (preference, host), unsorted; host "." is a null MX."""
+        out = []
+        for r in self._records(domain, dns.rdatatype.MX):
+            host = r.exchange.to_text()
+            out.append((r.preference, host if host == "." else host.rstrip(".")))
+        return out
+
+    def txt(self, name: str) -> list[str]:
+        """The TXT records of ``name``, each one's strings joined (as SPF reads them)."""
+        return [
+            b"".join(r.strings).decode("utf-8", "replace")
+            for r in self._records(name, dns.rdatatype.TXT)
+        ]
 
     def __repr__(self) -> str:
         return f"<LabZone: {len(self.zone.nodes)} names>"

@@ -91,6 +91,7 @@ ENHANCED_DETAIL = {
     "1.6": "Destination mailbox has moved",
     "1.7": "Bad sender's mailbox address syntax",
     "1.8": "Bad sender's system address",
+    "1.10": "Recipient address has null MX (RFC 7505)",
     "2.0": "Other or undefined mailbox status",
     "2.1": "Mailbox disabled, not accepting messages",
     "2.2": "Mailbox full",
@@ -128,6 +129,7 @@ ENHANCED_DETAIL = {
     "7.8": "Authentication credentials invalid (RFC 4954)",
     "7.9": "Authentication mechanism is too weak (RFC 4954)",
     "7.11": "Encryption required for requested authentication mechanism (RFC 4954)",
+    "7.27": "Sender address has null MX (RFC 7505)",
 }
 
 # §4.3.2: which codes each command may get.  "I" intermediate, "S" success,
