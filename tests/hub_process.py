@@ -63,13 +63,13 @@ def free_port() -> int:
 
 
 def pid_alive(pid: int) -> bool:
+    """True while the process runs; an exited one its parent has not reaped yet (a
+    zombie: the hub reaps its servers only when it next polls them) counts as gone."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
         return False
-    except PermissionError:
-        return True
-    return True
 
 
 def processes_by_uid(uids) -> dict[int, list[int]]:
@@ -727,6 +727,14 @@ class Kernel:
         await self.learner.request("DELETE", f"/api/sessions/{self.session_id}")
 
 
+def server_pid(learner: Learner) -> int | None:
+    """The learner's single-user server process (jupyterhub-singleuser)."""
+    for pid in processes_of(learner.uid):
+        if "jupyterhub-singleuser" in cmdline(pid):
+            return pid
+    return None
+
+
 async def run_lessons(
     learners: list[Learner], lessons: dict[str, str], cell_timeout: float = 300.0
 ) -> list[LessonRun]:
@@ -776,14 +784,19 @@ class Classroom:
     def close(self) -> list[str]:
         """Tear down; returns what was still left afterwards (empty when clean)."""
         left = []
+        t = time.monotonic()
         try:
             # Every learner's processes at once (SIGTERM: servers shut their kernels
             # down), which is quicker than asking the hub to stop ten servers in turn.
             kill_pids(
                 [pid for pids in processes_by_uid(self.uids.values()).values() for pid in pids]
             )
+            self.timings["stop learners"] = time.monotonic() - t
+            t = time.monotonic()
             if self.hub is not None:
                 self.hub.stop()
+            self.timings["stop hub"] = time.monotonic() - t
+            t = time.monotonic()
         finally:
             if self.course is not None:
                 self.course.close()
@@ -794,6 +807,7 @@ class Classroom:
                 shutil.copy(self.run_dir / "jupyterhub.log", LOGS / "jupyterhub.log")
             remove_users(self.names)
             shutil.rmtree(self.run_dir, ignore_errors=True)
+            self.timings["remove users"] = time.monotonic() - t
         left += [
             f"process {pid} ({cmdline(pid)[:80]}) of {name}"
             for name, uid in self.uids.items()
