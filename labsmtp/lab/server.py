@@ -990,6 +990,10 @@ class _LabSMTP(SMTP):
 class LabServer:
     """A real SMTP server on loopback, running in a background thread of this kernel.
 
+    ``owner_only`` (default: on under JupyterHub, on Linux) answers connections
+    opened by other users of the machine with 554 5.7.1, so learners sharing a
+    host stay apart; ``owner_only=False`` lets them in.
+
     >>> with LabServer(persona="postfix") as server:
     ...     client = server.client()
     """
