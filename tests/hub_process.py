@@ -125,6 +125,18 @@ def memory_kb(pid: int) -> tuple[int, int] | None:
     return (pss or 0, rss or 0)
 
 
+def group_members(pgid: int) -> list[int]:
+    """Every process of process group ``pgid`` (field 5 of /proc/PID/stat)."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[2]) == pgid:
+                        members.append(int(entry))
+    return members
+
+
 def kill_pids(pids: list[int], timeout: float = 10.0) -> None:
     """SIGTERM, then SIGKILL what is left after ``timeout``."""
     for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
@@ -162,6 +174,40 @@ def remove_stale_users() -> list[str]:
             stale.append(u.pw_name)
     remove_users(stale)
     return stale
+
+
+def remove_stale() -> list[str]:
+    """What a run killed outright left behind (its pid is gone): hub, proxy, git
+    daemon, run directory and users, removed; a description of each returned.
+
+    A failing test tears down in its finalizer; this is for a run that could not
+    (SIGKILL, a lost CI runner), so that the next run starts clean.
+    """
+    removed = []
+    # Each pid file, what its process's command line holds, and whether the process
+    # leads a process group of its own (started with start_new_session) to stop whole.
+    expected = {
+        "hub/jupyterhub.pid": ("jupyterhub", True),
+        "hub/proxy.pid": ("configurable-http-proxy", False),
+        "git-daemon.pid": ("daemon --export-all", True),  # `git daemon` and its git-daemon
+    }
+    for run_dir in Path(tempfile.gettempdir()).glob("labsmtp-hub-*"):
+        try:
+            owner = int((run_dir / "owner.pid").read_text())
+        except (OSError, ValueError):
+            continue
+        if pid_alive(owner):
+            continue
+        for name, (program, group) in expected.items():
+            with contextlib.suppress(OSError, ValueError):
+                pid = int((run_dir / name).read_text())
+                if program in cmdline(pid):
+                    kill_pids(group_members(pid) if group else [pid])
+                    removed.append(f"{program} {pid}")
+        shutil.rmtree(run_dir, ignore_errors=True)
+        removed.append(str(run_dir))
+    stale_users = remove_stale_users()
+    return removed + [f"user {name}" for name in stale_users]
 
 
 def create_users(count: int) -> list[str]:
@@ -257,6 +303,7 @@ class CourseServer:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        (base / "git-daemon.pid").write_text(str(self.proc.pid))
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError), socket.create_connection((HOST, self.port), 1):
@@ -758,6 +805,7 @@ class Classroom:
         self.count = learners
         self.run_dir = Path(tempfile.mkdtemp(prefix="labsmtp-hub-"))
         os.chmod(self.run_dir, 0o755)  # learners read the course repository here
+        (self.run_dir / "owner.pid").write_text(str(os.getpid()))  # for remove_stale()
         self.names: list[str] = []
         self.uids: dict[str, int] = {}
         self.hub: Hub | None = None
@@ -767,7 +815,7 @@ class Classroom:
 
     def open(self) -> Classroom:
         t = time.monotonic()
-        remove_stale_users()
+        self.stale = remove_stale()
         self.course = CourseServer(self.run_dir, self.run_dir / "git-daemon.log")
         self.repo = f"{self.course.url}/{course_repository(self.run_dir).name}"
         self.names = create_users(self.count)

@@ -30,7 +30,10 @@ import asyncio
 import http.cookiejar
 import json
 import os
+import pwd
+import signal
 import subprocess
+import sys
 import time
 import urllib.parse
 import urllib.request
@@ -51,6 +54,8 @@ def room():
     require_root("creates system users and spawns servers as them (CI runs as root)")
     require_tool("git")
     require_tool("useradd", "/usr/sbin/useradd")
+    require_tool("npm")  # configurable-http-proxy comes from npm (make hub-deps)
+    require_tool("python3", "/usr/bin/python3")  # Debian's: the learners' venv is built from it
     started = time.monotonic()
     deps = subprocess.run(
         ["make", "--no-print-directory", "hub-deps"],
@@ -244,3 +249,37 @@ def _write_figures(room, lessons, runs, sampler) -> None:
         + f"; peak PSS per learner {max(sampler.learner_peak_pss.values()) / 1024:.0f} MB"
         + f" -> {ARTIFACT.relative_to(hub_process.ROOT)}"
     )
+
+
+def test_a_run_killed_outright_is_cleaned_up_by_the_next(room):
+    """SIGKILL skips every finalizer: the next run's remove_stale() must clear what is left."""
+    code = (
+        "import sys, time\n"
+        f"sys.path.insert(0, {str(hub_process.ROOT / 'tests')!r})\n"
+        "import hub_process\n"
+        "c = hub_process.Classroom(2)\n"
+        "c.course = hub_process.CourseServer(c.run_dir, c.run_dir / 'git-daemon.log')\n"
+        "c.names = hub_process.create_users(2)\n"
+        "c.hub = hub_process.Hub(c.run_dir).start()\n"
+        "print(c.run_dir, c.hub.proc.pid, c.hub.proxy_pid(), c.course.proc.pid, *c.names, flush=True)\n"
+        "time.sleep(300)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        run_dir, hub, proxy, daemon, *names = proc.stdout.readline().split()
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the harness itself dies, nothing else
+        proc.wait()
+    pids = {"hub": int(hub), "proxy": int(proxy)}
+    pids.update({f"git daemon {p}": p for p in hub_process.group_members(int(daemon))})
+    assert len(pids) >= 4 and all(hub_process.pid_alive(p) for p in pids.values()), pids
+
+    removed = hub_process.remove_stale()
+    assert run_dir in removed and {f"user {n}" for n in names} <= set(removed), removed
+    assert not [k for k, p in pids.items() if hub_process.pid_alive(p)], removed
+    existing = {u.pw_name for u in pwd.getpwall()}
+    assert not set(names) & existing and not os.path.exists(run_dir)
+    # The live room of this module was left alone.
+    assert all(hub_process.pid_alive(hub_process.server_pid(lr)) for lr in room.learners)
