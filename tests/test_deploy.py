@@ -113,3 +113,31 @@ def test_the_instructors_page_gives_a_working_link_form():
 def test_the_local_hub_config_compiles():
     source = (ROOT / "deploy" / "local" / "jupyterhub_config.py").read_text()
     compile(source, "jupyterhub_config.py", "exec")
+
+
+def test_lessons_never_fix_a_port():
+    # On a shared JupyterHub host every learner's lab server listens on the same
+    # loopback: a lesson that asked for port 2525 would collide with the next learner.
+    import ast
+    import json
+
+    fixed = []
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        for i, cell in enumerate(json.loads(path.read_text())["cells"]):
+            source = "".join(cell["source"])
+            if cell["cell_type"] != "code":
+                continue
+            if re.search(r"--port[ =]?[1-9]", source):
+                fixed.append(f"{path.name} cell {i}: {source[:60]}")
+            python = "\n".join(
+                ln for ln in source.splitlines() if not ln.lstrip().startswith(("!", "%"))
+            )
+            for node in ast.walk(ast.parse(python)):
+                if not isinstance(node, ast.Call):
+                    continue
+                name = getattr(node.func, "id", getattr(node.func, "attr", ""))
+                port = node.args[0] if name == "LabServer" and node.args else None
+                port = next((k.value for k in node.keywords if k.arg == "port"), port)
+                if isinstance(port, ast.Constant) and port.value:
+                    fixed.append(f"{path.name} cell {i}: {ast.unparse(node)[:60]}")
+    assert not fixed, fixed
