@@ -25,7 +25,7 @@ names of the MX and bounce lab (``LabNet``, ``LabMta``, ``find_route``,
 import importlib
 
 from .classroom.compare import compare, compare_steps
-from .classroom.course import check, solution
+from .classroom.course import check, reveal, solution
 from .classroom.mystery import DIAGNOSES, mystery
 from .errors import (
     ConnectFailed,
@@ -97,6 +97,7 @@ __all__ = [
     "plots",
     "read_dsn",
     "replies",
+    "reveal",
     "solution",
     "trials",
     "use_zone",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import pathlib
+import re
 import time
 
 import nbformat
@@ -10,7 +12,28 @@ import pytest
 from nbclient import NotebookClient
 
 _TIMES: dict[str, float] = {}
-NOTEBOOKS = sorted((pathlib.Path(__file__).parent.parent / "notebooks").glob("[0-9][0-9]-*.ipynb"))
+ROOT = pathlib.Path(__file__).parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]-*.ipynb"))
+RECORDINGS = "\n".join(
+    p.read_text() for p in sorted((ROOT / "tests" / "recordings").glob("*.json"))
+)
+# The article the course grew from (a copy of the seed article; lesson 14 quotes it).
+ARTICLE = ROOT / "docs" / "seed" / "smtp-helo-article.txt"
+# A server reply quoted in a lesson's prose, in backticks: `554 5.7.1 <...>: Relay access denied`.
+REPLY_QUOTE = re.compile(r"`([2-5][0-9]{2}[ -][^`]+)`")
+
+
+def _output_text(nb) -> str:
+    """Everything a lesson printed or displayed, as plain text."""
+    parts = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            parts.append(out.get("text", ""))
+            data = out.get("data", {})
+            parts.append(data.get("text/plain", ""))
+            parts.append(re.sub(r"<[^>]+>", " ", html.unescape(data.get("text/html", ""))))
+    text = "\n".join(parts)
+    return text + "\n" + html.unescape(text)
 
 
 def test_there_is_a_start_lesson():
@@ -42,13 +65,57 @@ def test_lesson_runs_clean(path, tmp_path):
     images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert images, f"{path.name} shows no picture"
     assert not problems, problems
+    # Fair checks (issue 14): after Run All, with every answer still at its
+    # placeholder, each check says "not attempted yet" (no earlier cell solved it,
+    # no hint gives it away), and each predict-then-run cell hides the answer.
+    for i, cell in enumerate(nb.cells):
+        src = cell.source if cell.cell_type == "code" else ""
+        text = "".join(o.get("text", "") for o in cell.get("outputs", []))
+        if re.match(r"check\(", src):
+            assert "not attempted yet" in text, f"{path.name} cell {i}: {text[:200]}"
+        if "reveal(" in src:
+            assert "Make your prediction first" in text, f"{path.name} cell {i}: {text[:200]}"
+    # Quotes checked against reality (issue 12): a reply the prose quotes is one this
+    # lesson's own run printed, or one a real server said in a committed recording.
+    shown = _output_text(nb)
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            for quote in REPLY_QUOTE.findall(cell.source):
+                assert quote in shown or quote in RECORDINGS, f"{path.name}: `{quote}` never seen"
     assert elapsed < 15, f"{path.name} took {elapsed:.1f} s (limit 15 s)"
 
 
-def test_whole_course_runs_within_a_minute():
+def test_whole_course_runs_within_ninety_seconds():
     # Runs after the lessons (file order); measures what they took in this session.
     if not _TIMES:
         pytest.fail("run the lessons first (this test reads their times)")
     total = sum(_TIMES.values())
     print(" ".join(f"{k[:2]}={v:.1f}s" for k, v in sorted(_TIMES.items())), f"total={total:.1f}s")
-    assert total <= 60, f"the course took {total:.1f} s (limit 60 s)"
+    # Fifteen lessons at a budget of 6 s each (11 lessons took about 40 s on the
+    # 2-core machine; kernel start-up is about 1.5 s of each): a workshop machine
+    # that is much slower than that will make the live demos drag too.
+    assert total <= 90, f"the course took {total:.1f} s (limit 90 s)"
+
+
+def test_lessons_quote_the_article_word_for_word():
+    assert ARTICLE.exists(), f"the seed article is missing: {ARTICLE}"
+    article = " ".join(ARTICLE.read_text().split())
+    quotes = []
+    for path in NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        for cell in nb.cells:
+            if cell.cell_type != "markdown" or "## Claim" not in cell.source:
+                continue
+            block = [ln[2:] for ln in cell.source.splitlines() if ln.startswith("> ")]
+            if block:
+                quotes.append(" ".join(" ".join(block).split()))
+    assert len(quotes) >= 10, "lesson 14 quotes each claim"
+    for quote in quotes:
+        assert quote in article, f"not in the article, word for word: {quote!r}"
+
+
+def test_a_quote_that_no_output_shows_is_caught():
+    fake = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(outputs=[])])
+    fake.cells[0].outputs = [nbformat.v4.new_output("stream", text="250 2.0.0 Ok\n")]
+    assert "250 2.0.0 Ok" in _output_text(fake)
+    assert "599 never said" not in _output_text(fake) + RECORDINGS

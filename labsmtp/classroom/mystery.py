@@ -21,11 +21,13 @@ from ..lab.server import LabServer
 # What can be wrong; each mystery has exactly one of these as its cause.
 DIAGNOSES = {
     "client-address": "the server refuses this client's IP address by local policy, whatever the HELO name",
+    "client-fcrdns": "the client's address has no forward-confirmed reverse DNS, and local policy refuses that",
     "helo-syntax": "the HELO name is not a valid or fully-qualified name",
     "helo-not-in-dns": "the HELO name has no address record in DNS (reject_unknown_helo_hostname)",
-    "nat-identity": "a strict identity policy: the client's address and its DNS name disagree (NAT)",
-    "firewall": "nothing answers on the port: a firewall drops or refuses the connection",
+    "nothing-listening": "the connection is refused or times out: no server, or a firewall in the way",
+    "server-hangs-up": "the connection opens, then the server side closes it before any greeting",
     "greylisting": "a first attempt is deferred with 4xx on purpose; a retry later succeeds",
+    "user-unknown": "the recipient's mailbox does not exist (550 5.1.1)",
     "relay-denied": "the client is not allowed to relay to a foreign domain",
     "size-limit": "the message is larger than the server accepts",
 }
@@ -107,10 +109,10 @@ class Mystery:
         return f"<Mystery {self.number}: {self.title} - task: {self.task}>"
 
 
-def _server(number: int, **kw) -> LabServer:
+def _server(number: int, persona: str = "postfix", **kw) -> LabServer:
     return LabServer(
         name=f"mystery-{number}",
-        persona="postfix",
+        persona=persona,
         hostname="mx.lab.example.org",
         smtpd_helo_required=True,
         **kw,
@@ -118,16 +120,10 @@ def _server(number: int, **kw) -> LabServer:
 
 
 def _m1() -> Mystery:
-    s = _server(1)
-    # Built as an object: the reply text has colons, which the short spec syntax splits on.
-    s.faults.add(
-        Fault(
-            "helo",
-            ReplyWith(550, "5.7.1 <unknown[127.0.0.1]>: Client host rejected: Access denied"),
-            client="127.0.0.1",
-            name="client blocklist",
-        )
-    )
+    # Exim with a host blocklist in its HELO ACL: a plain "deny" says "Administrative
+    # prohibition" (Exim's default message), with no enhanced code, as Exim does.
+    s = _server(1, persona="exim")
+    s.faults.add(Fault("helo", ReplyWith(550, "Administrative prohibition"), client="127.0.0.1"))
     return Mystery(
         1,
         "the 550 after HELO",
@@ -144,13 +140,14 @@ def _m2() -> Mystery:
     use_zone(s, identity="strict")
     return Mystery(
         2,
-        "the branch office behind NAT",
+        "the branch office",
         "From 127.0.0.5, greet as mail.branch.example and deliver to postmaster@lab.example.org.",
         s,
-        "nat-identity",
-        "127.0.0.5's PTR name is mail.branch.example, which resolves to 127.0.0.50: "
-        "NAT. A strict local policy refuses it at RCPT with 450; RFC 5321 §4.1.4 "
-        "would not allow refusing on a HELO mismatch alone.",
+        "client-fcrdns",
+        "450 4.7.25 at RCPT, whatever the HELO name: Postfix's reject_unknown_client_hostname, "
+        "a local policy (RFC 5321 §7.9). 127.0.0.5's PTR name, mail.branch.example, resolves "
+        "to 127.0.0.50, the office's inside address behind its NAT: the branch published the "
+        "wrong A record. The fix is in the branch's DNS (A 127.0.0.5), not in its HELO.",
         source="127.0.0.5",
         helo="mail.branch.example",
     )
@@ -166,8 +163,8 @@ def _m3() -> Mystery:
         "and deliver to postmaster@lab.example.org.",
         s,
         "helo-not-in-dns",
-        "450 4.7.1 Host not found: the new name was never added to DNS. Add an A "
-        "record (or greet with the old, registered name).",
+        "450 4.7.1 Helo command rejected: Host not found: the new name was never added to "
+        "DNS. Add its A record; do not switch the check off.",
         source="127.0.0.6",
         helo="newmx.example.org",
     )
@@ -181,9 +178,11 @@ def _m4() -> Mystery:
         "the silent port",
         "From 127.0.0.1, deliver a message to postmaster@lab.example.org.",
         s,
-        "firewall",
-        "The TCP connection opens and closes without a single byte, not even the "
-        "220 greeting: something between you and the mail server drops the session.",
+        "server-hangs-up",
+        "The TCP connection opens, then closes without a single byte, not even the 220 "
+        "greeting. A firewall would have refused it or let it time out; an accepted "
+        "connection that is closed comes from the server side: a host-based access rule "
+        "(tcp wrappers), an overloaded or crashed daemon, or a proxy with no server behind it.",
     )
 
 
@@ -196,9 +195,10 @@ def _m5() -> Mystery:
         "From 127.0.0.1, deliver a message to postmaster@lab.example.org.",
         s,
         "greylisting",
-        "451 4.7.1 at RCPT on the first attempt, 250 on a retry after a short wait: "
-        "greylisting. A real MTA retries by itself; only a script that gives up "
-        "after a 4xx loses the message.",
+        "A 4xx at RCPT on the first attempt, with 'Greylisted' in its text, and 250 on a "
+        "retry after a short wait: greylisting. The code varies between servers (postgrey "
+        "says 450 4.2.0, others 451 4.7.1). A real MTA retries by itself; only a script "
+        "that gives up after a 4xx loses the message.",
     )
 
 

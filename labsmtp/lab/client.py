@@ -177,11 +177,11 @@ class StepClient:
     # --- the commands -------------------------------------------------------
 
     def helo(self, name: str = DEFAULT_HELO) -> Reply:
-        """HELO <your FQDN or [address literal]> (RFC 5321 §4.1.1.1)."""
+        """HELO <your FQDN> (RFC 5321 §4.1.1.1; the grammar gives address literals to EHLO)."""
         return self.command(f"HELO {name}".rstrip(), Command.HELO)
 
     def ehlo(self, name: str = DEFAULT_HELO) -> Reply:
-        """EHLO <name>: like HELO, and the reply lists the server's extensions."""
+        """EHLO <FQDN or [address literal]>: like HELO, and the reply lists the extensions."""
         reply = self.command(f"EHLO {name}".rstrip(), Command.EHLO)
         if reply.code == 250:
             self.esmtp_keywords = {}

@@ -7,22 +7,31 @@ that a lesson can print, edit and load again; dnspython parses it.
 Two checks use it:
 
 - Postfix's ``reject_unknown_helo_hostname``: the HELO name has no A/AAAA
-  record -> ``450 4.7.1 <name>: Helo command rejected: Host not found``
+  record (Postfix also accepts an MX record; the lab looks at A and AAAA)
+  -> ``450 4.7.1 <name>: Helo command rejected: Host not found``
   (switched on in ``Policy.smtpd_helo_restrictions``; ``use_zone`` plugs the
   zone in as the server's resolver).
 - Forward-confirmed reverse DNS (FCrDNS) of the client address: the PTR
   name of the address must resolve back to the same address.  Also: does
   the HELO name resolve to the address the client connects from?
 
-RFC 5321 §4.1.4: a server "MAY verify that the domain name argument in the
-EHLO command actually corresponds to the IP address of the client.
-However, if the verification fails, the server MUST NOT refuse to accept a
-message on that basis."  So the lab has two policies: ``standards`` logs
-what it found and accepts; ``strict`` is a *local* policy (Postfix's
-``reject_unknown_client_hostname`` and a HELO-address match) that refuses
-at RCPT with 450, as many real sites do, going beyond what the RFC allows
-for the HELO check.  NAT is why the RFC is careful: a client behind NAT is
-seen from an address its own name does not resolve to.
+Three checks, three verdicts (lesson 5):
+
+- HELO name vs client address.  RFC 5321 §4.1.4: a server "MAY verify that
+  the domain name argument in the EHLO command actually corresponds to the IP
+  address of the client.  However, if the verification fails, the server
+  MUST NOT refuse to accept a message on that basis."  Log it, never refuse.
+- FCrDNS of the client address (no PTR, or a PTR name that does not lead
+  back): local policy (§7.9), e.g. Postfix's ``reject_unknown_client_hostname``,
+  450 4.7.25 (RFC 7372).  Common, with collateral damage.
+- The HELO name's syntax and DNS records: local policy, Postfix's
+  ``smtpd_helo_restrictions`` (policy.py).
+
+``standards`` logs the first two and refuses nothing.  ``strict`` refuses
+both at RCPT with 450: the FCrDNS refusal is ordinary local policy; the HELO
+mismatch refusal is what §4.1.4 forbids, kept so a lesson can show a
+non-compliant server (Exim's ``helo_verify_hosts`` does this for the hosts it
+lists; few sites apply it to everyone).
 
 The zone also answers MX and TXT: ``MAIL_ZONE`` is the lab's mail routing
 (which host receives mail for which domain, RFC 5321 §5.1; null MX, RFC 7505;
@@ -52,13 +61,13 @@ localhost.                  A    127.0.0.1
 client.example.org.         A    127.0.0.1     ; the step client's default HELO name
 mx.lab.example.org.         A    127.0.0.1     ; the lab server itself
 mail.good.example.          A    127.0.0.2     ; PTR and A agree: FCrDNS passes
-mail.mismatch.example.      A    192.0.2.10    ; its PTR says 127.0.0.3, its A says otherwise
-mail.branch.example.        A    127.0.0.50    ; NAT: the public address is 127.0.0.50 ...
+; mail.mismatch.example has no A record: its PTR (below) leads nowhere
+mail.branch.example.        A    127.0.0.50    ; the branch's inside address, behind its NAT
 ; --- reverse records: address -> name (PTR) -------------------------------
 1.0.0.127.in-addr.arpa.     PTR  localhost.
 2.0.0.127.in-addr.arpa.     PTR  mail.good.example.
 3.0.0.127.in-addr.arpa.     PTR  mail.mismatch.example.
-5.0.0.127.in-addr.arpa.     PTR  mail.branch.example.   ; ... but it is seen from 127.0.0.5
+5.0.0.127.in-addr.arpa.     PTR  mail.branch.example.   ; the NAT's public address
 ; 127.0.0.4 has no PTR record at all
 """
 
@@ -171,7 +180,7 @@ class LabZone:
             address,
             tuple(names),
             "mismatch",
-            f"{address} -> {names[0]} -> {back} (not {address}; NAT looks like this)",
+            f"{address} -> {names[0]} -> {back} (not {address}: mismatch)",
         )
 
     def helo_matches(self, name: str, address: str) -> bool:
@@ -247,7 +256,7 @@ class IdentityCheck(Action):
                     what = (
                         "logged, not refused (RFC 5321 §4.1.4)"
                         if self.policy == "standards"
-                        else "strict local policy: RCPT will be refused"
+                        else "strict policy: RCPT will be refused"
                     )
                     ctx.event("; ".join(found) + f" - {what}")
                 else:
@@ -260,10 +269,12 @@ class IdentityCheck(Action):
                 return await ctx.write(
                     [f"450 4.7.25 Client host rejected: cannot find your hostname, [{address}]"]
                 )
+            # What RFC 5321 §4.1.4 forbids; no Postfix restriction does this, so the
+            # lab's own words, not Postfix's.
             return await ctx.write(
                 [
-                    f"450 4.7.1 <{helo}>: Helo command rejected: Host name does not match "
-                    f"your address [{address}] (strict local policy)"
+                    f"450 4.7.1 <{helo}>: HELO name does not resolve to your address "
+                    f"[{address}] (refused against RFC 5321 §4.1.4)"
                 ]
             )
         return await normal()
@@ -274,7 +285,8 @@ def use_zone(server, zone: LabZone | str | None = None, *, identity: str = "stan
 
     ``identity``: "off" (only reject_unknown_helo_hostname uses the zone),
     "standards" (log FCrDNS and HELO mismatches, refuse nothing: RFC 5321
-    §4.1.4), or "strict" (refuse such clients at RCPT with 450: a local policy).
+    §4.1.4), or "strict" (refuse such clients at RCPT with 450: FCrDNS as local
+    policy, and a HELO mismatch against §4.1.4, to show a non-compliant server).
     """
     if identity not in IDENTITY_POLICIES:
         raise LabValueError(
@@ -289,7 +301,7 @@ def use_zone(server, zone: LabZone | str | None = None, *, identity: str = "stan
         server.faults.set_checks()
     else:
         check = IdentityCheck(zone, identity)
-        name = f"identity check ({'strict local policy' if identity == 'strict' else 'standards'})"
+        name = f"identity check ({'strict' if identity == 'strict' else 'standards'})"
         server.faults.set_checks(Fault("helo", check, name=name), Fault("rcpt", check, name=name))
     server.zone = zone
     return zone

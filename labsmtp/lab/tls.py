@@ -5,8 +5,10 @@ throw-away certificate authority with ``trustme`` (in memory, about 10 ms)
 and writes its certificate to a temporary file, so that other programs
 (swaks ``--tls-ca-path``, curl ``--cacert``, smtplib) can be told to trust it.
 Each lab server gets a certificate from that CA for its own name, plus
-``localhost`` and the loopback addresses, so a client verifies it exactly as
-it would verify a real MX.  Nothing here is trusted outside this process:
+``localhost`` and the loopback addresses, so a client verifies it as a mail
+program verifies its submission server (RFC 8314).  (Between MTAs on port 25,
+STARTTLS is usually opportunistic and unverified, RFC 7435, unless MTA-STS or
+DANE is used.)  Nothing here is trusted outside this process:
 the CA dies with the kernel, and the system's trust store never sees it -
 which is how a lesson shows "untrusted CA" (``trust="system"``).
 """

@@ -542,8 +542,8 @@ _SENDMAIL = dict(
 )
 
 # --- OpenSMTPD 6.8 ------------------------------------------------------------------
-# Recorded: tests/recordings/opensmtpd-6.8.0.json (Debian's 6.8.0p2; OpenSMTPD
-# has no HELO policy checks).  OpenSMTPD parses "MAIL FROM" and "RCPT TO" as whole
+# Recorded: tests/recordings/opensmtpd-6.8.0.json (Debian's 6.8.0p2; no HELO
+# checks in its default configuration: they need a built-in filter, phase helo).  OpenSMTPD parses "MAIL FROM" and "RCPT TO" as whole
 # verbs, implements neither VRFY nor EXPN, refuses a second HELO and RSET before
 # HELO, refuses arguments on RSET, NOOP and DATA, and does not check MAIL's SIZE=.
 _OPENSMTPD_SEQUENCE = "503 5.5.1 Invalid command: Command not allowed at this point."
@@ -764,8 +764,9 @@ register(
     Persona(
         name="opensmtpd",
         software="OpenSMTPD 6.8 (Debian)",
-        about="OpenSMTPD 6.8's replies, recorded from a real OpenSMTPD: no HELO checks, "
-        "no second HELO, no VRFY, SIZE= not checked at MAIL.",
+        about="OpenSMTPD 6.8's replies, recorded from a real OpenSMTPD: no HELO checks in "
+        "its default configuration (its built-in filters can add them), no second HELO, no "
+        "VRFY, SIZE= not checked at MAIL.",
         replies=MappingProxyType(_OPENSMTPD),
         ehlo_keywords=("8BITMIME", "ENHANCEDSTATUSCODES", "SIZE {size}", "DSN", "HELP"),
         source="tests/recordings/opensmtpd-6.8.0.json",
@@ -775,7 +776,7 @@ register(
         unsupported_verbs=("VRFY", "EXPN"),
         no_argument_verbs=("RSET", "NOOP", "DATA"),
         checks_size_param=False,
-        platform_policy=_recorded_policy(_SYNTAX),  # OpenSMTPD has no HELO policy
+        platform_policy=_recorded_policy(_SYNTAX),  # no HELO filter configured
         queue_id_format="########",
         queue_id_alphabet="0123456789abcdef",
     )
@@ -784,8 +785,9 @@ register(
     Persona(
         name="clamsmtpd",
         software="clamsmtpd 1.10 in front of Postfix 3.7",
-        about="clamsmtpd 1.10, a virus-filtering proxy, in front of Postfix 3.7, recorded: "
-        "HELO passes through; the proxy answers DATA with 354 before Postfix is asked.",
+        about="clamsmtpd 1.10, a virus-filtering proxy, in front of Postfix 3.7, recorded "
+        "with XClient off: HELO passes through; the proxy answers DATA with 354 before "
+        "Postfix is asked.",
         replies=MappingProxyType(_CLAMSMTPD),
         ehlo_keywords=(
             "SIZE {size}",

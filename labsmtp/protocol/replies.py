@@ -16,7 +16,8 @@ FIRST_DIGIT = {
     "3": "Positive intermediate: go on, send the next part (354 after DATA, 334 in AUTH).",
     "4": "Transient negative: not now; the same request may succeed later, so a client "
     "keeps the message and retries.",
-    "5": "Permanent negative: do not repeat the same request; the sender must change something.",
+    "5": "Permanent negative: the same request should not be repeated unchanged (§4.2.1); "
+    "the sender must change something first.",
 }
 # §4.2.1: the second digit.
 SECOND_DIGIT = {
@@ -129,6 +130,14 @@ ENHANCED_DETAIL = {
     "7.8": "Authentication credentials invalid (RFC 4954)",
     "7.9": "Authentication mechanism is too weak (RFC 4954)",
     "7.11": "Encryption required for requested authentication mechanism (RFC 4954)",
+    "7.12": "A password transition is needed (RFC 4954)",
+    "7.20": "No passing DKIM signature found (RFC 7372)",
+    "7.21": "No acceptable DKIM signature found (RFC 7372)",
+    "7.22": "No valid author-matched DKIM signature found (RFC 7372)",
+    "7.23": "SPF validation failed (RFC 7372)",
+    "7.24": "SPF validation error (RFC 7372)",
+    "7.25": "Reverse DNS validation failed (RFC 7372)",
+    "7.26": "Multiple authentication checks failed (RFC 7372)",
     "7.27": "Sender address has null MX (RFC 7505)",
 }
 
