@@ -55,6 +55,11 @@ c.Authenticator.allow_all = True
 c.JupyterHub.spawner_class = "jupyterhub.spawner.LocalProcessSpawner"
 c.Spawner.cmd = [f"{venv}/bin/jupyterhub-singleuser"]
 c.Spawner.default_url = "/lab"
+# Kernels talk to their server over Unix sockets in the learner's home, not TCP
+# ports on loopback: learners share one port space, and the fault lab's hundreds
+# of short connections took the port a starting kernel had just been given
+# ("ZMQError: Address already in use", measured with ten learners).
+c.Spawner.args = ["--KernelManager.transport=ipc"]
 # A loaded CI machine starting ten servers at once needs more than the defaults.
 c.Spawner.start_timeout = 180
 c.Spawner.http_timeout = 120
