@@ -1,6 +1,6 @@
 # One entry point for learners and developers.
 #   make lab    open the course in JupyterLab (creates .venv on first run)
-#   make test   lint, check notebooks are stripped, run pytest
+#   make test   lint, format and type checks, check notebooks are stripped, run pytest
 #   make bench  run the benchmarks
 #   make pins   refresh the exact pins in the requirement files
 #   make hub-deps  (root) JupyterHub + configurable-http-proxy for the multi-user test
@@ -34,7 +34,9 @@ lab: $(VENV)/.stamp-lab
 # Lint, notebook check and pytest all run even when an earlier one fails, so one
 # run (one CI run) reports everything; the exit status is non-zero if any failed.
 # `ruff format --check` keeps one style (an editor that formats on save makes no
-# diff noise); `ruff check` also enforces import order (rule I).
+# diff noise); `ruff check` also enforces import order (rule I) and a complexity
+# limit (C90, 12 branches); mypy checks the package's types, strictly in
+# labsmtp/protocol/ (settings in pyproject.toml).
 # nbstripout checks outputs, execution counts and saved widget state; --keep-id
 # because JupyterLab's random cell ids are harmless and renumbering them is churn.
 test: $(VENV)/.stamp-dev
@@ -43,6 +45,8 @@ test: $(VENV)/.stamp-dev
 	$(PY) -m ruff check . || failed="$$failed ruff"; \
 	echo "$(PY) -m ruff format --check ."; \
 	$(PY) -m ruff format --check . || failed="$$failed ruff-format"; \
+	echo "$(PY) -m mypy"; \
+	$(PY) -m mypy || failed="$$failed mypy"; \
 	if ls notebooks/*.ipynb >/dev/null 2>&1; then \
 	  echo "$(PY) -m nbstripout --verify --keep-id notebooks/*.ipynb"; \
 	  $(PY) -m nbstripout --verify --keep-id notebooks/*.ipynb || failed="$$failed nbstripout"; \

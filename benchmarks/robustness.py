@@ -4,8 +4,9 @@
     .venv/bin/python benchmarks/robustness.py --sessions 500 --fuzz 1000
 
 Each figure comes from the same code paths as ``tests/test_robustness.py``
-(which asserts them); this script only measures and reports, so the numbers
-in the README can be re-made with one command on any machine.
+(which asserts them): both import ``tests/helpers.py``, the module of helpers
+shared on purpose, never a test module.  This script only measures and
+reports, so the numbers in the README can be re-made with one command.
 """
 
 from __future__ import annotations
@@ -22,9 +23,13 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
 
-T = None  # tests/test_robustness.py, imported in main() once FUZZ_EXAMPLES is set
+import helpers as H  # noqa: E402  (tests/helpers.py: shared by the tests and this script)
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
 
 from labsmtp import LabServer  # noqa: E402
+
+USERS = {"alice": "wonderland"}
 
 
 def load(sessions: int) -> dict:
@@ -68,62 +73,68 @@ def load(sessions: int) -> dict:
             "in mailbox exactly once": len(subjects) == len(set(subjects)) == len(acked),
             "sessions in transcript": len(s.sessions),
             "seconds": round(elapsed, 2),
-            "internal errors": len(s._internal_errors),
+            "internal errors": len(s.internal_errors),
         }
 
 
-def fuzz() -> dict:
-    """Run the tests' fuzz properties (FUZZ_EXAMPLES inputs each); count what was sent."""
+def fuzz(examples: int) -> dict:
+    """Run the fuzz properties (``examples`` inputs each); count what was sent."""
     counted = {"connections": 0, "bytes": 0}
-    send = T._send_and_drain
+    send = H.send_and_drain
 
     def counting(address, payload, wait=5.0):
         counted["connections"] += 1
-        counted["bytes"] += len(payload) + len(T.SUFFIX)
+        counted["bytes"] += len(payload) + len(H.SUFFIX)
         return send(address, payload, wait)
 
-    T._send_and_drain = counting
-    complaints = T._Complaints()
-    s = LabServer(
-        name="bench-fuzz",
-        users=T.USERS,
-        tls=True,
-        auth_require_tls=False,
-        hard_error_limit=60,
-        idle_timeout=10,
-        max_lines=200_000,
-    ).start()
-    s.complaints = complaints
-    tests = [
-        T.test_fuzzed_command_lines_get_one_reply_each,
-        T.test_random_byte_streams,
-        T.test_overlong_and_huge_lines,
-        T.test_lf_dot_lf_smuggling_never_ends_the_message,
+    H.send_and_drain = counting
+    complaints = H.Complaints()
+    s = H.fuzz_lab_server("bench-fuzz")
+    fuzz = settings(
+        max_examples=examples,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+    properties = [
+        given(payload=H.command_lines)(
+            lambda payload: H.fuzzed_command_lines(s, complaints, payload)
+        ),
+        given(payload=st.binary(max_size=4096))(
+            lambda payload: H.random_byte_stream(s, complaints, payload)
+        ),
+        given(**H.overlong_inputs)(
+            lambda first, size, filler: H.overlong_line(s, complaints, first, size, filler)
+        ),
+        given(pieces=st.lists(H.body_piece, max_size=30))(
+            lambda pieces: H.lf_dot_lf_smuggling(s, pieces)
+        ),
     ]
     started = time.perf_counter()
     try:
-        for test in tests:
-            test(fuzz_server=s)  # each asserts its property for every input
+        for prop in properties:
+            fuzz(prop)()  # each asserts its property for every input
     finally:
-        T._send_and_drain = send
+        H.send_and_drain = send
         s.stop()
     return {
-        "properties": len(tests),
-        "inputs per property (max)": T.FUZZ_EXAMPLES,
+        "properties": len(properties),
+        "inputs per property (max)": examples,
         "raw fuzz connections": counted["connections"],
         "sessions opened (fuzz + checks)": len(s.sessions),
         "fuzz bytes sent": counted["bytes"],
-        "internal errors": len(s._internal_errors),
+        "internal errors": len(s.internal_errors),
         "seconds": round(time.perf_counter() - started, 1),
     }
 
 
 def cycles(n: int) -> dict:
     """``n`` start/stop cycles with a STARTTLS+AUTH dialogue each; count leftovers."""
-    s = LabServer(name="bench-cycles", users=T.USERS, implicit_tls=True)
+    s = LabServer(name="bench-cycles", users=USERS, implicit_tls=True)
     s.start(), s.client().quit(), s.stop()
     gc.collect()
-    threads, fds = len(threading.enumerate()), T._fds()
+    threads, fds = len(threading.enumerate()), H.fds()
     started = time.perf_counter()
     for _ in range(n):
         s.start()
@@ -135,36 +146,36 @@ def cycles(n: int) -> dict:
     return {
         "cycles": n,
         "threads left behind": len(threading.enumerate()) - threads,
-        "file descriptors left behind": T._fds() - fds,
+        "file descriptors left behind": H.fds() - fds,
         "seconds": round(time.perf_counter() - started, 1),
     }
 
 
 def memory(dialogues: int) -> dict:
     """RSS after the caps fill (2,000 dialogues) and after ``dialogues`` in all."""
-    with LabServer(name="bench-memory", **T.MEMORY_CAPS) as s:
-        T._dialogues(s.address, 2_000)
+    with LabServer(name="bench-memory", **H.MEMORY_CAPS) as s:
+        H.pipelined_dialogues(s.address, 2_000)
         gc.collect()
-        before = T._rss_mb()
+        before = H.rss_mb()
         started = time.perf_counter()
-        T._dialogues(s.address, dialogues - 2_000)
+        H.pipelined_dialogues(s.address, dialogues - 2_000)
         rate = (dialogues - 2_000) / (time.perf_counter() - started)
         gc.collect()
-        after = T._rss_mb()
+        after = H.rss_mb()
         return {
             "dialogues": dialogues,
-            "caps": ", ".join(f"{k}={v:,}" for k, v in T.MEMORY_CAPS.items()),
+            "caps": ", ".join(f"{k}={v:,}" for k, v in H.MEMORY_CAPS.items()),
             "RSS after caps filled (MB)": round(before, 1),
             "RSS at the end (MB)": round(after, 1),
             "growth (MB)": round(after - before, 1),
-            "bound asserted by the test (MB)": T.MEMORY_BOUND_MB,
+            "bound asserted by the test (MB)": H.MEMORY_BOUND_MB,
             "dialogues per second (pipelined, 8 client threads)": round(rate),
         }
 
 
 def slow_client() -> dict:
     """50 full dialogues while another client sends one byte a second."""
-    elapsed, delivered = T.beside_a_slow_client(50)
+    elapsed, delivered = H.beside_a_slow_client(50)
     return {
         "dialogues beside a 1 byte/s client": 50,
         "seconds": round(elapsed, 2),
@@ -179,15 +190,11 @@ def main(argv=None) -> int:
     p.add_argument("--cycles", type=int, default=100)
     p.add_argument("--dialogues", type=int, default=10_000)
     args = p.parse_args(argv)
-    global T
-    os.environ["FUZZ_EXAMPLES"] = str(args.fuzz)
-    import test_robustness as T  # the tests' own helpers, strategies and bounds
-
     command = "python benchmarks/robustness.py " + " ".join(argv or sys.argv[1:])
     results = {
         "Load": load(args.sessions),
         "Slow client": slow_client(),
-        "Bad input (hypothesis, derandomized)": fuzz(),
+        "Bad input (hypothesis, derandomized)": fuzz(args.fuzz),
         "Lifecycle": cycles(args.cycles),
         "Memory": memory(args.dialogues),
     }

@@ -40,14 +40,14 @@ from .errors import (
 from .lab.client import StepClient, dot_stuff, make_message, show_wire
 from .lab.dnszone import DEFAULT_ZONE, MAIL_ZONE, LabZone, use_zone
 from .lab.faults import Fault, FaultEngine, parse_fault
+from .lab.labserver import LabServer, running_servers, stop_all
 from .lab.mailbox import Mailbox, StoredMessage
-from .lab.server import LabServer, running_servers, stop_all
 from .lab.transcript import Transcript
 from .lab.trials import TrialResults, run_trials
 from .protocol.personas import Persona, get_persona, persona_names
 from .protocol.policy import Policy
 from .protocol.replies import Reply, explain_code, explain_enhanced, is_legal, parse_reply
-from .protocol.states import TRANSITIONS, Command, State, allowed_commands, next_state
+from .protocol.states import TRANSITIONS, Command, Stage, State, allowed_commands, next_state
 
 __version__ = "0.1.0"
 
@@ -119,6 +119,7 @@ __all__ = [
     "Reply",
     "ReplyTimeout",
     "ServerClosed",
+    "Stage",
     "State",
     "StepClient",
     "StoredMessage",

@@ -1,11 +1,12 @@
-"""The command line: ``python -m labsmtp serve | talk | send``.
+"""The command line: ``python -m labsmtp serve | talk | send | experiment``.
 
 ``serve`` runs the lab server in the foreground and prints every line live
 (swaks-style markers: ``->`` from the client, ``<-`` from the server,
-``<**`` an error reply).  Policy switches carry Postfix's parameter names.
-``talk`` is a line client for the JupyterLab terminal (a telnet that knows
-SMTP replies).  ``send`` sends one message and, like swaks, exits with a code
-that names the phase that failed.
+``<**`` an error reply).  Policy switches carry Postfix's parameter names;
+``--fault`` rules replay exactly under the same ``--seed``.  ``talk`` is a
+line client for the JupyterLab terminal (a telnet that knows SMTP replies).
+``send`` sends one message and, like swaks, exits with a code that names the
+stage that failed.  ``experiment`` runs many real dialogues against faults.
 """
 
 from __future__ import annotations
@@ -15,23 +16,38 @@ import json
 import signal
 import sys
 import threading
+from typing import Any
 
-from .errors import LabConnectionError, LabError, PortInUseError
+from .errors import ConnectFailed, LabConnectionError, LabError, PortInUseError
+from .lab.client import StepClient, make_message
+from .lab.faults import Fault, parse_fault
+from .lab.labserver import LabServer
+from .lab.trials import POLICIES, run_trials
 from .protocol.personas import persona_names
 from .protocol.policy import HELO_RESTRICTIONS
+from .protocol.states import Stage
 
-# swaks's exit codes: the phase that failed.
-EXIT_CODES = {
-    "connect": 2,
-    "greeting": 21,
-    "HELO": 22,
-    "EHLO": 22,
-    "MAIL": 23,
-    "RCPT": 24,
-    "DATA": 25,
-    "after the final dot": 26,
-    ".": 26,
+# swaks's exit codes: the stage that failed (2: nothing answered at all).
+CONNECT_FAILED = 2
+EXIT_CODES: dict[Stage, int] = {
+    Stage.CONNECT: 21,  # the greeting
+    Stage.HELO: 22,
+    Stage.MAIL: 23,
+    Stage.RCPT: 24,
+    Stage.DATA: 25,
+    Stage.DOT: 26,  # after the final dot
+    Stage.AUTH: 28,
+    Stage.STARTTLS: 29,
+    Stage.TLS: 29,
 }
+
+
+def exit_code(exc: LabConnectionError) -> int:
+    """swaks's exit code for a connection error, from the stage it names."""
+    if isinstance(exc, ConnectFailed):
+        return CONNECT_FAILED
+    stage = Stage.of(exc.phase)
+    return EXIT_CODES.get(stage, 1) if stage is not None else 1
 
 
 def _hostport(text: str) -> tuple[str, int]:
@@ -65,14 +81,11 @@ def _restrictions(text: str) -> tuple[str, ...]:
     return items
 
 
-def _fault_spec(text: str) -> str:
-    from .lab.faults import parse_fault
-
+def _fault_spec(text: str) -> Fault:
     try:
-        parse_fault(text)
+        return parse_fault(text)
     except LabError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
 
 
 def _csv(text: str) -> tuple[str, ...]:
@@ -104,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="SPEC",
         help="a fault rule such as rcpt:451:0.3 or data:drop (repeatable)",
+    )
+    s.add_argument(
+        "--seed", type=int, default=None, metavar="S", help="same seed, same faults, run after run"
     )
     s.add_argument(
         "--owner-only",
@@ -161,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     x.add_argument(
         "--retry",
-        choices=("none", "mta", "naive"),
+        choices=tuple(POLICIES),
         default="mta",
         help="client retry policy (default mta)",
     )
@@ -189,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _print_line(line) -> None:
+    """One transcript line as ``serve`` prints it: [session] marker text."""
     for part in line.text.split("\n") or [""]:
         tag = f"[{line.session}]"
         extra = f"   [injected by {line.injected}]" if line.injected else ""
@@ -196,9 +213,8 @@ def _print_line(line) -> None:
 
 
 def cmd_serve(args) -> int:
-    from .lab.server import LabServer
-
-    switches = {}
+    """Run a lab server in the foreground, printing every line, until Ctrl-C or SIGTERM."""
+    switches: dict[str, Any] = {}
     if args.smtpd_helo_required:
         switches["smtpd_helo_required"] = True
     if args.smtpd_helo_restrictions:
@@ -216,6 +232,7 @@ def cmd_serve(args) -> int:
         allow_non_loopback=args.allow_non_loopback,
         owner_only=args.owner_only,
         name="cli",
+        seed=args.seed,
         **switches,
     )
     server.on_line(_print_line)
@@ -235,6 +252,8 @@ def cmd_serve(args) -> int:
     )
     if server.owner_only:
         print("labsmtp: connections from other users of this machine get 554 5.7.1", flush=True)
+    if args.fault:
+        print(f"labsmtp: faults {', '.join(f.name for f in args.fault)}, seed {server.faults.seed}")
     if args.open_relay:
         print("labsmtp: WARNING: open relay mode - accepts mail for any domain (loopback only)")
     try:
@@ -269,8 +288,7 @@ def _port_advice(exc: PortInUseError) -> str:
 
 
 def cmd_talk(args) -> int:
-    from .lab.client import StepClient
-
+    """Type SMTP lines; each reply is printed (message text after 354 goes as typed)."""
     client = StepClient(*args.server, source=args.source, timeout=args.timeout)
     greeting = client.connect()
     print(str(greeting), flush=True)
@@ -279,16 +297,16 @@ def cmd_talk(args) -> int:
         line = raw.rstrip("\r\n")
         try:
             if in_data:
-                client._write((line + "\r\n").encode("utf-8", "surrogateescape"), "DATA")
+                client.raw(line + "\r\n", expect_reply=False)
                 if line == ".":
                     in_data = False
-                    reply = client._read_reply(".", 0.0)
-                    print(str(reply), flush=True)
+                    print(str(client.read_reply(".")), flush=True)
                 continue
             reply = client.raw(line)
+            assert reply is not None  # raw() waits for the reply unless told not to
         except LabConnectionError as exc:
             print(f"labsmtp: {exc}", file=sys.stderr)
-            return EXIT_CODES.get(exc.phase, 1)
+            return exit_code(exc)
         print(str(reply), flush=True)
         if reply.code == 354:
             in_data = True
@@ -301,8 +319,7 @@ def cmd_talk(args) -> int:
 
 
 def cmd_send(args) -> int:
-    from .lab.client import StepClient
-
+    """Send one message, swaks-style; the exit code names the stage that failed."""
     client = StepClient(*args.server, source=args.source, timeout=args.timeout)
 
     def show(reply, sent=None):
@@ -317,7 +334,7 @@ def cmd_send(args) -> int:
         code = _send_dialogue(client, args, show)
     except LabConnectionError as exc:
         print(f"labsmtp: {exc}", file=sys.stderr)
-        return EXIT_CODES.get(exc.phase, 1)
+        return exit_code(exc)
     if code and client.sock is not None:  # like swaks: say goodbye after a failure
         try:
             show(client.quit(), "QUIT")
@@ -327,38 +344,35 @@ def cmd_send(args) -> int:
 
 
 def _send_dialogue(client, args, show) -> int:
-    """Greeting, HELO/EHLO, MAIL, RCPT..., DATA, message: 0, or the failed phase's code."""
-    from .lab.client import make_message
-
+    """Greeting, HELO/EHLO, MAIL, RCPT..., DATA, message: 0, or the failed stage's code."""
     greet = show(client.connect())
     if greet.code != 220:
-        return EXIT_CODES["greeting"]
+        return EXIT_CODES[Stage.CONNECT]
     name = args.helo or "client.example.org"
     verb = "EHLO" if args.ehlo else "HELO"
     hello = show(client.ehlo(name) if args.ehlo else client.helo(name), f"{verb} {name}")
     if not hello.ok:
-        return EXIT_CODES["HELO"]
+        return EXIT_CODES[Stage.HELO]
     if not show(client.mail(args.sender), f"MAIL FROM:<{args.sender}>").ok:
-        return EXIT_CODES["MAIL"]
+        return EXIT_CODES[Stage.MAIL]
     accepted = 0
     for rcpt in args.to:
         accepted += show(client.rcpt(rcpt), f"RCPT TO:<{rcpt}>").ok
     if not accepted:
-        return EXIT_CODES["RCPT"]
+        return EXIT_CODES[Stage.RCPT]
     if show(client.data(), "DATA").code != 354:
-        return EXIT_CODES["DATA"]
+        return EXIT_CODES[Stage.DATA]
     msg = make_message(args.sender, ", ".join(args.to), args.subject, args.body)
     print(f" -> <message, {len(msg)} bytes>")
     print(" -> .", flush=True)
     if not show(client.send_message(msg)).ok:
-        return EXIT_CODES["after the final dot"]
+        return EXIT_CODES[Stage.DOT]
     show(client.quit(), "QUIT")
     return 0
 
 
 def cmd_experiment(args) -> int:
-    from .lab.server import LabServer
-    from .lab.trials import run_trials
+    """Run N real dialogues against a fresh lab server with the given faults."""
 
     def progress(done, total):
         if not args.json and sys.stderr.isatty():

@@ -11,15 +11,10 @@ import time
 
 import pytest
 from conftest import require_tool
+from helpers import free_port
 
 PY = [sys.executable, "-m", "labsmtp"]
 ENV = dict(os.environ, PYTHONUNBUFFERED="1")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_for(port: int, timeout: float = 10.0) -> None:
@@ -38,7 +33,7 @@ def serve():
     procs = []
 
     def start(*args):
-        port = _free_port()
+        port = free_port()
         p = subprocess.Popen(
             PY + ["serve", "--port", str(port), *args],
             stdout=subprocess.PIPE,
@@ -190,7 +185,7 @@ def test_send_exit_codes_name_the_failed_phase(server):
         + [
             "send",
             "--server",
-            f"127.0.0.1:{_free_port()}",
+            f"127.0.0.1:{free_port()}",
             "--from",
             "a@example.org",
             "--to",

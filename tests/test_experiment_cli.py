@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
+
+from helpers import free_port
 
 from labsmtp.lab.client import StepClient
 
@@ -73,17 +75,19 @@ def test_a_malformed_fault_spec_shows_the_grammar():
     assert "STAGE[#N]:ACTION" in p.stderr and "Traceback" not in p.stderr
 
 
-def test_serve_with_faults():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+@contextlib.contextmanager
+def serving(*args: str):
+    """``python -m labsmtp serve`` with ``args`` on a free port; yields (a connected
+    client, the output so far in a list filled once it stops)."""
+    port = free_port()
     proc = subprocess.Popen(
-        PY + ["serve", "--port", str(port), "--fault", "rcpt#2:452", "--fault", "noop:550"],
+        PY + ["serve", "--port", str(port), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         env=ENV,
     )
+    output: list[str] = []
     try:
         end = time.monotonic() + 10
         while True:
@@ -95,13 +99,36 @@ def test_serve_with_faults():
                 if time.monotonic() > end:
                     raise
                 time.sleep(0.05)
+        yield c, output
+    finally:
+        proc.send_signal(signal.SIGINT)
+        output.append(proc.communicate(timeout=10)[0])
+
+
+def test_serve_with_faults():
+    with serving("--fault", "rcpt#2:452", "--fault", "noop:550") as (c, output):
         c.helo()
         c.mail("ada@example.org")
         assert c.rcpt("a@lab.example.org").code == 250
         assert c.rcpt("b@lab.example.org").code == 452
         assert c.noop().code == 550
         c.quit()
-    finally:
-        proc.send_signal(signal.SIGINT)
-        out = proc.communicate(timeout=10)[0]
-    assert "[injected by rcpt#2:452]" in out
+    assert "[injected by rcpt#2:452]" in output[0]
+
+
+def _noops(*args: str, n: int = 30) -> list[str]:
+    """The texts of ``n`` NOOP replies from ``serve`` started with ``args``."""
+    with serving(*args) as (c, _):
+        c.helo()
+        texts = [c.noop().text for _ in range(n)]
+        c.quit()
+    return texts
+
+
+def test_serve_replays_its_faults_under_the_same_seed():
+    # A 2xx fault so thirty NOOPs stay below the hard error limit.
+    fault = ["--fault", "noop:250 2.0.0 fired:0.5"]
+    first = _noops("--seed", "7", *fault)
+    assert "fired" in first and "OK" in first
+    assert _noops("--seed", "7", *fault) == first  # the same seed, the same run
+    assert _noops("--seed", "8", *fault) != first

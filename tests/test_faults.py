@@ -5,17 +5,25 @@ from __future__ import annotations
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from labsmtp import LabServer, LabValueError
 from labsmtp.errors import LabConnectionError, ReplyTimeout, ServerClosed
 from labsmtp.lab.faults import (
+    ACTIONS,
+    SPEC_GRAMMAR,
     STAGES,
+    CutOff,
     Delay,
     Fault,
     FaultEngine,
     Greylist,
     HangUp,
+    Malformed,
+    NoExtensions,
     ReplyWith,
+    SlowLink,
     parse_fault,
 )
 
@@ -357,3 +365,79 @@ def test_client_matcher_fires_only_for_matching_client_addresses():
         assert s.client(source="127.0.0.3").helo("a.example.org").code == 250
         s.faults.set("helo:550:client=127.0.0.*")
         assert s.client(source="127.0.0.9").helo("a.example.org").code == 550
+
+
+# --- the grammar: every action writes what it reads ---------------------------
+
+_TEXT = st.text(
+    alphabet=st.characters(codec="ascii", categories=("L", "N", "P", "Zs"), exclude_characters=":"),
+    min_size=1,
+    max_size=30,
+).map(str.strip)
+_SECONDS = st.one_of(
+    st.integers(0, 600_000).map(lambda ms: ms / 1000),
+    st.floats(0, 86_399, allow_nan=False, allow_infinity=False),
+)
+_PATTERN = st.text(alphabet="abcdefxyz0123456789.@*?-_", min_size=1, max_size=20)
+ACTION_STRATEGIES = {
+    ReplyWith: st.builds(ReplyWith, st.integers(200, 599), st.none() | _TEXT.filter(bool)),
+    HangUp: st.just(HangUp()),
+    Delay: st.builds(Delay, _SECONDS),
+    SlowLink: st.builds(SlowLink, st.integers(1, 10**7)),
+    CutOff: st.just(CutOff()),
+    Malformed: st.sampled_from([Malformed("code"), Malformed("lf"), Malformed("noeol")]),
+    NoExtensions: st.frozensets(
+        st.sampled_from(["PIPELINING", "SIZE", "8BITMIME", "CHUNKING", "SMTPUTF8", "DSN"]),
+        min_size=1,
+    ).map(NoExtensions),
+    Greylist: st.builds(Greylist, _SECONDS),
+}
+
+
+def test_the_property_test_covers_every_action():
+    assert set(ACTION_STRATEGIES) == set(ACTIONS)
+
+
+@st.composite
+def faults(draw):
+    action = draw(st.one_of(*ACTION_STRATEGIES.values()))
+    lo = draw(st.integers(1, 50))
+    return Fault(
+        draw(st.sampled_from(action.stages)),
+        action,
+        probability=draw(st.just(1.0) | st.floats(0, 1, exclude_min=True, allow_nan=False)),
+        address=draw(st.none() | _PATTERN),
+        nth=draw(st.none() | st.integers(1, 9)),
+        sessions=draw(st.none() | st.tuples(st.just(lo), st.none() | st.integers(lo, 99))),
+        client=draw(st.none() | st.sampled_from(["127.0.0.2", "127.0.0.*", "127.?.0.1"])),
+    )
+
+
+@settings(max_examples=500, deadline=None, derandomize=True, database=None)
+@given(fault=faults())
+def test_every_rule_parses_back_from_its_spec(fault):
+    again = parse_fault(fault.spec())
+    assert again == fault
+    assert again.spec() == fault.spec()
+
+
+def test_the_grammar_text_is_made_from_the_actions():
+    for action in ACTIONS:
+        assert action.grammar.split("\n")[0] in SPEC_GRAMMAR
+        assert parse_fault(action.example).action.__class__ is action
+
+
+@pytest.mark.parametrize("persona", ["generic", "exim", "sendmail"])
+def test_fault_replies_are_worded_by_the_persona(persona):
+    # An Exim lab speaks Exim even when it misbehaves: no enhanced status codes.
+    with LabServer(persona=persona, name=f"fault-words-{persona}") as s:
+        s.faults.set("mail:451")
+        _, mail = reach(s, "mail")
+        s.faults.set("rcpt:greylist")
+        _, rcpt = reach(s, "rcpt")
+        if persona == "exim":
+            assert str(mail) == "451 Requested action aborted: local error in processing"
+            assert rcpt.enhanced is None and "greylisted" in rcpt.text
+        else:
+            assert mail.enhanced == "4.3.0" and rcpt.enhanced == "4.7.1"
+        assert rcpt.code == 451 and "300 seconds" in rcpt.text

@@ -176,7 +176,7 @@ def test_a_learners_lab_server_refuses_another_learner(room):
 
     seen = asyncio.run(scenario())
     assert seen["subjects"] == ["mine"] and seen["senders"] == ["b@example.org"], seen
-    refused = [e for e in seen["events"] if e.startswith("refused: ")]
+    refused = [e for e in seen["events"] if e.startswith("connection refused: ")]
     assert len(refused) == 1 and f"{a.name} (uid {a.uid})" in refused[0], seen["events"]
 
     # The hub keeps them apart too: A's token does not open B's Jupyter server.

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import pathlib
-import re
 import sys
 
 import pytest
@@ -16,16 +15,9 @@ import pytest
 HERE = pathlib.Path(__file__).parent / "recordings"
 sys.path.insert(0, str(HERE))
 import record  # noqa: E402  (the same replay code that recorded the real server)
-
-QUEUE_ID = re.compile(r"(queued as )[0-9A-Za-z]+")
+from helpers import normalise  # noqa: E402  (queue ids masked)
 
 POSTFIX = json.loads((HERE / "postfix-3.7.json").read_text())
-
-
-def normalise(lines):
-    if lines is None:
-        return None
-    return [QUEUE_ID.sub(r"\1<qid>", ln) for ln in lines]
 
 
 @pytest.mark.parametrize("recorded", POSTFIX["dialogues"], ids=lambda d: d["name"])

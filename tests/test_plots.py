@@ -137,6 +137,8 @@ def test_legal_replies_grid_is_drawn_from_the_rfc_table():
 
     fig = plots.legal_replies()
     cells = {p.get_gid() for p in fig.axes[0].patches if isinstance(p, Rectangle)}
-    expected = {f"legal:{cmd}:{code}" for cmd in LEGAL_REPLIES for code in legal_codes(cmd)}
+    expected = {
+        f"legal:{stage.answers}:{code}" for stage in LEGAL_REPLIES for code in legal_codes(stage)
+    }
     assert cells == expected
     assert "legal:RCPT:250" in cells and "legal:RCPT:354" not in cells

@@ -11,22 +11,37 @@ import gc
 import logging
 import os
 import smtplib
-import socket
 import threading
 import time
 
 import pytest
+from helpers import (
+    MEMORY_BOUND_MB,
+    MEMORY_CAPS,
+    Complaints,
+    assert_one_reply_per_command,
+    beside_a_slow_client,
+    body_piece,
+    command_lines,
+    fds,
+    fuzz_lab_server,
+    fuzzed_command_lines,
+    lf_dot_lf_smuggling,
+    overlong_inputs,
+    overlong_line,
+    pipelined_dialogues,
+    random_byte_stream,
+    rss_mb,
+    send_and_drain,
+    session_of,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from labsmtp import LabServer, LabValueError, Policy, StepClient
-from labsmtp.lab.transcript import CLIENT, EVENT, SERVER
 
 FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "250"))
 USERS = {"alice": "wonderland"}
-# Ends whatever state a fuzz payload left the session in: a pending line is
-# completed, DATA is ended, then QUIT.  Every part gets a reply of its own.
-SUFFIX = b"\r\n.\r\nQUIT\r\n"
 
 FUZZ = settings(
     max_examples=FUZZ_EXAMPLES,
@@ -37,245 +52,51 @@ FUZZ = settings(
 )
 
 
-class _Complaints(logging.Handler):
-    """Anything logged at WARNING or above would show up in a notebook cell."""
-
-    def __init__(self):
-        super().__init__(logging.WARNING)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record):
-        self.records.append(record)
-
-
 @pytest.fixture(scope="module")
 def fuzz_server():
-    """One server for all fuzz inputs: STARTTLS and AUTH on (AUTH allowed in the clear,
-    so the fuzzer reaches the AUTH dialogue without a TLS handshake)."""
-    complaints = _Complaints()
+    complaints = Complaints()
     for name in ("asyncio", "mail.log", ""):
         logging.getLogger(name).addHandler(complaints)
-    s = LabServer(
-        name="fuzz",
-        users=USERS,
-        tls=True,
-        auth_require_tls=False,
-        hard_error_limit=60,
-        idle_timeout=10,
-        max_lines=200_000,
-    ).start()
-    s.complaints = complaints
-    yield s
+    s = fuzz_lab_server()
+    yield s, complaints
     s.stop()
     for name in ("asyncio", "mail.log", ""):
         logging.getLogger(name).removeHandler(complaints)
 
 
-def _send_and_drain(address, payload: bytes, wait: float = 5.0) -> tuple[int, bytes]:
-    """Send ``payload`` + SUFFIX in one burst; read until the server closes. Returns our port."""
-    s = socket.create_connection(address, timeout=wait)
-    port = s.getsockname()[1]
-    data = b""
-    try:
-        s.sendall(payload + SUFFIX)
-        while chunk := s.recv(65536):
-            data += chunk
-            if data.endswith(b"220 2.0.0 Ready to start TLS\r\n"):
-                # The server now waits for a TLS handshake that this plaintext burst
-                # never starts (what it read after STARTTLS is discarded, RFC 3207
-                # §4.2); don't sit out the idle timeout.
-                s.settimeout(0.2)
-    except (ConnectionError, TimeoutError):
-        pass
-    finally:
-        s.close()
-    return port, data
-
-
-def _session_of(server, port: int):
-    deadline = time.monotonic() + 3.0
-    while time.monotonic() < deadline:
-        for info in reversed(server.sessions):
-            if info.client.endswith(f":{port}"):
-                if info.ended is not None:
-                    return info
-                break
-        time.sleep(0.01)
-    raise AssertionError(f"no finished session from port {port}")
-
-
-def assert_one_reply_per_command(lines) -> int:
-    """Walk one session's transcript: each complete command line gets exactly one reply
-    (§4.2) before the next is read; only 421 may come unasked (§3.8).  Returns the
-    number of command lines."""
-    pending, commands = 0, 0
-    for ln in lines:
-        if ln.direction == EVENT:
-            continue
-        if ln.direction == CLIENT:
-            if ln.note == "message text" or ln.note.startswith("incomplete line"):
-                continue
-            assert pending == 0, f"a command was read before the previous one was answered: {ln}"
-            pending, commands = 1, commands + 1
-        elif ln.direction == SERVER:
-            assert ln.reply is not None and ln.reply.code is not None, f"malformed reply {ln.raw!r}"
-            if ln.command == "CONNECT":
-                continue
-            if pending:
-                pending = 0
-            else:
-                assert ln.reply.code == 421, f"a reply nobody asked for: {ln.text}"
-    assert pending == 0, "the last command got no reply"
-    return commands
-
-
-def _check_after(server, port: int) -> None:
-    info = _session_of(server, port)
-    assert_one_reply_per_command(server.transcript.lines(info.id))
-    assert server._internal_errors == []
-    assert server.complaints.records == []
-    # A fresh client still gets a correct dialogue.
-    c = server.client()
-    assert c.history[0].reply.code == 220
-    assert c.ehlo().code == 250
-    assert c.mail("fresh@example.org").code == 250
-    assert c.quit().code == 221
-
-
-# --- bad input: property-based fuzzing --------------------------------------------
-
-VERBS = [
-    b"HELO",
-    b"EHLO",
-    b"MAIL FROM:",
-    b"RCPT TO:",
-    b"DATA",
-    b"RSET",
-    b"NOOP",
-    b"VRFY",
-    b"EXPN",
-    b"HELP",
-    b"QUIT",
-    b"STARTTLS",
-    b"AUTH PLAIN",
-    b"AUTH LOGIN",
-    b"AUTH",
-    b".",
-    b"",
-    b"BDAT",
-    b"helo",
-    b"mail from:",
-    b"\x00",
-    b"\xff\xfe",
-]
-ODD_ARGS = [
-    b"",
-    b" ",
-    b"<>",
-    b"<a@lab.example.org>",
-    b"<postmaster@lab.example.org>",
-    b"<a@b> SIZE=99999999999",
-    b"<a@b> FOO=BAR",
-    b"\x00",
-    b"\xc3\x28",
-    b"\xff" * 3,
-    b"A" * 600,
-    b"B" * 9000,
-    b"*",
-    b"=",
-    b"AGFsaWNlAHdvbmRlcmxhbmQ=",
-    b"client.example.org",
-    b"[127.0.0.1]",
-    "ünïcödé@exämple.org".encode(),
-    b"\t\t",
-    b"<" * 50,
-]
-ENDINGS = [b"\r\n", b"\n", b"\r", b"\r\r\n", b"\n\r", b""]
-
-arg = st.one_of(
-    st.sampled_from(ODD_ARGS),
-    st.binary(max_size=40),
-    st.text(max_size=30).map(lambda t: t.encode("utf-8", "surrogatepass")),
-)
-line = st.tuples(
-    st.sampled_from(VERBS), st.sampled_from([b"", b" "]), arg, st.sampled_from(ENDINGS)
-).map(b"".join)
-command_lines = st.lists(line, max_size=40).map(b"".join)
+# --- bad input: property-based fuzzing (the properties live in helpers.py) -------------
 
 
 @FUZZ
 @given(payload=command_lines)
 def test_fuzzed_command_lines_get_one_reply_each(fuzz_server, payload):
-    port, data = _send_and_drain(fuzz_server.address, payload)
-    assert data.startswith(b"220 ")
-    _check_after(fuzz_server, port)
+    fuzzed_command_lines(*fuzz_server, payload)
 
 
 @FUZZ
 @given(payload=st.binary(max_size=4096))
 def test_random_byte_streams(fuzz_server, payload):
-    port, _ = _send_and_drain(fuzz_server.address, payload)
-    _check_after(fuzz_server, port)
+    random_byte_stream(*fuzz_server, payload)
 
 
 @FUZZ
-@given(
-    first=st.binary(max_size=20),
-    size=st.sampled_from([511, 512, 513, 1000, 8191, 8192, 8193, 70_000]),
-    filler=st.sampled_from([b"A", b"\x00", b"\xff", b"\r", b"\n.", b" "]),
-)
+@given(**overlong_inputs)
 def test_overlong_and_huge_lines(fuzz_server, first, size, filler):
-    payload = b"EHLO x.example.org\r\nMAIL FROM:<a@lab.example.org>\r\n" + first + filler * size
-    port, _ = _send_and_drain(fuzz_server.address, payload)
-    _check_after(fuzz_server, port)
-
-
-body_piece = st.sampled_from(
-    [
-        b"text",
-        b"\n",
-        b"\r",
-        b".",
-        b"\n.\n",
-        b"\r.\r",
-        b"\n.\r\n",
-        b"\r\n..",
-        b"\x00",
-        b"\xff",
-        b"MAIL FROM:<evil@example.org>",
-        b"QUIT",
-        b"\r\n",
-    ]
-)
+    overlong_line(*fuzz_server, first, size, filler)
 
 
 @FUZZ
 @given(pieces=st.lists(body_piece, max_size=30))
 def test_lf_dot_lf_smuggling_never_ends_the_message(fuzz_server, pieces):
-    """Only <CRLF>.<CRLF> ends DATA (§4.1.1.4); bare-LF/CR dots are message text."""
-    body = b"".join(pieces)
-    # Dot-stuff at CRLF line starts only, as a correct client does (§4.5.2).
-    wire = b"\r\n".join(b"." + ln if ln.startswith(b".") else ln for ln in body.split(b"\r\n"))
-    before = len(fuzz_server.mailbox)
-    c = fuzz_server.client()
-    c.ehlo()
-    c.mail("sender@example.org")
-    c.rcpt("postmaster@lab.example.org")
-    assert c.command("DATA").code == 354
-    reply = c.raw(wire + b"\r\n.\r\n")
-    assert reply.code == 250, reply
-    assert c.noop().code == 250  # the next reply is NOOP's: nothing was smuggled in
-    c.quit()
-    assert len(fuzz_server.mailbox) == before + 1
-    assert fuzz_server.mailbox.last().content == body + b"\r\n"
-    assert fuzz_server._internal_errors == []
+    lf_dot_lf_smuggling(fuzz_server[0], pieces)
 
 
 def test_a_pipelined_burst_of_2000_commands_gets_2000_replies_in_order(fuzz_server):
+    server = fuzz_server[0]
     burst = b"EHLO burst.example.org\r\n" + b"NOOP\r\nRSET\r\n" * 1000
-    port, data = _send_and_drain(fuzz_server.address, burst)
-    info = _session_of(fuzz_server, port)
-    lines = fuzz_server.transcript.lines(info.id)
+    port, data = send_and_drain(server.address, burst)
+    info = session_of(server, port)
+    lines = server.transcript.lines(info.id)
     assert assert_one_reply_per_command(lines) == 2001 + 3  # + SUFFIX's three lines
     assert data.count(b"250 2.0.0 OK\r\n") == 2000
 
@@ -322,44 +143,7 @@ def test_200_simultaneous_sessions_each_deliver_exactly_once():
         )
         for info in sessions:
             assert_one_reply_per_command(s.transcript.lines(info.id))
-        assert s._internal_errors == []
-
-
-def beside_a_slow_client(dialogues: int = 50) -> tuple[float, int]:
-    """Run full dialogues while another client sends one byte a second.
-
-    Returns (seconds the dialogues took, messages delivered); the benchmark
-    (benchmarks/robustness.py) reports the same run.
-    """
-    with LabServer(name="slow", idle_timeout=30) as s:
-        slow = socket.create_connection(s.address, timeout=10)
-        slow.recv(1024)
-        stop = threading.Event()
-
-        def trickle():
-            for byte in b"EHLO slow.example.org\r\n":
-                if stop.wait(1.0):
-                    return
-                slow.sendall(bytes([byte]))
-
-        t = threading.Thread(target=trickle)
-        t.start()
-        try:
-            time.sleep(1.5)  # the slow client is mid-line
-            started = time.perf_counter()
-            for i in range(dialogues):
-                c = s.client()
-                c.ehlo()
-                c.mail("fast@example.org")
-                c.rcpt("postmaster@lab.example.org")
-                assert c.data(f"Subject: fast {i}\r\n\r\nx\r\n").code == 250
-                c.quit()
-            elapsed = time.perf_counter() - started
-        finally:
-            stop.set()
-            t.join()
-            slow.close()
-        return elapsed, len(s.mailbox)
+        assert s.internal_errors == []
 
 
 def test_a_client_sending_one_byte_a_second_does_not_block_others():
@@ -371,10 +155,6 @@ def test_a_client_sending_one_byte_a_second_does_not_block_others():
 # --- lifecycle and memory ----------------------------------------------------------------
 
 
-def _fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
 CYCLES = 100
 
 
@@ -384,7 +164,7 @@ def test_100_start_stop_cycles_leave_no_thread_socket_or_fd():
     s.client().quit()
     s.stop()  # warm up: lazy imports, the lab CA, its certificate
     gc.collect()
-    threads, fds = set(threading.enumerate()), _fds()
+    threads, open_fds = set(threading.enumerate()), fds()
     for _ in range(CYCLES):
         s.start()
         c = s.client()
@@ -397,59 +177,28 @@ def test_100_start_stop_cycles_leave_no_thread_socket_or_fd():
         s.stop()
     gc.collect()
     assert set(threading.enumerate()) == threads
-    assert _fds() <= fds
+    assert fds() <= open_fds
     assert not s.running and s.tls_port is None
 
 
 DIALOGUES = 10_000
-DIALOGUE = (
-    b"EHLO load.example.org\r\nMAIL FROM:<a@example.org>\r\n"
-    b"RCPT TO:<postmaster@lab.example.org>\r\nDATA\r\nSubject: m\r\n\r\nhello\r\n.\r\n"
-    b"QUIT\r\n"
-)
-# Caps for the memory test, and the bound it must stay within once they are full.
-MEMORY_CAPS = {"max_lines": 2_000, "max_messages": 100, "max_sessions": 1_000}
-MEMORY_BOUND_MB = 8
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for ln in f:
-            if ln.startswith("VmRSS:"):
-                return int(ln.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
-
-
-def _dialogues(address, n: int, threads: int = 8) -> None:
-    def worker(k: int):
-        for _ in range(k):
-            with socket.create_connection(address, timeout=10) as sock:
-                sock.sendall(DIALOGUE)  # the client pipelines; the server answers in order
-                while sock.recv(65536):
-                    pass
-
-    ts = [threading.Thread(target=worker, args=(n // threads,)) for _ in range(threads)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
 
 
 def test_memory_stays_bounded_over_10000_dialogues():
     with LabServer(name="memory", **MEMORY_CAPS) as s:
-        _dialogues(s.address, 2_000)  # fills every cap
+        pipelined_dialogues(s.address, 2_000)  # fills every cap
         gc.collect()
-        rss, objects = _rss_mb(), len(gc.get_objects())
-        _dialogues(s.address, DIALOGUES - 2_000)
+        rss, objects = rss_mb(), len(gc.get_objects())
+        pipelined_dialogues(s.address, DIALOGUES - 2_000)
         time.sleep(0.2)
         gc.collect()
-        grown_mb, grown_objects = _rss_mb() - rss, len(gc.get_objects()) - objects
+        grown_mb, grown_objects = rss_mb() - rss, len(gc.get_objects()) - objects
         assert len(s.mailbox) == MEMORY_CAPS["max_messages"]
         assert s.mailbox.evicted == DIALOGUES - MEMORY_CAPS["max_messages"]
         assert len(s.transcript) == MEMORY_CAPS["max_lines"]
         assert len(s.sessions) == MEMORY_CAPS["max_sessions"]
         assert s.sessions[-1].id == DIALOGUES
-        assert s._internal_errors == []
+        assert s.internal_errors == []
         assert grown_mb < MEMORY_BOUND_MB, f"RSS grew {grown_mb:.1f} MB after the caps were full"
         assert grown_objects < 2_000, f"{grown_objects} more live objects"
 

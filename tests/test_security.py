@@ -12,8 +12,9 @@ import warnings
 
 import pytest
 from conftest import require_tool
+from helpers import AUTH_EXCHANGES
 
-from labsmtp import LabConnectionError, LabServer, LabValueError, State
+from labsmtp import LabConnectionError, LabServer, LabValueError, Stage, State
 from labsmtp.errors import TLSFailed
 
 USERS = {"alice": "wonderland"}
@@ -63,7 +64,7 @@ def test_starttls_is_offered_only_when_switched_on_and_only_before_tls(server, t
     again = c.ehlo()
     assert "STARTTLS" not in again.texts and "AUTH PLAIN LOGIN" in again.texts
     assert c.raw("STARTTLS").code == 503  # already inside TLS
-    assert tls_server._internal_errors == []
+    assert tls_server.internal_errors == []
 
 
 def test_after_starttls_the_session_starts_over_and_needs_a_fresh_ehlo(tls_server):
@@ -131,12 +132,12 @@ def test_a_failed_verification_is_a_clear_connection_error(tls_server, kwargs, w
     c.ehlo()
     with pytest.raises(LabConnectionError, match=why) as err:
         c.starttls(**kwargs)
-    assert isinstance(err.value, TLSFailed) and err.value.phase == "TLS handshake"
+    assert isinstance(err.value, TLSFailed) and err.value.phase is Stage.TLS
     assert c.state is State.CLOSED
     assert _eventually(lambda: all(s.ended for s in tls_server.sessions))  # none left open
     events = [ln.note for ln in tls_server.transcript.lines() if ln.direction == "event"]
     assert any(e.startswith("TLS handshake failed") for e in events)
-    assert tls_server._internal_errors == []
+    assert tls_server.internal_errors == []
     assert tls_server.client().ehlo().code == 250  # and the server carries on
 
 
@@ -200,25 +201,14 @@ def test_auth_outside_tls_gets_538_encryption_required(tls_server):
     assert (r.code, r.enhanced) == (538, "5.7.11")
 
 
-@pytest.mark.parametrize(
-    "lines, code",
-    [
-        (["AUTH"], 501),
-        (["AUTH CRAM-MD5"], 504),
-        (["AUTH PLAIN !!notbase64"], 501),
-        (["AUTH PLAIN", "*"], 501),  # the client cancels (RFC 4954 §4)
-        (["AUTH LOGIN", "YWxpY2U=", "*"], 501),
-        (["AUTH PLAIN", "AGFsaWNlAHdvbmRlcmxhbmQ="], 235),  # no initial response: 334 first
-        (["AUTH PLAIN " + "A" * 400], 501),
-    ],
-)
+@pytest.mark.parametrize("lines, code", AUTH_EXCHANGES)
 def test_every_auth_line_gets_exactly_one_reply(tls_server, lines, code):
     c = _inside_tls(tls_server)
     replies = [c.raw(line) for line in lines]
     assert [r.code for r in replies[:-1]] == [334] * (len(lines) - 1)
     assert replies[-1].code == code
     assert c.noop().code == 250
-    assert tls_server._internal_errors == []
+    assert tls_server.internal_errors == []
 
 
 def test_auth_needs_ehlo_not_helo_and_not_inside_a_transaction(tls_server):
@@ -526,7 +516,7 @@ def test_one_connection_too_many_gets_421_on_connect():
         assert extra.history[0].reply.code == 421
         for c in held:
             c.quit()
-        assert _eventually(lambda: len(s._active) == 0)
+        assert _eventually(lambda: s.active_sessions == 0)
         assert s.client().history[0].reply.code == 220
 
 
@@ -557,7 +547,7 @@ def test_idle_timeout_also_applies_inside_tls():
         c.starttls()
         time.sleep(1.0)
         assert c.sock.recv(1024).startswith(b"421 4.4.2")
-        assert s._internal_errors == []
+        assert s.internal_errors == []
 
 
 def test_mail_after_starttls_needs_a_fresh_ehlo_even_where_helo_is_optional():

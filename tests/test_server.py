@@ -9,6 +9,7 @@ import threading
 import time
 
 import pytest
+from helpers import HELO_RESTRICTIONS, OUT_OF_ORDER
 
 from labsmtp import (
     ConnectFailed,
@@ -59,7 +60,7 @@ def test_stop_is_idempotent_and_start_after_stop_works():
     first = s.port
     s.stop()
     s.stop()
-    s.start()  # a new Controller: aiosmtpd's own cannot restart (event loop closed)
+    s.start()  # a new loop and thread each start
     assert s.client().quit().code == 221
     s.stop()
     assert first > 0
@@ -178,18 +179,7 @@ def test_every_reply_is_legal_for_its_command_in_a_normal_dialogue(server):
     assert all(r.legal for r in replies), [str(r) for r in replies if not r.legal]
 
 
-@pytest.mark.parametrize(
-    "setup,command,state",
-    [
-        ([], "mail", State.CONNECTED),
-        ([], "rcpt", State.CONNECTED),
-        (["helo"], "rcpt", State.GREETED),
-        (["helo"], "data", State.GREETED),
-        (["helo", "mail"], "data", State.MAIL),
-        (["helo", "mail"], "mail", State.MAIL),
-        (["helo", "mail", "rcpt"], "mail", State.RCPT),
-    ],
-)
+@pytest.mark.parametrize("setup,command,state", OUT_OF_ORDER)
 def test_out_of_order_commands_get_503_and_keep_the_state(server, setup, command, state):
     c = server.client()
     steps = {
@@ -238,8 +228,7 @@ def test_bare_lf_dot_does_not_end_the_message(server):
     # RFC 5321 §4.1.1.4: only <CRLF>.<CRLF> ends DATA; "\n.\n" is message text.
     c = server.client()
     c.helo(), c.mail("a@example.org"), c.rcpt("b@lab.example.org"), c.data()
-    c._write(b"Subject: x\r\n\r\nbefore\n.\nsmuggled\r\n", "DATA")
-    assert c.noop is not None
+    c.raw(b"Subject: x\r\n\r\nbefore\n.\nsmuggled\r\n", expect_reply=False)
     reply = c.send_message("after")
     assert reply.code == 250
     assert b"before\n.\nsmuggled" in server.mailbox.last().content
@@ -326,18 +315,7 @@ def test_helo_required_switch():
         assert (r.code, r.text) == (503, "Error: send HELO/EHLO first")
 
 
-@pytest.mark.parametrize(
-    "name,restrictions,code",
-    [
-        ("client", (), 250),
-        ("client", ("reject_non_fqdn_helo_hostname",), 504),
-        ("bad_host!", ("reject_invalid_helo_hostname",), 501),
-        ("bad_host!", (), 250),
-        ("[127.0.0.1]", ("reject_invalid_helo_hostname", "reject_non_fqdn_helo_hostname"), 250),
-        ("[IPv6:::1]", ("reject_invalid_helo_hostname", "reject_non_fqdn_helo_hostname"), 250),
-        ("client.example.org", ("reject_non_fqdn_helo_hostname",), 250),
-    ],
-)
+@pytest.mark.parametrize("name,restrictions,code", HELO_RESTRICTIONS)
 def test_helo_restrictions_switch_on_and_off(name, restrictions, code):
     with LabServer(persona="postfix", smtpd_helo_restrictions=restrictions) as s:
         assert s.client().helo(name).code == code
@@ -419,3 +397,17 @@ def test_mailbox_exports_an_mbox_that_the_stdlib_reads(server, tmp_path):
     path = server.mailbox.to_mbox(tmp_path / "lab.mbox")
     box = stdlib.mbox(path)
     assert [m["Subject"] for m in box] == ["exported"]
+
+
+def test_the_admission_hook_refuses_a_connection_in_the_personas_words():
+    # The one check per accepted connection (JupyterHub's: whose connection is this?).
+    with LabServer(name="admission", persona="postfix") as s:
+        s.admission = lambda ip, port: "not this user's" if ip == "127.0.0.2" else None
+        refused = s.client(source="127.0.0.2")
+        r = refused.history[0].reply
+        assert (r.code, r.enhanced) == (554, "5.7.1") and "Client host rejected" in r.text
+        with pytest.raises(ServerClosed):
+            refused.noop()
+        notes = [ln.note for ln in s.transcript.session() if ln.direction == "event"]
+        assert "connection refused: not this user's" in notes
+        assert s.client(source="127.0.0.3").history[0].reply.code == 220

@@ -20,7 +20,9 @@ python=${2:-/usr/bin/python3}
 chp_version=4.6.3
 umask 022 # world-readable: the learners' users run these files
 
-want="$( (cat requirements.txt requirements-hub.txt "$0"; echo "$python $chp_version") | sha256sum | cut -c1-16)"
+# The pins, not their comments: a reworded comment must not cost a rebuild.
+want="$( (grep -hv '^[[:space:]]*\(#\|$\)' requirements.txt requirements-hub.txt; cat "$0"
+  echo "$python $chp_version") | sha256sum | cut -c1-16)"
 stamp="$venv/.stamp-hub"
 chp="$venv/chp/node_modules/.bin/configurable-http-proxy"
 

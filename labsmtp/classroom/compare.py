@@ -21,9 +21,14 @@ import socket
 from dataclasses import dataclass
 
 from ..errors import LabValueError
+from ..lab.client import ConnectionEnded, ReplyReader
+from ..lab.labserver import LabServer
 from ..protocol.personas import get_persona, persona_names
 from ..protocol.replies import parse_reply, reply_class
+from ..protocol.states import Stage
 from ..style import CLASS_COLOURS
+
+CONNECT_STEP = f"({Stage.CONNECT})"  # the column of the greeting
 
 # The platform lesson's four questions: step name -> (client address, lines).
 # The reply to the step's last line fills the cell.
@@ -132,22 +137,18 @@ def _talk(
         sock.settimeout(timeout)
         sock.bind((client, 0))
         sock.connect(("127.0.0.1", port))
-        f = sock.makefile("rb")
+        reader = ReplyReader(sock)
 
         def read() -> tuple[str, ...] | None:
-            got: list[str] = []
             try:
-                while True:
-                    raw = f.readline()
-                    if not raw:
-                        return tuple(got) or None
-                    got.append(raw.decode("utf-8", "replace").rstrip("\r\n"))
-                    if len(got[-1]) < 4 or got[-1][3] != "-":
-                        return tuple(got)
+                raw = reader.read()
+            except ConnectionEnded as end:  # what came before the close, if anything
+                return parse_reply(end.partial).lines or None
             except OSError:  # includes TimeoutError
                 return None
+            return parse_reply(raw).lines
 
-        exchanges.append(("(connect)", read()))
+        exchanges.append((CONNECT_STEP, read()))
         for line in lines:
             if exchanges[-1][1] is None:
                 break  # the server hung up (or went quiet): nothing more can be said
@@ -177,8 +178,6 @@ def _check_personas(personas) -> tuple[str, ...]:
 
 def _run(personas, dialogues, timeout, policy_switches):
     """Play every (client, lines) dialogue against every persona; persona -> list of exchanges."""
-    from ..lab.server import LabServer
-
     out = {}
     for name in personas:
         persona = get_persona(name)
@@ -212,7 +211,7 @@ def compare(
         )
     names = _check_personas(personas)
     played = _run(names, [(client, lines)], timeout, policy_switches)
-    steps = ["(connect)"]
+    steps = [CONNECT_STEP]
     for i, ln in enumerate(lines):
         steps.append(ln if ln not in steps else f"{ln} (#{i + 1})")
     sent = ("", *lines)
@@ -250,7 +249,7 @@ def compare_steps(
 def row_label(persona: str) -> str:
     """A persona's row label; says when the persona was not recorded from the real program."""
     p = get_persona(persona)
-    return f"{p.name}\n(not recorded)" if "not recorded" in p.software else p.name
+    return p.name if p.recorded else f"{p.name}\n(not recorded)"
 
 
 def compare_html(table: Comparison) -> str:

@@ -248,7 +248,7 @@ def _check_2_1(size_limit, server):
     """,
 )
 def _check_2_2(greet):
-    from ..lab.server import LabServer
+    from ..lab.labserver import LabServer
 
     if not callable(greet):
         return "greet should be a function: def greet(client, name): ..."
@@ -909,7 +909,7 @@ def _check_12_1(outcome):
     """,
 )
 def _check_12_2(send_with_retry):
-    from ..lab.server import LabServer
+    from ..lab.labserver import LabServer
 
     if not callable(send_with_retry):
         return "send_with_retry should be a function: def send_with_retry(host, port, sender, rcpt, text): ..."

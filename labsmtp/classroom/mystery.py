@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from ..errors import LabValueError
 from ..lab.dnszone import DEFAULT_ZONE, use_zone
 from ..lab.faults import Fault, ReplyWith
-from ..lab.server import LabServer
+from ..lab.labserver import LabServer
 
 # What can be wrong; each mystery has exactly one of these as its cause.
 DIAGNOSES = {
@@ -238,8 +238,3 @@ def mystery(number: int) -> Mystery:
     if isinstance(number, bool) or number not in _SCENARIOS:
         raise LabValueError(f"there are mysteries 1 to {len(_SCENARIOS)}, not {number!r}")
     return _SCENARIOS[number]()
-
-
-def mysteries() -> list[int]:
-    """The numbers of the mystery servers."""
-    return list(_SCENARIOS)

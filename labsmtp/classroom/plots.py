@@ -21,7 +21,7 @@ from ..errors import LabValueError
 from ..lab.transcript import CLIENT, EVENT, SERVER
 from ..protocol import states
 from ..protocol.replies import reply_class
-from ..protocol.states import State
+from ..protocol.states import Stage, State
 from ..style import CLASS_COLOURS, CLIENT_COLOUR, INJECTED_COLOUR
 
 if TYPE_CHECKING:
@@ -218,17 +218,10 @@ def _session_lines(source, session: int | None):
     return lines
 
 
-def ladder(source, session: int | None = None, max_rows: int = 40) -> Figure:
-    """Ladder diagram of one session: client and server lanes, one arrow per line.
-
-    ``source`` is a LabServer, its Transcript, or a list of lines; ``session``
-    an id (default: the newest).  Replies are coloured by class; injected
-    replies are drawn dashed in the injected colour and name their rule.
-    """
-    lines = _session_lines(source, session)
-    if not lines:
-        raise LabValueError("no session to draw yet: run a dialogue first (server.client() ...)")
-    rows = []  # (kind, label, colour, injected)
+def _ladder_rows(lines) -> list[tuple[str, str, str, str | None]]:
+    """One row per arrow or note: (direction, label, colour, injecting rule); message
+    text is folded into one row per run of lines."""
+    rows: list[tuple[str, str, str, str | None]] = []
     text_lines = 0
     for ln in lines:
         if ln.direction == CLIENT and ln.note == "message text":
@@ -248,6 +241,20 @@ def ladder(source, session: int | None = None, max_rows: int = 40) -> Figure:
             rows.append((EVENT, ln.note, "#666666", None))
     if text_lines:
         rows.append((CLIENT, f"(message text, {text_lines} lines)", CLIENT_COLOUR, None))
+    return rows
+
+
+def ladder(source, session: int | None = None, max_rows: int = 40) -> Figure:
+    """Ladder diagram of one session: client and server lanes, one arrow per line.
+
+    ``source`` is a LabServer, its Transcript, or a list of lines; ``session``
+    an id (default: the newest).  Replies are coloured by class; injected
+    replies are drawn dashed in the injected colour and name their rule.
+    """
+    lines = _session_lines(source, session)
+    if not lines:
+        raise LabValueError("no session to draw yet: run a dialogue first (server.client() ...)")
+    rows = _ladder_rows(lines)
     cut = len(rows) > max_rows
     rows = rows[:max_rows]
     fig = _figure((10, 0.42 * len(rows) + 1.8))
@@ -442,7 +449,9 @@ def legal_replies(commands=None) -> Figure:
     """Which reply codes RFC 5321 §4.3.2 allows after which command, as a coloured grid."""
     from ..protocol.replies import ANY_COMMAND, LEGAL_REPLIES, legal_codes
 
-    commands = list(commands or LEGAL_REPLIES)
+    commands = [
+        stage.answers for stage in (Stage.of(c) for c in commands or LEGAL_REPLIES) if stage
+    ]
     codes = sorted({c for cmd in commands for c in legal_codes(cmd)})
     fig = _figure((max(8, 0.42 * len(codes) + 2.5), 0.45 * len(commands) + 2))
     ax = fig.add_subplot()

@@ -12,16 +12,31 @@ from __future__ import annotations
 import html
 import io
 import time
+from collections.abc import Callable
 
 import ipywidgets as W
 from matplotlib.figure import Figure
 
 from ..errors import LabConnectionError, LabError
-from ..lab.faults import STAGES, parse_fault
+from ..lab.client import StepClient
+from ..lab.faults import (
+    FAULT_STAGES,
+    Action,
+    CutOff,
+    Delay,
+    Fault,
+    Greylist,
+    HangUp,
+    Malformed,
+    ReplyWith,
+)
+from ..lab.labserver import LabServer
 from ..lab.trials import POLICIES, run_trials
 from ..protocol import states
-from ..protocol.states import Command
+from ..protocol.replies import Reply
+from ..protocol.states import Command, Stage
 from ..render import mailbox_html, transcript_html
+from ..style import CLASS_COLOURS
 from . import plots
 
 _OK_STYLE = "success"  # legal next commands: green buttons (ipywidgets' palette)
@@ -35,15 +50,13 @@ def figure_png(fig) -> bytes:
 
 
 def _message(text: str, kind: str = "error") -> str:
-    colour = {"error": "#D55E00", "info": "#333333"}[kind]
+    colour = {"error": CLASS_COLOURS["5xx"], "info": "#333333"}[kind]
     return f'<div style="color:{colour};white-space:pre-wrap">{html.escape(text)}</div>'
 
 
 def _own_server(server, name: str):
     if server is not None:
         return server
-    from ..lab.server import LabServer
-
     return LabServer(name=name, seed=1).start()
 
 
@@ -75,7 +88,7 @@ class DialogueStepper(W.VBox):
 
     def __init__(self, server=None, *, connect: bool = True):
         self.server = _own_server(server, "stepper")
-        self.client = None
+        self.client: StepClient | None = None
         self.helo_name = W.Text(value="client.example.org", description="name")
         self.sender = W.Text(value="ada@example.org", description="from")
         self.recipient = W.Text(value="postmaster@lab.example.org", description="to")
@@ -119,13 +132,14 @@ class DialogueStepper(W.VBox):
             self.status.value = _message(str(exc))
         self._refresh()
 
-    def press(self, cmd: Command):
+    def press(self, cmd: Command) -> Reply | None:
         """Send ``cmd`` whether or not it is legal now (that is how one meets 503)."""
         c = self.client
         if c is None or c.sock is None:
             self.status.value = _message("not connected: press 'connect' first")
             self._refresh()
             return None
+        reply: Reply | None = None
         try:
             reply = {
                 Command.HELO: lambda: c.helo(self.helo_name.value),
@@ -143,10 +157,8 @@ class DialogueStepper(W.VBox):
             }[cmd]()
         except LabConnectionError as exc:
             self.status.value = _message(f"{exc} - press 'connect' to start again")
-            reply = None
         except LabError as exc:  # a bad address in a text box, say
             self.status.value = _message(str(exc))
-            reply = None
         else:
             self.status.value = _message(reply.explain(), "info" if reply.ok else "error")
         self._refresh()
@@ -160,26 +172,19 @@ class DialogueStepper(W.VBox):
         for cmd, b in self.buttons.items():
             b.button_style = _OK_STYLE if cmd in allowed else ""
             b.tooltip = "in order now" if cmd in allowed else "out of order now: try it and see"
-        time.sleep(0.005)  # let the server thread record its last line
+        # The server records a reply before writing it, but what follows a reply (the
+        # note that it closed the connection after QUIT, a 421's state change) comes
+        # a moment later on its thread: give it that moment before drawing.
+        time.sleep(0.005)
         self.transcript.value = transcript_html(self.server.transcript.last())
 
 
-def dialogue_stepper(server=None) -> DialogueStepper:
+def stepper(server=None) -> DialogueStepper:
     """A dialogue stepper for ``server`` (or a new lab server), already connected."""
     return DialogueStepper(server)
 
 
 # --- the fault lab ------------------------------------------------------------
-
-_ACTIONS = {
-    "reply with code": "{code}",
-    "421 and hang up": "421",
-    "hang up, no reply": "drop",
-    "delay (tarpit)": "delay={delay}ms",
-    "greylist (300 s)": "greylist=300s",
-    "malformed reply": "malformed",
-    "cut off in DATA": "cut",
-}
 
 
 class FaultLab(W.VBox):
@@ -190,7 +195,7 @@ class FaultLab(W.VBox):
 
     def __init__(self, server=None, *, trials: int = 100, seed: int = 1, auto: bool = True):
         self.server = _own_server(server, "fault-lab")
-        self.stage = W.Dropdown(options=list(STAGES), value="rcpt", description="stage")
+        self.stage = W.Dropdown(options=list(FAULT_STAGES), value=Stage.RCPT, description="stage")
         self.action = W.Dropdown(
             options=list(_ACTIONS), value="reply with code", description="action"
         )
@@ -247,14 +252,14 @@ class FaultLab(W.VBox):
                 w.observe(lambda _change: self.run(), names="value")
         self.run()  # a default result without any click
 
+    def fault(self) -> Fault:
+        """The fault rule the controls describe (LabValueError if they do not fit together)."""
+        action = _ACTIONS[self.action.value](self)
+        return Fault(self.stage.value, action, round(self.probability.value, 4))
+
     def spec(self) -> str:
         """The fault spec the controls describe, e.g. 'rcpt:451:0.3'."""
-        what = _ACTIONS[self.action.value].format(code=self.code.value, delay=self.delay.value)
-        spec = f"{self.stage.value}:{what}"
-        p = self.probability.value
-        if p < 1:
-            spec += f":{p:g}"
-        return spec
+        return self.fault().spec()
 
     def run(self):
         """Run the trials for the current settings and redraw (errors go to the panel)."""
@@ -264,9 +269,9 @@ class FaultLab(W.VBox):
             faults = []
         else:
             try:
-                faults = [parse_fault(self.spec())]
+                faults = [self.fault()]
             except LabError as exc:
-                self.message.value = _message(str(exc).split("\nfault spec:")[0])
+                self.message.value = _message(str(exc))
                 return None
         self.message.value = _message(
             f"fault: {faults[0].name if faults else 'none'} - running {self.trials.value} trials...",
@@ -304,6 +309,18 @@ class FaultLab(W.VBox):
             "info",
         )
         return r
+
+
+# The panel's actions, each built from the controls as a fault action object.
+_ACTIONS: dict[str, Callable[[FaultLab], Action]] = {
+    "reply with code": lambda lab: ReplyWith(lab.code.value),
+    "421 and hang up": lambda lab: ReplyWith(421),
+    "hang up, no reply": lambda lab: HangUp(),
+    "delay (tarpit)": lambda lab: Delay(lab.delay.value / 1000),
+    "greylist (300 s)": lambda lab: Greylist(300.0),
+    "malformed reply": lambda lab: Malformed(),
+    "cut off in DATA": lambda lab: CutOff(),
+}
 
 
 def fault_lab(server=None, **kwargs) -> FaultLab:
@@ -388,14 +405,6 @@ class TranscriptView(W.VBox):
         return out
 
 
-def mailbox_view(server) -> MailboxView:
-    """The mailbox of ``server`` with an mbox export button."""
-    return MailboxView(server)
-
-
 def transcript_view(server) -> TranscriptView:
     """The transcript of ``server``, one session at a time, with export."""
     return TranscriptView(server)
-
-
-stepper = dialogue_stepper  # ``widgets.stepper(server)`` in a lesson

@@ -20,25 +20,20 @@ from dataclasses import dataclass
 from ..errors import ConnectFailed, LabValueError, ReplyTimeout, ServerClosed, TLSFailed
 from ..protocol import auth as _auth
 from ..protocol import states
-from ..protocol.replies import Reply, parse_reply, reply_is_complete
-from ..protocol.states import Command, State
+from ..protocol.commands import DEFAULT_HELO, CommandWriter
+from ..protocol.lines import dot_stuff
+from ..protocol.replies import Reply, ReplyBuffer, parse_reply
+from ..protocol.states import Command, Stage, State
 
-DEFAULT_HELO = "client.example.org"
-
-
-def dot_stuff(message: str | bytes) -> bytes:
-    """The bytes that carry ``message`` after DATA: CRLF line ends, leading dots
-    doubled (RFC 5321 §4.5.2), and the final <CRLF>.<CRLF>."""
-    if isinstance(message, str):
-        message = message.encode("utf-8")
-    elif not isinstance(message, (bytes, bytearray)):
-        message = bytes(message)  # an email.message.Message's as_bytes()
-    text = bytes(message).replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-    lines = text.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    out = b"".join((b"." + ln if ln.startswith(b".") else ln) + b"\r\n" for ln in lines)
-    return out + b".\r\n"
+__all__ = [
+    "DEFAULT_HELO",
+    "Exchange",
+    "ReplyReader",
+    "StepClient",
+    "dot_stuff",
+    "make_message",
+    "show_wire",
+]
 
 
 def show_wire(data: bytes | str) -> str:
@@ -63,6 +58,44 @@ def make_message(
     )
 
 
+class ConnectionEnded(Exception):
+    """The server closed the connection before a reply was complete."""
+
+    def __init__(self, partial: bytes, cause: OSError | None = None):
+        super().__init__(f"closed after {partial!r}" if partial else "closed")
+        self.partial, self.cause = partial, cause
+
+
+class ReplyReader:
+    """Reads a server's replies from a socket, one whole reply at a time.
+
+    The lab's one reply reader: the step client, the trial runner and the
+    persona comparison all read through it (``replies.ReplyBuffer`` cuts the
+    bytes).  Raises ``TimeoutError`` when the socket's timeout passes and
+    ``ConnectionEnded`` (with what had arrived) when the server closes.
+    """
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.buffer = ReplyBuffer()
+
+    def read(self) -> bytes:
+        """The bytes of one complete (possibly multi-line) reply."""
+        while True:
+            raw = self.buffer.pop()
+            if raw is not None:
+                return raw
+            try:
+                chunk = self.sock.recv(65536)
+            except TimeoutError:
+                raise
+            except OSError as exc:
+                raise ConnectionEnded(self.buffer.clear(), exc) from None
+            if not chunk:
+                raise ConnectionEnded(self.buffer.clear())
+            self.buffer.feed(chunk)
+
+
 @dataclass(frozen=True)
 class Exchange:
     """One command the client sent and the reply it got."""
@@ -72,7 +105,7 @@ class Exchange:
     tls: bool = False  # the command travelled inside TLS
 
 
-class StepClient:
+class StepClient(CommandWriter):
     """Hold an SMTP dialogue one command at a time and read every reply."""
 
     def __init__(
@@ -109,7 +142,7 @@ class StepClient:
         self.state: State = State.CLOSED
         self.history: list[Exchange] = []
         self.esmtp_keywords: dict[str, str] = {}
-        self._buf = b""
+        self._reader: ReplyReader | None = None
 
     # --- connection -------------------------------------------------------
 
@@ -127,27 +160,28 @@ class StepClient:
             raise ConnectFailed(
                 f"connection refused by {self.host}:{self.port}: no server is listening there "
                 f"(is the lab server started? server.port tells its port)",
-                phase="connect",
+                phase=Stage.CONNECT,
             ) from None
         except TimeoutError:
             raise ConnectFailed(
                 f"no answer from {self.host}:{self.port} within {self.timeout} s "
                 f"(a firewall that drops packets looks like this)",
-                phase="connect",
+                phase=Stage.CONNECT,
             ) from None
         except OSError as exc:
             raise ConnectFailed(
                 f"cannot connect to {self.host}:{self.port} from {self.source or 'any address'}: "
                 f"{exc.strerror or exc}",
-                phase="connect",
+                phase=Stage.CONNECT,
             ) from None
-        self.sock, self._buf = sock, b""
+        self.sock, self._reader = sock, ReplyReader(sock)
         if self.implicit_tls:
             # RFC 8314 §3.3: TLS from the first byte, before the 220 greeting.
             self._handshake(verify=True, server_name=self.server_name, trust=self.trust)
-        self.state = State.CONNECTED
+        self.state = states.opened()
         reply = self._read_reply("CONNECT", time.perf_counter())
         self.history.append(Exchange(b"", reply, self.tls))
+        self._advance(None, reply)  # a 421 instead of 220 closes (§3.8)
         # A 554 or 421 instead of 220 means no service here (§3.1): it is returned,
         # not raised, and only QUIT is useful after it.
         return reply
@@ -158,8 +192,8 @@ class StepClient:
             try:
                 self.sock.close()
             finally:
-                self.sock = None
-        self.state = State.CLOSED
+                self.sock, self._reader = None, None
+        self.state = states.closed(self.state)
 
     def __enter__(self) -> StepClient:
         if self.sock is None:
@@ -174,15 +208,11 @@ class StepClient:
                 pass
         self.close()
 
-    # --- the commands -------------------------------------------------------
-
-    def helo(self, name: str = DEFAULT_HELO) -> Reply:
-        """HELO <your FQDN> (RFC 5321 §4.1.1.1; the grammar gives address literals to EHLO)."""
-        return self.command(f"HELO {name}".rstrip(), Command.HELO)
+    # --- the commands (protocol.commands.CommandWriter writes the rest) -----
 
     def ehlo(self, name: str = DEFAULT_HELO) -> Reply:
         """EHLO <FQDN or [address literal]>: like HELO, and the reply lists the extensions."""
-        reply = self.command(f"EHLO {name}".rstrip(), Command.EHLO)
+        reply = super().ehlo(name)
         if reply.code == 250:
             self.esmtp_keywords = {}
             for text in reply.texts[1:]:
@@ -190,45 +220,12 @@ class StepClient:
                 self.esmtp_keywords[key.upper()] = value
         return reply
 
-    def mail(self, sender: str, **params) -> Reply:
-        """MAIL FROM:<sender> [PARAM=value ...] (§4.1.1.2); '' is the null sender."""
-        _check_address(sender, "sender", allow_empty=True)
-        extra = "".join(f" {k.upper()}={v}" for k, v in params.items())
-        return self.command(f"MAIL FROM:<{sender}>{extra}", Command.MAIL)
-
-    def rcpt(self, recipient: str) -> Reply:
-        """RCPT TO:<recipient> (§4.1.1.3)."""
-        _check_address(recipient, "recipient")
-        return self.command(f"RCPT TO:<{recipient}>", Command.RCPT)
-
-    def data(self, message: str | bytes | None = None) -> Reply:
-        """DATA.  With a message: if the server says 354, send it and return the final reply."""
-        reply = self.command("DATA", Command.DATA)
-        if message is None or reply.code != 354:
-            return reply
-        return self.send_message(message)
+    def check_address(self, address: object, what: str, allow_empty: bool = False) -> None:
+        _check_address(address, what, allow_empty)
 
     def send_message(self, message: str | bytes) -> Reply:
         """After 354: the dot-stuffed message and the final dot; returns the reply to it."""
         return self._send(dot_stuff(message), Command.END_OF_DATA)
-
-    def rset(self) -> Reply:
-        """RSET: abort the transaction, keep the greeting (§4.1.1.5)."""
-        return self.command("RSET", Command.RSET)
-
-    def noop(self) -> Reply:
-        """NOOP: do nothing, get 250 (§4.1.1.9) - a keep-alive and a liveness test."""
-        return self.command("NOOP", Command.NOOP)
-
-    def vrfy(self, who: str) -> Reply:
-        """VRFY <name>: ask about a mailbox (§4.1.1.6); most servers answer 252."""
-        return self.command(f"VRFY {who}", Command.VRFY)
-
-    def expn(self, who: str) -> Reply:
-        return self.command(f"EXPN {who}", Command.EXPN)
-
-    def help(self) -> Reply:
-        return self.command("HELP", Command.HELP)
 
     def starttls(self, verify: bool = True, *, server_name: str | None = None, trust=None) -> Reply:
         """STARTTLS (RFC 3207): on 220, a TLS handshake that checks the server's certificate.
@@ -256,15 +253,7 @@ class StepClient:
             raise LabValueError(
                 f"mechanism must be one of {', '.join(_auth.MECHANISMS)}, not {mechanism!r}"
             )
-        if mechanism.upper() == "PLAIN":
-            # The initial response rides on the AUTH line (RFC 4954 §4), as smtplib sends it.
-            return self.command(f"AUTH PLAIN {_auth.plain_response(user, password)}", Command.AUTH)
-        reply = self.command("AUTH LOGIN", Command.AUTH)
-        for answer in (user, password):
-            if reply.code != 334:
-                return reply
-            reply = self._send(_auth.b64(answer).encode() + b"\r\n", Command.AUTH)
-        return reply
+        return super().auth(user, password, mechanism)
 
     @property
     def tls(self) -> bool:
@@ -274,7 +263,7 @@ class StepClient:
     @property
     def peer_certificate(self) -> dict | None:
         """The server's certificate as the ssl module decodes it (inside TLS), else None."""
-        return self.sock.getpeercert() if self.tls else None
+        return self.sock.getpeercert() if isinstance(self.sock, ssl.SSLSocket) else None
 
     def _handshake(self, verify: bool, server_name: str, trust) -> None:
         from .tls import client_context, explain_tls_error
@@ -282,12 +271,15 @@ class StepClient:
         ctx = client_context(trust, verify=verify)
         # RFC 3207 §4.2: forget anything the server sent before TLS (nothing may be
         # trusted), including its EHLO keywords; EHLO must be sent again.
-        self._buf, self.esmtp_keywords = b"", {}
+        self.esmtp_keywords = {}
+        if self.sock is None:
+            raise ServerClosed("not connected: call connect() first", phase=Stage.TLS)
         try:
             self.sock = ctx.wrap_socket(self.sock, server_hostname=server_name)
         except (ssl.SSLError, ssl.CertificateError, OSError) as exc:
             self.close()
-            raise TLSFailed(explain_tls_error(exc, server_name), phase="TLS handshake") from None
+            raise TLSFailed(explain_tls_error(exc, server_name), phase=Stage.TLS) from None
+        self._reader = ReplyReader(self.sock)
 
     def quit(self) -> Reply:
         """QUIT: the server answers 221 and closes (§4.1.1.10)."""
@@ -306,15 +298,24 @@ class StepClient:
         else:
             raise LabValueError(f"raw() sends a str or bytes, not {type(line).__name__}")
         verb = data.split(b" ", 1)[0].strip().decode("ascii", "replace").upper()
-        try:
-            cmd: Command | None = Command(verb)
-        except ValueError:
-            cmd = None
+        cmd = _command_named(verb)
         if not expect_reply:
-            self._write(data, verb or "raw")
+            self._write(data, Stage.of(verb) or verb or "raw")
             self.history.append(Exchange(data, None, self.tls))
             return None
         return self._send(data, cmd, label=verb or "raw")
+
+    def read_reply(self, command: str | None = None) -> Reply:
+        """Read one more reply: after message text sent with ``raw(..., expect_reply=False)``,
+        the reply to its final dot (``command='.'``), or a 421 the server sent unasked."""
+        reply = self._read_reply(command, time.perf_counter())
+        if self.history and self.history[-1].reply is None:
+            last = self.history.pop()
+            self.history.append(Exchange(last.sent, reply, last.tls))
+        else:
+            self.history.append(Exchange(b"", reply, self.tls))
+        self._advance(_command_named(command), reply)
+        return reply
 
     def command(self, line: str, cmd: Command | None = None) -> Reply:
         """Send one command line and read its one reply."""
@@ -348,9 +349,11 @@ class StepClient:
     # --- plumbing -------------------------------------------------------
 
     def _write(self, data: bytes, phase: str) -> None:
+        """Send ``data``; ``phase`` (a Stage, or the verb) names where a failure happened."""
+        where = phase.described if isinstance(phase, Stage) else phase
         if self.sock is None:
             raise ServerClosed(
-                f"not connected (phase {phase}): call connect() first, "
+                f"not connected ({where}): call connect() first, "
                 f"or the server already closed the connection",
                 phase=phase,
             )
@@ -359,12 +362,12 @@ class StepClient:
         except OSError as exc:
             self.close()
             raise ServerClosed(
-                f"the server closed the connection before {phase} could be sent ({exc})",
+                f"the server closed the connection before {where} could be sent ({exc})",
                 phase=phase,
             ) from None
 
     def _send(self, data: bytes, cmd: Command | None, label: str | None = None) -> Reply:
-        phase = label or (cmd.value if cmd else "raw")
+        phase = (Stage.of(cmd) if cmd else None) or label or "raw"
         started = time.perf_counter()
         tls = self.tls
         self._write(data, phase)
@@ -374,52 +377,44 @@ class StepClient:
         return reply
 
     def _advance(self, cmd: Command | None, reply: Reply) -> None:
-        if reply.code == 421:
-            self.state = State.CLOSED
-            return
-        if cmd is None:
-            return
-        try:
-            # helo_required=False: if the server let MAIL through before HELO, follow it.
-            self.state = states.next_state(self.state, cmd, ok=reply.ok, helo_required=False)
-        except states.SequenceError:
-            pass  # out of order: the server answered 503 and stayed put; so do we
+        # The server's table: 421 closes; out of order, the 503 left it where it was.
+        # helo_required=False: if the server let MAIL through before HELO, follow it.
+        self.state = states.after_reply(self.state, cmd, reply.code, helo_required=False)
 
     def _read_reply(self, command: str | None, started: float) -> Reply:
-        phase = "greeting" if command == "CONNECT" else (command or "raw")
-        if phase == ".":
-            phase = "after the final dot"
-        while True:
-            n = reply_is_complete(self._buf)
-            if n:
-                raw, self._buf = self._buf[:n], self._buf[n:]
-                return parse_reply(raw, command=command, elapsed=time.perf_counter() - started)
-            try:
-                chunk = self.sock.recv(65536) if self.sock else b""
-            except TimeoutError:
-                raise ReplyTimeout(
-                    f"no complete reply within {self.timeout} s (phase {phase}); "
-                    f"the server may be slow on purpose (a tarpit) or stuck",
-                    phase=phase,
-                ) from None
-            except OSError as exc:
-                chunk = b""
-                err = exc
-            else:
-                err = None
-            if not chunk:
-                partial, self._buf = self._buf, b""
-                self.close()
-                detail = f" after sending {partial!r}" if partial else ""
-                raise ServerClosed(
-                    f"the server closed the connection without a complete reply "
-                    f"(phase {phase}){detail}" + (f": {err}" if err else ""),
-                    phase=phase,
-                )
-            self._buf += chunk
+        stage = Stage.of(command) if command else None
+        phase = stage.described if stage else (command or "raw")
+        if self._reader is None:
+            raise ServerClosed(
+                f"not connected ({phase}): call connect() first", phase=stage or "raw"
+            )
+        try:
+            raw = self._reader.read()
+        except TimeoutError:
+            raise ReplyTimeout(
+                f"no complete reply within {self.timeout} s ({phase}); "
+                f"the server may be slow on purpose (a tarpit) or stuck",
+                phase=stage or phase,
+            ) from None
+        except ConnectionEnded as end:
+            self.close()
+            detail = f" after sending {end.partial!r}" if end.partial else ""
+            raise ServerClosed(
+                f"the server closed the connection without a complete reply "
+                f"({phase}){detail}" + (f": {end.cause}" if end.cause else ""),
+                phase=stage or phase,
+            ) from None
+        return parse_reply(raw, command=command, elapsed=time.perf_counter() - started)
 
 
-def _check_address(addr, what: str, allow_empty: bool = False) -> None:
+def _command_named(name: str | None) -> Command | None:
+    try:
+        return Command(name) if name else None
+    except ValueError:
+        return None
+
+
+def _check_address(addr: object, what: str, allow_empty: bool = False) -> None:
     if not isinstance(addr, str):
         raise LabValueError(
             f"the {what} must be an address such as 'ada@example.org', not {addr!r}"

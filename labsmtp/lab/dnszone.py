@@ -13,7 +13,9 @@ Two checks use it:
   zone in as the server's resolver).
 - Forward-confirmed reverse DNS (FCrDNS) of the client address: the PTR
   name of the address must resolve back to the same address.  Also: does
-  the HELO name resolve to the address the client connects from?
+  the HELO name resolve to the address the client connects from?  This is a
+  policy hook of the session (``ZoneIdentity``, a ``policy.IdentityCheck``),
+  consulted at HELO and at RCPT; its refusals are in the persona's words.
 
 Three checks, three verdicts (lesson 5):
 
@@ -43,6 +45,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from typing import Any
 
 import dns.exception
 import dns.name
@@ -51,7 +54,6 @@ import dns.reversename
 import dns.zone
 
 from ..errors import LabValueError
-from .faults import Action, Fault
 
 DEFAULT_ZONE = """\
 $ORIGIN .
@@ -222,13 +224,12 @@ class LabZone:
         return f"<LabZone: {len(self.zone.nodes)} names>"
 
 
-class IdentityCheck(Action):
-    """Check HELO name and client address against the zone; log, or refuse at RCPT if strict."""
-
-    stages = ("helo", "rcpt")
+class ZoneIdentity:
+    """The identity policy checked against a zone: log what is wrong, or refuse at RCPT."""
 
     def __init__(self, zone: LabZone, policy: str):
         self.zone, self.policy = zone, policy
+        self.name = f"identity check ({'strict' if policy == 'strict' else 'standards'})"
 
     def verdicts(self, helo: str, address: str) -> list[str]:
         """What is wrong with this client's identity (empty if nothing)."""
@@ -246,41 +247,28 @@ class IdentityCheck(Action):
             out.append(f"HELO {helo} resolves to {got}, not to {address}")
         return out
 
-    async def apply(self, ctx, normal):
-        address = ctx.client_ip
-        if ctx.stage == "helo":
-            reply = await normal()
-            if reply is not None and reply.ok:
-                found = self.verdicts(ctx.arg.strip(), address)
-                if found:
-                    what = (
-                        "logged, not refused (RFC 5321 §4.1.4)"
-                        if self.policy == "standards"
-                        else "strict policy: RCPT will be refused"
-                    )
-                    ctx.event("; ".join(found) + f" - {what}")
-                else:
-                    ctx.event(f"identity confirmed: {self.zone.fcrdns(address).detail}")
-            return reply
-        helo = ctx.proto.session.host_name or ""
-        if self.policy == "strict" and self.verdicts(helo, address):
-            if self.zone.fcrdns(address).verdict != "pass":
-                # Postfix reject_unknown_client_hostname (unknown_client_reject_code 450).
-                return await ctx.write(
-                    [f"450 4.7.25 Client host rejected: cannot find your hostname, [{address}]"]
-                )
-            # What RFC 5321 §4.1.4 forbids; no Postfix restriction does this, so the
-            # lab's own words, not Postfix's.
-            return await ctx.write(
-                [
-                    f"450 4.7.1 <{helo}>: HELO name does not resolve to your address "
-                    f"[{address}] (refused against RFC 5321 §4.1.4)"
-                ]
-            )
-        return await normal()
+    def at_helo(self, helo: str, client_ip: str) -> str | None:
+        found = self.verdicts(helo.strip(), client_ip)
+        if not found:
+            return f"identity confirmed: {self.zone.fcrdns(client_ip).detail}"
+        what = (
+            "logged, not refused (RFC 5321 §4.1.4)"
+            if self.policy == "standards"
+            else "strict policy: RCPT will be refused"
+        )
+        return "; ".join(found) + f" - {what}"
+
+    def at_rcpt(self, helo: str, client_ip: str) -> str | None:
+        if self.policy != "strict" or not self.verdicts(helo, client_ip):
+            return None
+        if self.zone.fcrdns(client_ip).verdict != "pass":
+            return "client_unknown"  # Postfix reject_unknown_client_hostname (450)
+        return "helo_mismatch"  # what RFC 5321 §4.1.4 forbids: a non-compliant server
 
 
-def use_zone(server, zone: LabZone | str | None = None, *, identity: str = "standards") -> LabZone:
+def use_zone(
+    server: Any, zone: LabZone | str | None = None, *, identity: str = "standards"
+) -> LabZone:
     """Give ``server`` this offline zone for HELO checks and (optionally) client identity checks.
 
     ``identity``: "off" (only reject_unknown_helo_hostname uses the zone),
@@ -296,12 +284,7 @@ def use_zone(server, zone: LabZone | str | None = None, *, identity: str = "stan
         zone = LabZone(zone or DEFAULT_ZONE)
     if not isinstance(zone, LabZone):
         raise LabValueError("zone must be a LabZone or zone-file text")
-    server._resolver = zone.resolves
-    if identity == "off":
-        server.faults.set_checks()
-    else:
-        check = IdentityCheck(zone, identity)
-        name = f"identity check ({'strict' if identity == 'strict' else 'standards'})"
-        server.faults.set_checks(Fault("helo", check, name=name), Fault("rcpt", check, name=name))
+    checks = None if identity == "off" else ZoneIdentity(zone, identity)
+    server.use_checks(resolves=zone.resolves, identity=checks)
     server.zone = zone
     return zone

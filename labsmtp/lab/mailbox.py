@@ -15,6 +15,8 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+from ..protocol.events import MessageAccepted
+
 
 @dataclass(frozen=True)
 class StoredMessage:
@@ -28,6 +30,19 @@ class StoredMessage:
     content: bytes  # the message text after dot-unstuffing, CRLF line ends
     received: float = field(default_factory=time.time)
     session: int = 0
+
+    @classmethod
+    def accepted(cls, event: MessageAccepted, session: int = 0) -> StoredMessage:
+        """The message a session accepted (stored before its 250 goes out)."""
+        return cls(
+            event.queue_id,
+            event.helo,
+            event.mail_from,
+            event.rcpt_tos,
+            event.client_ip,
+            event.content,
+            session=session,
+        )
 
     @property
     def size(self) -> int:

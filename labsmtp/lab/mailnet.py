@@ -33,11 +33,10 @@ from ..protocol.policy import Policy
 from ..render import TextReport
 from .dnszone import MAIL_ZONE, LabZone
 from .dsn import RecipientReport
-from .faults import Action, Fault
+from .labserver import LabServer
 from .mailbox import Mailbox, StoredMessage
 from .mta import Delivery, LabMta, SimClock
 from .mx import Route, check_domain, find_route
-from .server import LabServer
 from .spf import SpfResult, check_spf, check_spf_helo
 
 # The domains of MAIL_ZONE that have lab servers, and the users each one knows.
@@ -55,29 +54,18 @@ ACCEPT_ALL = ("acceptall.example",)
 _current: list[LabNet] = []  # the running net: a re-run notebook cell replaces it
 
 
-class _RecipientTable(Action):
-    """Refuse unknown users of this host's domains at RCPT (Postfix's local_recipient_maps)."""
-
-    stages = ("rcpt",)
+class _RecipientTable:
+    """The users of this net's domains: a server's local_recipient_maps (a policy hook,
+    ``policy.RecipientCheck``); an unknown one is refused at RCPT with 550 5.1.1."""
 
     def __init__(self, users: dict[str, frozenset[str]], accept_all: frozenset[str]):
         self.users, self.accept_all = users, accept_all
 
-    async def apply(self, ctx, normal):
-        addr = ctx.addresses[0] if ctx.addresses else ""
-        local, _, domain = addr.rpartition("@")
+    def knows(self, address: str) -> bool:
+        local, _, domain = address.rpartition("@")
         domain = domain.lower().rstrip(".")
         known = self.users.get(domain)
-        if known is not None and domain not in self.accept_all and local.lower() not in known:
-            # Not a fault: the server's own answer (injected=False keeps it unmarked).
-            return await ctx.write(
-                [
-                    f"550 5.1.1 <{addr}>: Recipient address rejected: "
-                    f"User unknown in local recipient table"
-                ],
-                injected=False,
-            )
-        return await normal()
+        return known is None or domain in self.accept_all or local.lower() in known
 
 
 @dataclass(repr=False)
@@ -205,7 +193,7 @@ class LabNet:
                     policy=Policy(mydestination=tuple(domains), mynetworks=()),
                 )
                 s.faults.clock = self.clock  # greylisting reads simulated time
-                s.faults.set_checks(Fault("rcpt", table, name="local recipient table"))
+                s.use_checks(recipients=table)
                 s.start()
                 self.servers[host], self._bound[host] = s, bind
                 self._done[host] = set()

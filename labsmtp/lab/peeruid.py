@@ -210,8 +210,15 @@ def refusal(owner: int, peer_owner: int | None) -> str | None:
 
 
 def check(
-    server: tuple, peer: tuple, owner: int | None = None, proc_net: str = PROC_NET
+    server: tuple | list[tuple], peer: tuple, owner: int | None = None, proc_net: str = PROC_NET
 ) -> str | None:
-    """One accepted connection: None if its peer is ``owner`` (default: this process's user), else why not."""
+    """One accepted connection: None if its peer is ``owner`` (default: this process's
+    user), else why not. ``server`` is the address the connection came in on, or a list
+    of candidates (a server listening on two ports asks about both)."""
     owner = os.geteuid() if owner is None else owner
-    return refusal(owner, peer_uid(server, peer, proc_net))
+    uid = None
+    for address in [server] if isinstance(server[0], str) else server:
+        uid = peer_uid(address, peer, proc_net)
+        if uid is not None:
+            break
+    return refusal(owner, uid)

@@ -85,6 +85,14 @@ _ca: LabCA | None = None
 _ca_lock = threading.Lock()
 
 
+def summary(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> str:
+    """What a TLS connection negotiated, for the transcript: 'TLSv1.3 TLS_AES_256_GCM_SHA384'."""
+    if ssl_object is None:
+        return "TLS"
+    cipher = ssl_object.cipher()
+    return f"{ssl_object.version()} {cipher[0] if cipher else ''}".strip()
+
+
 def lab_ca() -> LabCA:
     """The lab's certificate authority, made on first use and kept for this process."""
     global _ca

@@ -14,6 +14,7 @@ reads the same simulated clock through the fault engine, per trial sender.
 
 The client here is a tight raw-socket loop, not ``StepClient``: it records
 only the reply codes, which keeps a thousand trials within a few seconds.
+It reads replies through the lab's one reader (``client.ReplyReader``).
 """
 
 from __future__ import annotations
@@ -21,14 +22,29 @@ from __future__ import annotations
 import socket
 import time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import LabValueError
-from ..protocol.replies import reply_is_complete
+from ..protocol.states import CLOSING_CODES, Stage
+from .client import ConnectionEnded, ReplyReader
+from .faults import Fault, FaultEngine
 
 OUTCOMES = ("delivered", "deferred", "bounced", "connection lost")
-TRIAL_STAGES = ("connect", "helo", "mail", "rcpt", "data", "dot", "rset", "quit")
+# The stages a trial's dialogue goes through, in order.
+TRIAL_STAGES = (
+    Stage.CONNECT,
+    Stage.HELO,
+    Stage.MAIL,
+    Stage.RCPT,
+    Stage.DATA,
+    Stage.DOT,
+    Stage.RSET,
+    Stage.QUIT,
+)
+_TRANSACTION = TRIAL_STAGES[:6]  # connect .. dot: where a delivery can fail
 
 
 @dataclass(frozen=True)
@@ -88,9 +104,9 @@ class Attempt:
 
     number: int
     started: float  # simulated seconds since the trial began
-    codes: dict[str, int | None] = field(default_factory=dict)
+    codes: dict[Stage, int | None] = field(default_factory=dict)
     outcome: str = "connection lost"
-    failed_stage: str | None = None
+    failed_stage: Stage | None = None
     latency: float = 0.0  # real seconds the dialogue took
 
 
@@ -119,9 +135,9 @@ class TrialResults:
         c = Counter(t.outcome for t in self.trials)
         return {o: c.get(o, 0) for o in OUTCOMES}
 
-    def by_stage_code(self) -> dict[str, dict[str, int]]:
+    def by_stage_code(self) -> dict[Stage, dict[str, int]]:
         """Replies seen in every attempt: {stage: {code: count}}; 'none' for no reply."""
-        out: dict[str, Counter] = {s: Counter() for s in TRIAL_STAGES}
+        out: dict[Stage, Counter[str]] = {s: Counter() for s in TRIAL_STAGES}
         for t in self.trials:
             for a in t.attempts:
                 for stage, code in a.codes.items():
@@ -130,7 +146,7 @@ class TrialResults:
 
     def by_attempt(self) -> dict[int, dict[str, int]]:
         """For attempt number k: how many attempts ended in each outcome."""
-        out: dict[int, Counter] = {}
+        out: dict[int, Counter[str]] = {}
         for t in self.trials:
             for a in t.attempts:
                 out.setdefault(a.number, Counter())[a.outcome] += 1
@@ -184,11 +200,15 @@ class TrialResults:
 class _Lost(Exception):
     """The connection closed, timed out or sent something that is not a reply."""
 
+    def __init__(self, why: str, *, closing_reply: bool = False):
+        super().__init__(why)
+        self.closing_reply = closing_reply  # a 421: the server said "try again later" (§3.8)
+
 
 class _Wire:
     """A bare SMTP client socket: send a line, read one reply's code."""
 
-    def __init__(self, address, timeout: float, source: str | None = None):
+    def __init__(self, address: tuple[str, int], timeout: float, source: str | None = None):
         try:
             self.sock = socket.create_connection(
                 address, timeout=timeout, source_address=(source, 0) if source else None
@@ -196,24 +216,17 @@ class _Wire:
         except OSError as exc:
             raise _Lost(str(exc)) from None
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.buf = b""
+        self.reader = ReplyReader(self.sock)
 
     def reply(self) -> int:
-        while True:
-            n = reply_is_complete(self.buf)
-            if n:
-                raw, self.buf = self.buf[:n], self.buf[n:]
-                last = raw.rstrip(b"\r\n").rsplit(b"\n", 1)[-1]
-                if len(last) < 3 or not last[:3].isdigit() or not b"200" <= last[:3] <= b"599":
-                    raise _Lost("malformed reply")
-                return int(last[:3])
-            try:
-                chunk = self.sock.recv(65536)
-            except OSError as exc:
-                raise _Lost(str(exc)) from None
-            if not chunk:
-                raise _Lost("closed")
-            self.buf += chunk
+        try:
+            raw = self.reader.read()
+        except (OSError, ConnectionEnded) as exc:  # TimeoutError is an OSError
+            raise _Lost(str(exc)) from None
+        last = raw.rstrip(b"\r\n").rsplit(b"\n", 1)[-1]
+        if len(last) < 3 or not last[:3].isdigit() or not b"200" <= last[:3] <= b"599":
+            raise _Lost("malformed reply")
+        return int(last[:3])
 
     def send(self, data: bytes) -> int:
         try:
@@ -229,61 +242,89 @@ class _Wire:
             pass
 
 
-def _attempt(
-    address, number, started, sender, recipients, message, policy, timeout, source=None
-) -> Attempt:
-    a = Attempt(number, started)
-    codes = a.codes
-    t0 = time.perf_counter()
-    stage = "connect"
-    wire = None
-    try:
-        wire = _Wire(address, timeout, source)
-        steps = [
-            ("connect", None),
-            ("helo", b"EHLO trials.example.org\r\n"),
-            ("mail", b"MAIL FROM:<" + sender + b">\r\n"),
+class _Attempting:
+    """One attempt in progress: where it is, and the code it got at each stage."""
+
+    def __init__(self, attempt: Attempt, wire: _Wire):
+        self.attempt, self.wire, self.stage = attempt, wire, Stage.CONNECT
+
+    def step(self, stage: Stage, line: bytes | None) -> int:
+        self.stage = stage
+        code = self.wire.reply() if line is None else self.wire.send(line)
+        self.attempt.codes[stage] = code
+        return code
+
+    def transaction(self, sender: bytes, recipients: Sequence[bytes], message: bytes) -> None:
+        """Greeting to final dot; ``attempt.outcome`` is 'delivered' if all of it went well."""
+        steps: list[tuple[Stage, bytes | None]] = [
+            (Stage.CONNECT, None),
+            (Stage.HELO, b"EHLO trials.example.org\r\n"),
+            (Stage.MAIL, b"MAIL FROM:<" + sender + b">\r\n"),
         ]
-        steps += [("rcpt", b"RCPT TO:<" + r + b">\r\n") for r in recipients]
-        steps += [("data", b"DATA\r\n"), ("dot", message)]
+        steps += [(Stage.RCPT, b"RCPT TO:<" + r + b">\r\n") for r in recipients]
+        steps += [(Stage.DATA, b"DATA\r\n"), (Stage.DOT, message)]
         accepted = 0
         for stage, line in steps:
-            if stage == "data" and not accepted:
-                break  # no recipient accepted: DATA would only earn a 503 (§3.3)
-            code = wire.reply() if line is None else wire.send(line)
-            codes[stage] = code
-            if stage == "rcpt":
-                accepted += code < 400
-                continue  # §3.3: one refused recipient does not end the transaction
-            if code >= 400 or (stage == "data" and code != 354):
-                break
-        else:
-            a.outcome = "delivered"
+            if stage is Stage.DATA and not accepted:
+                self.stage = stage
+                return  # no recipient accepted: DATA would only earn a 503 (§3.3)
+            code = self.step(stage, line)
+            if stage is Stage.RCPT:
+                accepted += code < 400  # §3.3: one refused recipient does not end it
+            elif code >= 400 or (stage is Stage.DATA and code != 354):
+                return
+        self.attempt.outcome = "delivered"
+
+    def judge(self) -> None:
+        """Name the stage that failed and what its first digit means; a 421 ends the line."""
+        a = self.attempt
+        failed = [s for s in _TRANSACTION if (a.codes.get(s) or 0) >= 400]
+        a.failed_stage = failed[0] if failed else self.stage
+        first = a.codes[a.failed_stage] or 0
+        a.outcome = "deferred" if first < 500 else "bounced"
+        if first in CLOSING_CODES:
+            raise _Lost("421: the server closed the channel", closing_reply=True)
+
+    def lost(self, exc: _Lost) -> None:
+        a = self.attempt
+        a.codes.setdefault(self.stage, None)
+        if exc.closing_reply:
+            a.outcome = "deferred"  # §3.8: 421 is "try again later"
+        elif a.outcome not in ("deferred", "bounced") and (
+            a.outcome != "delivered" or self.stage is not Stage.QUIT
+        ):
+            a.outcome, a.failed_stage = "connection lost", self.stage
+
+
+def _attempt(
+    address: tuple[str, int],
+    number: int,
+    started: float,
+    sender: bytes,
+    recipients: Sequence[bytes],
+    message: bytes,
+    policy: RetryPolicy,
+    timeout: float,
+    source: str | None = None,
+) -> Attempt:
+    a = Attempt(number, started)
+    t0 = time.perf_counter()
+    wire = run = None
+    try:
+        wire = _Wire(address, timeout, source)
+        run = _Attempting(a, wire)
+        run.transaction(sender, recipients, message)
         if a.outcome != "delivered":
-            failed = [
-                s
-                for s in ("connect", "helo", "mail", "rcpt", "data", "dot")
-                if codes.get(s) is not None and codes[s] >= 400
-            ]
-            a.failed_stage = failed[0] if failed else stage
-            first = codes[a.failed_stage]
-            a.outcome = "deferred" if first < 500 else "bounced"
-            if first == 421:
-                raise _Lost("421: the server closed the channel")
-            if policy.rset_after_reject and a.failed_stage not in ("connect", "helo"):
-                stage = "rset"
-                codes["rset"] = wire.send(b"RSET\r\n")
-        stage = "quit"
-        codes["quit"] = wire.send(b"QUIT\r\n")
+            run.judge()
+            if policy.rset_after_reject and a.failed_stage not in (Stage.CONNECT, Stage.HELO):
+                run.step(Stage.RSET, b"RSET\r\n")
+        run.step(Stage.QUIT, b"QUIT\r\n")
     except _Lost as exc:
-        codes.setdefault(stage, None)
-        if a.outcome not in ("deferred", "bounced") or str(exc).startswith("421"):
-            # A 421 is a deferral (§3.8: "try again later"); the rest is a lost link.
-            if str(exc).startswith("421"):
-                a.outcome = "deferred"
-            elif a.outcome != "delivered" or stage != "quit":
-                a.outcome = "connection lost"
-                a.failed_stage = stage
+        if run is None:
+            a.codes[Stage.CONNECT] = None
+            a.failed_stage = Stage.CONNECT
+        else:
+            run.lost(exc)
     finally:
         if wire is not None:
             wire.close()
@@ -301,13 +342,21 @@ def _source(i: int) -> str:
     return f"127.{1 + (i // 64516) % 250}.{(i // 254) % 254}.{1 + i % 254}"
 
 
-def _one_trial(i, address, policy, engine, rcpts, message, timeout) -> Trial:
+def _one_trial(
+    i: int,
+    address: tuple[str, int],
+    policy: RetryPolicy,
+    engine: FaultEngine,
+    rcpts: Sequence[bytes],
+    message: bytes,
+    timeout: float,
+) -> Trial:
     sender = f"trial{i + 1}@example.org"
     sender_b, source = sender.encode(), _source(i)
     attempts: list[Attempt] = []
     now = 0.0
     for number in range(1, policy.max_attempts + 1):
-        engine._set_sim_time(sender, now)  # greylisting sees the simulated clock
+        engine.simulate_time(sender, now)  # greylisting sees the simulated clock
         a = _attempt(address, number, now, sender_b, rcpts, message, policy, timeout, source)
         attempts.append(a)
         now += a.latency
@@ -315,21 +364,21 @@ def _one_trial(i, address, policy, engine, rcpts, message, timeout) -> Trial:
             break
         if number < policy.max_attempts:
             now += policy.wait(number)
-    engine._set_sim_time(sender, None)
+    engine.simulate_time(sender, None)
     return Trial(i + 1, attempts, attempts[-1].outcome, now)
 
 
 def run_trials(
-    server,
+    server: Any,
     n: int = 100,
     *,
     retry: str | RetryPolicy = "mta",
     seed: int | None = None,
-    faults=None,
+    faults: str | Fault | Sequence[str | Fault] | None = None,
     recipients: int = 1,
     timeout: float = 2.0,
     workers: int = 2,
-    progress=None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> TrialResults:
     """Run ``n`` real dialogues against ``server`` (with its faults) under a retry policy.
 
@@ -354,7 +403,7 @@ def run_trials(
         raise LabValueError("the server is not running: call server.start() first")
     engine = server.faults
     if faults is not None:
-        engine.set(*([faults] if isinstance(faults, str) else list(faults)))
+        engine.set(*([faults] if isinstance(faults, (str, Fault)) else list(faults)))
     engine.reseed(seed if seed is not None else server.seed)
     address = server.address
     domain = next(iter(server.policy.mydestination), server.hostname).encode()
@@ -376,9 +425,7 @@ def run_trials(
             results[futures[fut]] = fut.result()
             if progress is not None and (done % step == 0 or done == n):
                 progress(done, n)
+    finished = [t for t in results if t is not None]
     return TrialResults(
-        results, policy, engine.seed, [r.name for r in engine.rules], time.perf_counter() - t0
+        finished, policy, engine.seed, [r.name for r in engine.rules], time.perf_counter() - t0
     )
-
-
-run = run_trials  # ``trials.run(server, 200)`` reads well in a lesson

@@ -16,6 +16,7 @@ import base64
 import binascii
 import hmac
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from ..errors import LabValueError
 
@@ -58,7 +59,39 @@ def parse_plain(data: bytes) -> tuple[str, str, str]:
     return authzid, authcid, passwd
 
 
-def check_users(users) -> dict[str, str]:
+@dataclass
+class Exchange:
+    """One AUTH between its first 334 challenge and its final reply (RFC 4954 §4).
+
+    Sans-IO: ``respond`` takes the client's next response (None: there was no
+    initial response) and returns either the next challenge to send, or the
+    ``(authzid, user, password)`` the exchange carried.  A "*" raises
+    ``Cancelled``; bad base64 raises ``Undecodable``.
+    """
+
+    mechanism: str  # one of MECHANISMS
+
+    def __post_init__(self) -> None:
+        self.challenge = "" if self.mechanism == "PLAIN" else LOGIN_USERNAME
+        self.user: str | None = None  # LOGIN: the user name, once given
+
+    def respond(self, response: str | None) -> str | tuple[str, str, str]:
+        if response is None:
+            return self.challenge
+        data = decode_response(response)
+        if self.mechanism == "PLAIN":
+            return parse_plain(data)
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise Undecodable() from None
+        if self.user is None:  # LOGIN: the user name, then the password (two 334s)
+            self.user, self.challenge = text, LOGIN_PASSWORD
+            return self.challenge
+        return "", self.user, text
+
+
+def check_users(users: object) -> dict[str, str]:
     """Validate a learner's ``users=`` argument: a dict of user name -> password."""
     if users is None:
         return {}

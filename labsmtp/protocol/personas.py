@@ -31,11 +31,16 @@ reply formats and is not recorded.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import random
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 
 from ..errors import LabValueError  # a ValueError: callers catching ValueError still work
+
+if TYPE_CHECKING:
+    from .grammar import Grammar
 
 # Every situation the server can reply to; each persona must word all of them.
 REPLY_KEYS = (
@@ -104,6 +109,15 @@ REPLY_KEYS = (
     "need_helo_for_vrfy",  # VRFY before HELO, under the "vrfy_needs_helo" variant
     "noop_syntax",  # NOOP with an argument, for a persona that refuses one
     "too_many_unknown",  # the reply to the unknown command past unknown_command_limit
+    # Replies the lab adds to a real server's own: its policies, its faults, its failures.
+    "greylisted",  # a greylisting fault at RCPT: {addr}, {wait} seconds to go
+    "client_unknown",  # strict identity policy: the client's address has no confirmed name
+    "helo_mismatch",  # strict identity policy: the HELO name ({helo}) is not the client's
+    "internal_error",  # 421: the lab itself failed (a bug); the session ends
+    "fault_reply",  # a fault's reply with the lab's default text: {status} {text}
+    "fault_reply_host",  # the same for replies that name the host (421; 220/554 greetings)
+    "connection_refused",  # a connection the server's admission check refuses
+    "user_unknown",  # local_recipient_maps: no such user in the server's own domain
 )
 
 
@@ -114,15 +128,15 @@ class Persona:
     name: str
     software: str
     about: str
-    replies: MappingProxyType
+    replies: Mapping[str, str]
     ehlo_keywords: tuple[str, ...]
     source: str = ""
-    # Behaviour that differs between real servers, not just wording.
+    recorded: bool = True  # False: built from documentation, not from the real program
+    # How real servers differ in what they do, not only in what they say.  Each
+    # field is consulted in exactly one place: the session (session.py) or the
+    # grammar that reads command lines (grammar.py), named after it.
     requires_brackets: bool = True  # MAIL FROM:a@b (no <>) is a syntax error
     helo_required_default: bool = False
-    extras: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
-    # How real servers differ in what they do, not only in what they say.  Each
-    # field is consulted in exactly one place in server.py (named after it).
     sequence_variants: tuple[str, ...] = ()  # names from states.VARIANTS
     unknown_command_limit: int = 0  # close after this many unknown commands (Exim: 3); 0 = none
     keyword_is_part_of_verb: bool = False  # "MAIL" without "FROM:" is an unknown command
@@ -136,7 +150,11 @@ class Persona:
     # Policy switches that configure the lab like the real server was configured
     # when it was recorded (Exchange: its documented defaults).  LabServer(persona=p,
     # **p.platform_policy) plays the platform; compare() uses them.
-    platform_policy: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    platform_policy: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    # How this server reads command lines (verbs, paths, parameters); None: the
+    # standard Grammar steered by the flags above.  A persona whose program parses
+    # differently supplies its own (issue 11: one grammar per real program).
+    grammar: Callable[[Persona], Grammar] | None = None
 
     def template(self, key: str) -> str:
         try:
@@ -144,23 +162,33 @@ class Persona:
         except KeyError:
             raise KeyError(f"persona {self.name!r} has no wording for {key!r}") from None
 
-    def render(self, key: str, fields: Mapping | None = None, **more) -> list[str]:
+    def render(
+        self, key: str, fields: Mapping[str, object] | None = None, **more: object
+    ) -> list[str]:
         """The reply lines (without CRLF) for situation ``key``, filled from ``fields``."""
         text = self.template(key).format_map(_merge(fields, more))
         return _multiline(text.split("\n"))
 
-    def ehlo(self, keywords: list[str], fields: Mapping | None = None, **more) -> list[str]:
+    def ehlo(
+        self, keywords: list[str], fields: Mapping[str, object] | None = None, **more: object
+    ) -> list[str]:
         """The whole EHLO reply: the greeting line, then one keyword per line."""
         first = self.template("ehlo_ok").format_map(_merge(fields, more))
         return _multiline([first] + list(keywords))
 
+    def new_queue_id(self, rng: random.Random) -> str:
+        """A queue id shaped like this server's (Postfix: 11 hex digits), drawn from ``rng``."""
+        alphabet = self.queue_id_alphabet
+        return "".join(rng.choice(alphabet) if ch == "#" else ch for ch in self.queue_id_format)
 
-def _merge(fields: Mapping | None, more: dict) -> Mapping:
+
+def _merge(fields: Mapping[str, object] | None, more: dict[str, object]) -> Mapping[str, object]:
     if fields is None:
         return more
     if more:
-        fields = dict(fields) if not hasattr(fields, "update") else fields
-        fields.update(more)
+        merged = dict(fields) if not isinstance(fields, dict) else fields
+        merged.update(more)
+        return merged
     return fields
 
 
@@ -244,6 +272,16 @@ _GENERIC = {
     "need_helo_for_vrfy": "503 5.5.1 Bad sequence of commands: send HELO or EHLO first",
     "noop_syntax": "501 5.5.4 Syntax: NOOP",
     "too_many_unknown": "421 4.7.0 {hostname} Too many unrecognized commands, closing connection",
+    # The lab's own replies, in the words postgrey and Postfix use for them.
+    "greylisted": "451 4.7.1 <{addr}>: Recipient address rejected: Greylisted, try again in {wait} seconds",
+    "client_unknown": "450 4.7.25 Client host rejected: cannot find your hostname, [{client}]",
+    # What RFC 5321 §4.1.4 forbids; no Postfix restriction does it: the lab's own words.
+    "helo_mismatch": "450 4.7.1 <{helo}>: HELO name does not resolve to your address [{client}] (refused against RFC 5321 §4.1.4)",
+    "internal_error": "421 4.3.0 {hostname} Internal error, closing connection",
+    "fault_reply": "{status} {text}",
+    "fault_reply_host": "{status} {hostname} {text}",
+    "connection_refused": "554 5.7.1 Service unavailable; client [{client}] may not connect here",
+    "user_unknown": "550 5.1.1 <{addr}>: Recipient address rejected: User unknown in local recipient table",
 }
 
 # Postfix 3.7 (smtpd.c, smtpd_check.c), checked against tests/recordings/postfix-3.7.json.
@@ -319,13 +357,19 @@ _POSTFIX = dict(
         "need_helo_for_vrfy": "503 5.5.1 Error: send HELO/EHLO first",
         "noop_syntax": "501 5.5.4 Syntax: NOOP",
         "too_many_unknown": "421 4.7.0 {hostname} Error: too many errors",
+        # Postfix's own reject_unknown_client_hostname text; the HELO mismatch, the
+        # internal error and the refused connection are the lab's words in its style.
+        "internal_error": "421 4.3.0 {hostname} Error: internal error, closing connection",
+        "connection_refused": "554 5.7.1 <unknown[{client}]>: Client host rejected: Access denied",
     },
 )
 
 _REGISTRY: dict[str, Persona] = {}
 
 
-def _recorded_policy(helo_restrictions: tuple[str, ...], mydestination=("lab.example.org",)):
+def _recorded_policy(
+    helo_restrictions: tuple[str, ...], mydestination: tuple[str, ...] = ("lab.example.org",)
+) -> Mapping[str, Any]:
     """The policy shared by every recording (tests/recordings/*.json "settings")."""
     return MappingProxyType(
         dict(
@@ -351,7 +395,7 @@ def register(persona: Persona) -> Persona:
     """Add a persona to the registry (checks it words every situation)."""
     missing = [k for k in REPLY_KEYS if k not in persona.replies]
     if missing:
-        raise ValueError(f"persona {persona.name!r} has no wording for: {', '.join(missing)}")
+        raise LabValueError(f"persona {persona.name!r} has no wording for: {', '.join(missing)}")
     _REGISTRY[persona.name] = persona
     return persona
 
@@ -460,6 +504,16 @@ _EXIM = dict(
         "auth_not_offered": "503 AUTH command used when not advertised",
         "already_greeted": "503 Bad sequence of commands",
         "need_helo_for_vrfy": "503 HELO or EHLO required",
+        # Exim has none of these itself: the lab's words in Exim's style (an ACL's
+        # "defer"/"deny" message, no enhanced status codes).
+        "greylisted": "451 <{addr}>: greylisted, try again in {wait} seconds",
+        "client_unknown": "450 Client host [{client}] has no confirmed host name",
+        "helo_mismatch": "450 HELO/EHLO argument {helo} does not match your address [{client}]",
+        "internal_error": "421 {hostname} Temporary local problem - closing connection",
+        "fault_reply": "{code} {text}",
+        "fault_reply_host": "{code} {hostname} {text}",
+        "connection_refused": "554 {hostname} Access denied for [{client}]",
+        "user_unknown": "550 Unrouteable address",  # Exim's own, for an unknown local part
     },
 )
 
@@ -538,6 +592,14 @@ _SENDMAIL = dict(
         "auth_not_offered": "504 5.3.3 AUTH mechanism {word} not available",
         "already_greeted": "503 5.0.0 Bad sequence of commands",
         "need_helo_for_vrfy": "503 5.0.0 I demand that you introduce yourself first",
+        # Not Sendmail's own: the lab's words in its style ("<address>... text");
+        # the greylisting text is milter-greylist's, which Sendmail sites use.
+        "greylisted": "451 4.7.1 <{addr}>... Greylisting in action, please come back in {wait} seconds",
+        "client_unknown": "450 4.7.1 [{client}]... Client host name lookup failed",
+        "helo_mismatch": "450 4.7.1 <{helo}>... Host name does not match your address [{client}]",
+        "internal_error": "421 4.3.0 {hostname} Internal software error, closing connection",
+        "connection_refused": "554 5.7.1 {hostname} Access denied for [{client}]",
+        "user_unknown": "550 5.1.1 <{addr}>... User unknown",  # Sendmail's own
     },
 )
 
@@ -611,6 +673,14 @@ _OPENSMTPD = dict(
         "auth_not_offered": "503 5.5.1 Invalid command: Command not supported",
         "already_greeted": "503 5.5.1 Invalid command: Already identified",
         "need_helo_for_vrfy": _OPENSMTPD_SEQUENCE,
+        # OpenSMTPD 6.8 has no greylisting or identity checks of its own: the lab's
+        # words in its style ("Invalid ...: reason").
+        "greylisted": "451 4.7.1 Temporary failure: <{addr}> greylisted, try again in {wait} seconds",
+        "client_unknown": "450 4.7.25 Temporary failure: no reverse DNS for [{client}]",
+        "helo_mismatch": "450 4.7.1 Temporary failure: HELO name {helo} does not match [{client}]",
+        "internal_error": "421 4.3.0 {hostname} Temporary failure",
+        "connection_refused": "554 5.7.1 {hostname} Connection refused for [{client}]",
+        "user_unknown": "550 Invalid recipient: <{addr}>",  # OpenSMTPD's own
     },
 )
 
@@ -698,6 +768,14 @@ _EXCHANGE = dict(
         "auth_not_offered": "504 5.7.4 Unrecognized authentication type",
         "already_greeted": "503 5.5.1 Bad sequence of commands",
         "need_helo_for_vrfy": "503 5.5.2 Send hello first",
+        # Exchange Online's own PTR refusal (as 4xx); the rest is the lab's wording in
+        # Exchange's style: Exchange does not greylist.
+        "greylisted": "451 4.7.1 <{addr}>: Temporarily rejected, try again in {wait} seconds",
+        "client_unknown": "450 4.7.25 The IP address sending this message does not have a PTR record setup [{client}]",
+        "helo_mismatch": "450 4.7.1 Host name {helo} does not match the sending IP [{client}]",
+        "internal_error": "421 4.3.2 Service not available, closing transmission channel",
+        "connection_refused": "554 5.7.1 Service unavailable; Client host [{client}] blocked",
+        "user_unknown": "550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup",
     },
 )
 
@@ -829,6 +907,7 @@ register(
         ),
         source="Microsoft Learn: 'Use Telnet to test SMTP communication on Exchange servers'; "
         "'Email non-delivery reports and SMTP errors in Exchange Online' (not recorded)",
+        recorded=False,
         requires_brackets=False,
         helo_required_default=True,
         date_format="{d:%a}, {d.day} {d:%b %Y %H:%M:%S} +0000",

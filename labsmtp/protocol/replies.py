@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from .states import Stage
+
 # §4.2.1: the first digit.
 FIRST_DIGIT = {
     "2": "Positive completion: the requested action has been done.",
@@ -141,29 +143,32 @@ ENHANCED_DETAIL = {
     "7.27": "Sender address has null MX (RFC 7505)",
 }
 
-# §4.3.2: which codes each command may get.  "I" intermediate, "S" success,
-# "E" error.  On top of these, §4.3.2 lets any command get 500, 501 or 421.
+# §4.3.2: which codes each stage's reply may carry.  "I" intermediate, "S"
+# success, "E" error.  On top of these, §4.3.2 lets any command get 500, 501 or
+# 421.  HELO and EHLO share a stage (and a line of §4.3.2).
 ANY_COMMAND = frozenset({421, 500, 501})
-LEGAL_REPLIES: dict[str, dict[str, frozenset[int]]] = {
-    "CONNECT": {"S": frozenset({220}), "E": frozenset({554})},
-    "HELO": {"S": frozenset({250}), "E": frozenset({504, 550, 502})},
-    "EHLO": {"S": frozenset({250}), "E": frozenset({504, 550, 502})},
-    "MAIL": {"S": frozenset({250}), "E": frozenset({552, 451, 452, 550, 553, 503, 455, 555})},
-    "RCPT": {
+LEGAL_REPLIES: dict[Stage, dict[str, frozenset[int]]] = {
+    Stage.CONNECT: {"S": frozenset({220}), "E": frozenset({554})},
+    Stage.HELO: {"S": frozenset({250}), "E": frozenset({504, 550, 502})},
+    Stage.MAIL: {
+        "S": frozenset({250}),
+        "E": frozenset({552, 451, 452, 550, 553, 503, 455, 555}),
+    },
+    Stage.RCPT: {
         "S": frozenset({250, 251}),
         "E": frozenset({550, 551, 552, 553, 450, 451, 452, 503, 455, 555}),
     },
-    "DATA": {"I": frozenset({354}), "E": frozenset({503, 554})},
-    ".": {"S": frozenset({250}), "E": frozenset({552, 554, 451, 452, 450, 550})},
-    "RSET": {"S": frozenset({250})},
-    "VRFY": {"S": frozenset({250, 251, 252}), "E": frozenset({550, 551, 553, 502, 504})},
-    "EXPN": {"S": frozenset({250, 252}), "E": frozenset({550, 500, 502, 504})},
-    "HELP": {"S": frozenset({211, 214}), "E": frozenset({502, 504})},
-    "NOOP": {"S": frozenset({250})},
-    "QUIT": {"S": frozenset({221})},
+    Stage.DATA: {"I": frozenset({354}), "E": frozenset({503, 554})},
+    Stage.DOT: {"S": frozenset({250}), "E": frozenset({552, 554, 451, 452, 450, 550})},
+    Stage.RSET: {"S": frozenset({250})},
+    Stage.VRFY: {"S": frozenset({250, 251, 252}), "E": frozenset({550, 551, 553, 502, 504})},
+    Stage.EXPN: {"S": frozenset({250, 252}), "E": frozenset({550, 500, 502, 504})},
+    Stage.HELP: {"S": frozenset({211, 214}), "E": frozenset({502, 504})},
+    Stage.NOOP: {"S": frozenset({250})},
+    Stage.QUIT: {"S": frozenset({221})},
     # RFC 3207 §4 and RFC 4954 §4, §6.
-    "STARTTLS": {"S": frozenset({220}), "E": frozenset({454, 501, 502, 503})},
-    "AUTH": {
+    Stage.STARTTLS: {"S": frozenset({220}), "E": frozenset({454, 501, 502, 503})},
+    Stage.AUTH: {
         "I": frozenset({334}),
         "S": frozenset({235}),
         "E": frozenset({432, 454, 500, 501, 502, 503, 504, 530, 534, 535, 538}),
@@ -174,20 +179,25 @@ _REPLY_LINE = re.compile(rb"^([0-9]{3})([ -])(.*?)\r?\n?$", re.S)
 _ENHANCED = re.compile(r"^([245])\.([0-9]{1,3})\.([0-9]{1,3})(?:\s|$)")
 
 
-def legal_codes(command: str) -> frozenset[int]:
-    """Every reply code RFC 5321 §4.3.2 lists for ``command`` (plus 421/500/501)."""
-    key = str(command).upper()
-    groups = LEGAL_REPLIES.get(key)
+def _groups(command: str | Stage | None) -> dict[str, frozenset[int]] | None:
+    stage = Stage.of(command) if command is not None else None
+    return LEGAL_REPLIES.get(stage) if stage is not None else None
+
+
+def legal_codes(command: str | Stage) -> frozenset[int]:
+    """Every reply code RFC 5321 §4.3.2 lists for ``command`` (a verb such as 'MAIL',
+    'CONNECT', '.' or a ``Stage``), plus 421, 500 and 501."""
+    groups = _groups(command)
     if groups is None:
         return ANY_COMMAND
     return frozenset().union(*groups.values()) | ANY_COMMAND
 
 
-def is_legal(command: str | None, code: int) -> bool:
+def is_legal(command: str | Stage | None, code: int) -> bool:
     """True if RFC 5321 §4.3.2 lists ``code`` for ``command`` (421, 500 and 501 always count)."""
-    if command is None or str(command).upper() not in LEGAL_REPLIES:
+    if _groups(command) is None:
         return 200 <= code <= 599
-    return code in legal_codes(command)
+    return code in legal_codes(command)  # type: ignore[arg-type]
 
 
 def reply_class(code: int | None) -> str:
@@ -319,9 +329,9 @@ def parse_reply(
         code = None
     enhanced = None
     if code is not None and texts and len(texts[0]) > 4:
-        m = _ENHANCED.match(texts[0][4:])
-        if m and m.group(1) == str(code)[0]:
-            enhanced = ".".join(m.groups())
+        em = _ENHANCED.match(texts[0][4:])
+        if em and em.group(1) == str(code)[0]:
+            enhanced = ".".join(em.groups())
     return Reply(code, tuple(texts), enhanced, bytes(raw), command, elapsed)
 
 
@@ -345,6 +355,35 @@ def reply_from_lines(
     if injected:
         reply = Reply(reply.code, reply.lines, reply.enhanced, reply.raw, command, None, injected)
     return reply
+
+
+class ReplyBuffer:
+    """Bytes from a server, cut into whole replies: every client here reads through one.
+
+    Sans-IO: ``feed`` what the socket gave, then ``pop`` complete replies (raw
+    bytes, possibly several lines) until it returns None.
+    """
+
+    __slots__ = ("_data",)
+
+    def __init__(self) -> None:
+        self._data = b""
+
+    def feed(self, data: bytes) -> None:
+        self._data += data
+
+    def pop(self) -> bytes | None:
+        """One complete reply's bytes, or None until more arrive."""
+        n = reply_is_complete(self._data)
+        if not n:
+            return None
+        raw, self._data = self._data[:n], self._data[n:]
+        return raw
+
+    def clear(self) -> bytes:
+        """Forget what is buffered (after STARTTLS, RFC 3207 §4.2); returns it."""
+        rest, self._data = self._data, b""
+        return rest
 
 
 def reply_is_complete(buffer: bytes) -> int:

@@ -1,8 +1,9 @@
 """The SMTP dialogue as one explicit table (RFC 5321 §3.3, §4.1.1, §4.1.4).
 
-Everything that decides which command may come next lives in this module:
-the server's sequence checks, the step client's "what may I send now", the
-state diagram in the lessons and the tests all read ``TRANSITIONS``.
+Rule 1 (h11's): everything that moves a session from one state to another
+lives in this module.  The server's session (``session.py``), the step
+client's "what may I send now", the in-memory pair, the state diagram in the
+lessons and the tests all read ``TRANSITIONS``; nothing else assigns a state.
 
 Theory of operation (after h11's ``_state.py``): a session is in exactly one
 ``State``.  A command either succeeds (2xx/3xx reply) and moves the session
@@ -10,15 +11,22 @@ along ``TRANSITIONS[state][command]``, or fails (4xx/5xx) and leaves the state
 where it was (§4.1.4: "the SMTP server MUST stay in the same state").  A
 command with no entry for the current state is out of order: the server
 answers 503 (or the persona's word for it, ``SEQUENCE_ERRORS``) and the state
-does not change.  Exactly one reply per command (§4.2).
+does not change.  Exactly one reply per command (§4.2).  A 421 reply closes
+the session whatever the command (§3.8), and so does a closed connection.
+
+``Stage`` names the points of a dialogue (the greeting, HELO, MAIL, ..., the
+final dot): fault rules, trials, the client's error phases, the command line's
+exit codes and the table of usual replies all speak of stages.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+
+from ..errors import LabError, LabValueError
 
 
 class State(str, enum.Enum):
@@ -57,6 +65,72 @@ class Command(str, enum.Enum):
         return self.value
 
 
+class Stage(str, enum.Enum):
+    """A point of the dialogue where the server answers: the vocabulary of faults,
+    trials, client phases, exit codes and the table of usual replies."""
+
+    CONNECT = "connect"  # the connection is accepted and the 220 greeting is due (§3.1)
+    HELO = "helo"  # HELO or EHLO: one stage, as the table treats them (§4.1.1.1)
+    MAIL = "mail"
+    RCPT = "rcpt"
+    DATA = "data"  # DATA and its 354
+    DOT = "dot"  # the final dot: the reply that says whether the message is taken
+    RSET = "rset"
+    NOOP = "noop"
+    VRFY = "vrfy"
+    EXPN = "expn"
+    HELP = "help"
+    QUIT = "quit"
+    STARTTLS = "starttls"  # RFC 3207
+    AUTH = "auth"  # RFC 4954
+    TLS = "tls"  # a TLS handshake, after STARTTLS or at once on an implicit-TLS port
+
+    def __str__(self) -> str:
+        return self.value
+
+    # Stage.RCPT and "rcpt" are one dict key (Enum hashes the member name otherwise).
+    def __hash__(self) -> int:
+        return str.__hash__(self.value)
+
+    @property
+    def answers(self) -> str:
+        """The command a reply at this stage answers, as replies and transcripts name it."""
+        return _ANSWERS.get(self, self.value.upper())
+
+    @property
+    def described(self) -> str:
+        """How an error message names the stage: 'the greeting', 'after the final dot', 'MAIL'."""
+        return _DESCRIBED.get(self, self.value.upper())
+
+    @classmethod
+    def of(cls, name: str | Command | Stage) -> Stage | None:
+        """The stage of a command, a reply's command label ('CONNECT', '.') or a stage name."""
+        if isinstance(name, Stage):
+            return name
+        key = str(name)
+        return _STAGE_OF_NAME.get(key) or _STAGE_OF_NAME.get(key.lower())
+
+
+_ANSWERS = {Stage.CONNECT: "CONNECT", Stage.DOT: "."}
+_DESCRIBED = {
+    Stage.CONNECT: "the greeting",
+    Stage.DOT: "after the final dot",
+    Stage.TLS: "the TLS handshake",
+}
+# Every spelling of a stage: its own name, the command label its reply answers,
+# the verbs that reach it, and the aliases fault specs have always accepted.
+_STAGE_OF_NAME: dict[str, Stage] = {
+    **{st.value: st for st in Stage},
+    **{st.answers: st for st in Stage},
+    "EHLO": Stage.HELO,
+    "ehlo": Stage.HELO,
+    "greeting": Stage.CONNECT,
+    "banner": Stage.CONNECT,
+    ".": Stage.DOT,
+    "eod": Stage.DOT,
+    "end": Stage.DOT,
+}
+
 S, C = State, Command
 _OPEN = (S.CONNECTED, S.GREETED, S.MAIL, S.RCPT)  # states that read commands
 
@@ -64,7 +138,7 @@ _OPEN = (S.CONNECTED, S.GREETED, S.MAIL, S.RCPT)  # states that read commands
 # previously initializing a session" and do not change it (§4.1.4).
 _ANYTIME = {C.NOOP: None, C.VRFY: None, C.EXPN: None, C.HELP: None}
 
-TRANSITIONS: Mapping[State, Mapping[Command, State]] = {
+_TABLE: dict[State, dict[Command, State]] = {
     S.CONNECTED: {
         C.HELO: S.GREETED,  # §4.1.1.1
         C.EHLO: S.GREETED,  # §4.1.1.1
@@ -103,13 +177,21 @@ TRANSITIONS: Mapping[State, Mapping[Command, State]] = {
 }
 # NOOP, VRFY, EXPN and HELP never move a session (§4.1.4).
 for _state in _OPEN:
-    TRANSITIONS[_state].update({cmd: _state for cmd in _ANYTIME})  # type: ignore[attr-defined]
+    _TABLE[_state].update({cmd: _state for cmd in _ANYTIME})
+TRANSITIONS: Mapping[State, Mapping[Command, State]] = MappingProxyType(
+    {state: MappingProxyType(moves) for state, moves in _TABLE.items()}
+)
 
 # When a failing reply still moves the session: after the final dot the
-# transaction ends whatever the reply (§4.1.1.4, §3.3); 421 closes (§3.8).
+# transaction ends whatever the reply (§4.1.1.4, §3.3).
 FAILURE_TRANSITIONS: Mapping[tuple[State, Command], State] = {
     (S.DATA, C.END_OF_DATA): S.GREETED,
 }
+
+# §3.8: "421 <domain> Service not available, closing transmission channel" may
+# answer any command (or come unasked), and the session is over.  The client
+# and the server both read this: a 421 moves any state to CLOSED.
+CLOSING_CODES: frozenset[int] = frozenset({421})
 
 # Postfix's smtpd_helo_required = no (its default) lets MAIL open a
 # transaction before any greeting.  RFC 5321 §4.1.4 says a session with
@@ -144,11 +226,13 @@ class Variant:
     """A way a real server bends this table: edges it refuses, or edges it adds."""
 
     about: str
-    forbids: frozenset = frozenset()  # (state, command) pairs answered with reply_key
+    # (state, command) pairs answered with reply_key
+    forbids: frozenset[tuple[State, Command]] = frozenset()
     reply_key: str = "bad_sequence"
-    allows: Mapping = field(
+    # (state, command) -> state: edges the variant adds
+    allows: Mapping[tuple[State, Command], State] = field(
         default_factory=lambda: MappingProxyType({})
-    )  # (state, command) -> state
+    )
 
 
 # Real servers differ from RFC 5321 in the order they accept, not only in
@@ -185,16 +269,16 @@ VARIANTS: Mapping[str, Variant] = {
 }
 
 
-def _variants(names) -> list[Variant]:
+def _variants(names: Iterable[str]) -> list[Variant]:
     try:
         return [VARIANTS[n] for n in names]
     except KeyError as exc:
-        raise ValueError(
+        raise LabValueError(
             f"no sequence variant called {exc.args[0]!r}; known: {', '.join(VARIANTS)}"
         ) from None
 
 
-class SequenceError(Exception):
+class SequenceError(LabError):
     """A command that the table does not allow in the current state (503)."""
 
     def __init__(self, state: State, command: Command, reply_key: str | None = None):
@@ -203,7 +287,7 @@ class SequenceError(Exception):
         super().__init__(f"can't handle {command} when state={state}")
 
 
-def _target(state: State, command: Command, helo_required: bool, variants) -> State:
+def _target(state: State, command: Command, helo_required: bool, variants: Iterable[str]) -> State:
     """Where ``command`` leads from ``state``; raises SequenceError if it is out of order."""
     vs = _variants(variants)
     for v in vs:
@@ -219,13 +303,15 @@ def _target(state: State, command: Command, helo_required: bool, variants) -> St
     raise SequenceError(state, command)
 
 
-def is_allowed(state: State, command: Command, *, helo_required: bool = True, variants=()) -> bool:
+def is_allowed(
+    state: State, command: Command, *, helo_required: bool = True, variants: Iterable[str] = ()
+) -> bool:
     """True if ``command`` is in order in ``state`` (under the named ``VARIANTS``)."""
     return refusal(state, command, helo_required=helo_required, variants=variants) is None
 
 
 def refusal(
-    state: State, command: Command, *, helo_required: bool = True, variants=()
+    state: State, command: Command, *, helo_required: bool = True, variants: Iterable[str] = ()
 ) -> str | None:
     """The persona reply key refusing an out-of-order ``command``, or None if it is in order."""
     try:
@@ -236,7 +322,12 @@ def refusal(
 
 
 def next_state(
-    state: State, command: Command, *, ok: bool = True, helo_required: bool = True, variants=()
+    state: State,
+    command: Command,
+    *,
+    ok: bool = True,
+    helo_required: bool = True,
+    variants: Iterable[str] = (),
 ) -> State:
     """The state after ``command`` got a success (``ok``) or failure reply.
 
@@ -249,7 +340,9 @@ def next_state(
     return FAILURE_TRANSITIONS.get((state, command), state)
 
 
-def allowed_commands(state: State, *, helo_required: bool = True, variants=()) -> list[Command]:
+def allowed_commands(
+    state: State, *, helo_required: bool = True, variants: Iterable[str] = ()
+) -> list[Command]:
     """The commands that are in order in ``state``, in table order."""
     state = State(state)
     cmds = list(TRANSITIONS[state])
@@ -258,6 +351,66 @@ def allowed_commands(state: State, *, helo_required: bool = True, variants=()) -
     for v in _variants(variants):
         cmds += [c for (s, c) in v.allows if s is state and c not in cmds]
     return [c for c in cmds if is_allowed(state, c, helo_required=helo_required, variants=variants)]
+
+
+def after_reply(
+    state: State,
+    command: Command | None,
+    code: int | None,
+    *,
+    helo_required: bool = True,
+    variants: Iterable[str] = (),
+) -> State:
+    """The state after the server answered ``command`` (None: a line it did not know,
+    or no command at all) with ``code`` (None: no valid reply).
+
+    421 closes the session (§3.8); a command out of order leaves the state where
+    it was (the 503 changed nothing); otherwise ``next_state`` with the reply's
+    first digit.  The server's session and the step client both ask this.
+    """
+    if code in CLOSING_CODES:
+        return S.CLOSED
+    if command is None:
+        return State(state)
+    ok = code is not None and 200 <= code < 400
+    try:
+        return next_state(state, command, ok=ok, helo_required=helo_required, variants=variants)
+    except SequenceError:
+        return State(state)
+
+
+def opened() -> State:
+    """Where every new connection starts: the 220 greeting is due (§3.1)."""
+    return S.CONNECTED
+
+
+def closed(state: State) -> State:
+    """The state once the connection is gone, whoever closed it (§3.8)."""
+    return S.CLOSED
+
+
+def refused_after_dot(
+    state: State, *, helo_required: bool = True, variants: Iterable[str] = ()
+) -> str | None:
+    """Under a variant that answers DATA with 354 before any recipient (clamsmtpd's
+    ``data_spooled_first``): the plain table's refusal of that DATA, which the
+    server behind the proxy says after the final dot.  None when DATA is in
+    order by the plain table (or refused at once under the variants)."""
+    if refusal(state, C.DATA, helo_required=helo_required, variants=variants) is not None:
+        return None
+    return refusal(state, C.DATA, helo_required=helo_required)
+
+
+def after_final_dot(entered_from: State, *, ok: bool, refused: bool = False) -> State:
+    """The state after the reply to the final dot of a DATA entered from ``entered_from``.
+
+    Normally the transaction is over either way (§4.1.1.4).  A DATA that only a
+    proxy let in (``refused_after_dot``) never reached the server behind it,
+    whose transaction is still where it was.
+    """
+    if refused:
+        return State(entered_from)
+    return next_state(S.DATA, C.END_OF_DATA, ok=ok)
 
 
 def edges() -> list[tuple[State, Command, State]]:

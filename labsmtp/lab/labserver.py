@@ -1,0 +1,609 @@
+"""``LabServer``: a real SMTP server on loopback, in a background thread of this kernel.
+
+Theory of operation.  ``LabServer`` holds the settings a lesson changes
+(persona, policy, mode, TLS, users) and the records it reads (transcript,
+mailbox, fault rules).  ``start()`` runs an asyncio loop on a daemon thread
+of its own and listens there (and on an implicit-TLS port if asked); each
+connection is a ``server.Connection`` around a sans-IO ``Session``.
+``stop()`` says 421 to live sessions, closes every socket, stops the loop and
+joins the thread, so a server can start and stop as often as a cell is run.
+A process-wide registry stops an earlier server of the same name first.
+
+The traps of the aiosmtpd Controller this replaces (aiosmtpd-notes.md) have
+no room here: port 0 is read from the bound socket, there is no start-up
+self-test connection, a taken port fails at once (binding is the first
+thing ``start()`` does), and every start gets a fresh loop and thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import errno
+import ipaddress
+import os
+import random
+import ssl
+import threading
+import warnings
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from ..errors import LabValueError, PortInUseError
+from ..protocol import auth as _auth
+from ..protocol.personas import Persona, get_persona
+from ..protocol.policy import MODE_ABOUT, IdentityCheck, Policy, RecipientCheck, check_mode
+from ..protocol.session import Setup
+from . import peeruid
+from .client import StepClient
+from .faults import FaultEngine
+from .mailbox import Mailbox
+from .server import Admission, Connection
+from .transcript import Line, SessionInfo, Transcript
+
+DEFAULT_HOSTNAME = "mx.lab.example.org"
+T = TypeVar("T")
+
+_registry: dict[str, LabServer] = {}
+_registry_lock = threading.Lock()
+
+
+def stop_all() -> int:
+    """Stop every lab server this kernel started; returns how many were running."""
+    with _registry_lock:
+        servers = list(_registry.values())
+    for s in servers:
+        s.stop()
+    return len(servers)
+
+
+def running_servers() -> list[LabServer]:
+    """The lab servers running in this process."""
+    with _registry_lock:
+        return list(_registry.values())
+
+
+atexit.register(stop_all)
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _port_error(host: str, port: int, exc: OSError) -> PortInUseError:
+    """What a failed bind means, and what to do about it (in a notebook's terms; the
+    command line words its own advice from ``reason``)."""
+    if exc.errno == errno.EADDRINUSE:
+        return PortInUseError(
+            f"port {port} on {host} is already in use by another program or server. "
+            f"Leave out port= to let the lab pick a free one, choose another port, "
+            f"or stop the other server (labsmtp.stop_all() stops every lab server "
+            f"in this notebook).",
+            host=host,
+            port=port,
+            reason="in use",
+        )
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return PortInUseError(
+            f"not allowed to listen on port {port} (ports below 1024 need root). "
+            f"Use a port such as 2525, or leave out port= to let the lab pick one.",
+            host=host,
+            port=port,
+            reason="not allowed",
+        )
+    return PortInUseError(
+        f"cannot listen on {host}:{port}: {exc.strerror or exc}", host=host, port=port
+    )
+
+
+def _owner_only(asked: bool | None) -> bool:
+    """Whether to refuse other users' connections: on by default under JupyterHub, on Linux."""
+    if asked is None:
+        return "JUPYTERHUB_USER" in os.environ and peeruid.available()
+    if not isinstance(asked, bool):
+        raise LabValueError(f"owner_only must be True, False or left out, not {asked!r}")
+    if asked and not peeruid.available():
+        raise LabValueError(
+            "owner_only=True needs Linux (it reads who opened each connection from "
+            "/proc/net/tcp); leave it out on this system"
+        )
+    return asked
+
+
+@dataclass
+class Site:
+    """What the connections of one running server share (LabServer builds it)."""
+
+    transcript: Transcript
+    mailbox: Mailbox
+    faults: FaultEngine
+    setup: Callable[[], Setup]  # the server's settings now, for a new connection
+    tls_context: Callable[[], ssl.SSLContext]
+    admission: Callable[[], Admission | None] = lambda: None
+    listeners: list[Callable[[Line], None]] = field(default_factory=list)
+    active: set[Connection] = field(default_factory=set)
+    internal_errors: list[str] = field(default_factory=list)
+    _ids: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def new_session_id(self) -> int:
+        with self._lock:
+            self._ids += 1
+            return self._ids
+
+
+class _LoopThread:
+    """An asyncio event loop on a daemon thread: where a running server lives."""
+
+    def __init__(self, name: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self._run, name=f"labsmtp {name}", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_forever()
+        finally:
+            # Cancel what is left (connections waiting for a client) and close the
+            # loop here, on its own thread: a notebook's thread runs a loop already.
+            tasks = asyncio.all_tasks(self.loop)
+            for task in tasks:
+                task.cancel()
+            self.loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+            self.loop.close()
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
+        """Run ``coro`` on the loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join()
+
+
+class LabServer:
+    """A real SMTP server on loopback, running in a background thread of this kernel.
+
+    ``owner_only`` (default: on under JupyterHub, on Linux) answers connections
+    opened by other users of the machine with 554 5.7.1, so learners sharing a
+    host stay apart; ``owner_only=False`` lets them in.
+
+    >>> with LabServer(persona="postfix") as server:
+    ...     client = server.client()
+    """
+
+    def __init__(
+        self,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        *,
+        persona: str | Persona = "generic",
+        hostname: str = DEFAULT_HOSTNAME,
+        policy: Policy | None = None,
+        name: str | None = None,
+        max_lines: int = 50_000,
+        max_messages: int = 10_000,
+        max_sessions: int = 10_000,
+        seed: int | None = None,
+        allow_non_loopback: bool = False,
+        mode: str = "mx",
+        tls: bool | None = None,
+        implicit_tls: bool | int = False,
+        users: dict[str, str] | None = None,
+        auth_require_tls: bool = True,
+        owner_only: bool | None = None,
+        **policy_switches: Any,
+    ):
+        if port is not None and (isinstance(port, bool) or not isinstance(port, int)):
+            raise LabValueError(f"port must be a whole number from 1 to 65535, not {port!r}")
+        if port is not None and not 0 <= port <= 65535:
+            raise LabValueError(f"port must be from 1 to 65535 (or left out), not {port}")
+        if not isinstance(host, str) or not host:
+            raise LabValueError(f"host must be an address such as '127.0.0.1', not {host!r}")
+        if not _is_loopback(host):
+            if not allow_non_loopback:
+                raise LabValueError(
+                    f"the lab server listens on loopback only (127.0.0.1); {host!r} would "
+                    f"let other machines talk to it. Pass allow_non_loopback=True if you "
+                    f"really mean it."
+                )
+            warnings.warn(
+                f"labsmtp: listening on {host}, which other machines may reach", stacklevel=2
+            )
+        if not isinstance(hostname, str) or not hostname or " " in hostname:
+            raise LabValueError(
+                f"hostname must be a name such as 'mx.lab.example.org', not {hostname!r}"
+            )
+        for label, value in (
+            ("max_lines", max_lines),
+            ("max_messages", max_messages),
+            ("max_sessions", max_sessions),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise LabValueError(f"{label} must be a whole number of at least 1, not {value!r}")
+        self.host, self._requested_port = host, port
+        self.hostname = hostname
+        self.persona = get_persona(persona)
+        if policy is not None and not isinstance(policy, Policy):
+            raise LabValueError("policy must be a labsmtp.Policy (or leave it out)")
+        base = policy or Policy()
+        self.policy = base.with_(**policy_switches) if policy_switches else base
+        self.name = name if name is not None else (f"port {port}" if port else "lab")
+        if self.policy.open_relay and mode == "mx":
+            mode = "open-relay"  # open_relay=True is the open-relay mode: name it as such
+        self._tls_listener: asyncio.AbstractServer | None = None
+        self._tls_port: int | None = None
+        self._set_security(
+            mode=mode,
+            tls=tls,
+            implicit_tls=implicit_tls,
+            users=users,
+            auth_require_tls=auth_require_tls,
+        )
+        self.mailbox = Mailbox(max_messages)
+        self.transcript = Transcript(max_lines, max_sessions)
+        self.seed = seed
+        self.faults = FaultEngine(seed)  # fault rules; empty until a lesson adds some
+        self.resolves: Callable[[str], bool] | None = None  # reject_unknown_helo_hostname's DNS
+        self.identity: IdentityCheck | None = None  # a client identity policy (use_zone)
+        self.recipients: RecipientCheck | None = None  # local_recipient_maps (a lab net)
+        self.admission: Admission | None = None  # may refuse a connection before its greeting
+        self.owner_only = _owner_only(owner_only)  # other users' connections: 554 (peeruid.py)
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+        self._thread: _LoopThread | None = None
+        self._servers: list[asyncio.Server] = []
+        self._port: int | None = None
+        self._listeners: list[Callable[[Line], None]] = []
+        self._site = Site(
+            self.transcript,
+            self.mailbox,
+            self.faults,
+            self.setup,
+            self._server_tls_context,
+            admission=self._admission,
+            listeners=self._listeners,
+        )
+
+    def _admission(self) -> Admission | None:
+        """The owner check (on a shared host), then the lesson's own admission, if any."""
+        if not self.owner_only:
+            return self.admission
+        other = self.admission
+        return lambda ip, port: self._owner_refusal(ip, port) or (other and other(ip, port))
+
+    def _owner_refusal(self, ip: str, port: int) -> str | None:
+        # The address the client connected to: where we listen, or on a wildcard
+        # bind, its own address (a local client connects to the address it has).
+        host = ip if self.host in ("0.0.0.0", "::", "localhost") else self.host
+        ports = [p for p in (self._port, self._tls_port) if p]
+        return peeruid.check([(host, p) for p in ports], (ip, port))
+
+    # --- lifecycle ------------------------------------------------------
+
+    def start(self) -> LabServer:
+        """Start listening (stopping any earlier lab server with the same name)."""
+        if self.running:
+            return self
+        with _registry_lock:
+            old = _registry.get(self.name)
+        if old is not None and old is not self:
+            # Re-running a cell lands here: replace, never "address in use". Say so,
+            # in case two different servers were given the same (default) name.
+            where = f"{old.host}:{old._port}" if old.running else "stopped"
+            old.stop()
+            print(
+                f"labsmtp: stopped the earlier server named {self.name!r} ({where}) and started "
+                f"this one; give servers different name= values to run several at once."
+            )
+        thread = _LoopThread(self.name)
+        try:
+            self._port, self._tls_port = thread.call(self._listen(), 5.0)
+        except BaseException:
+            thread.stop()
+            raise
+        self._thread = thread
+        with _registry_lock:
+            _registry[self.name] = self
+        return self
+
+    async def _listen(self) -> tuple[int, int | None]:
+        loop, site = asyncio.get_running_loop(), self._site
+        self._servers = []
+        for port, tls in ((self._requested_port or 0, False), (self._implicit_port(), True)):
+            if port is None:
+                continue
+            try:
+                server = await loop.create_server(
+                    lambda: Connection(site),
+                    self.host,
+                    port,
+                    reuse_address=True,
+                    ssl=self._server_tls_context() if tls else None,
+                    ssl_handshake_timeout=min(60.0, self.policy.idle_timeout) if tls else None,
+                )
+            except OSError as exc:
+                for s in self._servers:
+                    s.close()
+                raise _port_error(self.host, port, exc) from None
+            self._servers.append(server)
+        ports = [s.sockets[0].getsockname()[1] for s in self._servers]
+        self._tls_listener = self._servers[1] if len(ports) > 1 else None
+        return ports[0], (ports[1] if len(ports) > 1 else None)
+
+    def _implicit_port(self) -> int | None:
+        """The implicit-TLS port to listen on (0: any free one), None for none (RFC 8314 §3.3)."""
+        if self.implicit_tls is False:
+            return None
+        return 0 if self.implicit_tls is True else int(self.implicit_tls)
+
+    def stop(self) -> None:
+        """Stop the server; open sessions get 421 first.  Safe to call twice."""
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        with _registry_lock:
+            if _registry.get(self.name) is self:
+                del _registry[self.name]
+        try:
+            thread.call(self._goodbye(), 2.0)
+        except Exception:
+            pass  # a stuck goodbye must not keep the server (and its thread) alive
+        thread.stop()
+        self._tls_listener, self._tls_port = None, None
+
+    async def _goodbye(self) -> None:
+        for server in self._servers:
+            server.close()  # the listening sockets close at once
+        live = list(self._site.active)
+        for conn in live:
+            conn.shutdown()
+        await asyncio.sleep(0.01)  # let the 421s out
+        for conn in live:
+            if conn.transport is not None:
+                conn.transport.abort()  # a client that never reads must not keep its socket
+        await asyncio.sleep(0)  # connection_lost runs
+
+    def __enter__(self) -> LabServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __del__(self) -> None:
+        try:
+            if self._thread is not None:
+                self.stop()
+        except Exception:
+            pass
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+    @property
+    def port(self) -> int:
+        """The port the server listens on (chosen by the system if none was asked for)."""
+        if self._port is None:
+            if self._requested_port:
+                return self._requested_port
+            raise LabValueError("the server has not been started yet: call server.start() first")
+        return self._port
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return (self.host, self.port)
+
+    def __repr__(self) -> str:
+        where = f"{self.host}:{self._port}" if self.running else "stopped"
+        extra = ""
+        if self.tls:
+            extra += " STARTTLS" + (f" implicit-TLS:{self._tls_port}" if self._tls_port else "")
+        if self.users:
+            extra += " AUTH"
+        if self.mode != "mx":
+            extra += (
+                " OPEN RELAY (deliberately misconfigured)"
+                if self.mode == "open-relay"
+                else " submission"
+            )
+        return f"<LabServer {self.persona.name} {self.hostname} {where}{extra}>"
+
+    # --- settings a lesson changes live --------------------------------
+
+    def configure(
+        self,
+        *,
+        persona: str | Persona | None = None,
+        mode: str | None = None,
+        **policy_switches: Any,
+    ) -> LabServer:
+        """Change the persona, the mode and/or policy switches; new connections see the change."""
+        if persona is not None:
+            self.persona = get_persona(persona)
+        if policy_switches:
+            self.policy = self.policy.with_(**policy_switches)
+            if "open_relay" in policy_switches and mode is None:
+                mode = "open-relay" if self.policy.open_relay else "mx"
+        if mode is not None:
+            self._set_security(
+                mode=mode,
+                tls=self.tls,
+                implicit_tls=self.implicit_tls,
+                users=self.users,
+                auth_require_tls=self.auth_require_tls,
+            )
+        return self
+
+    def use_checks(self, **hooks: Any) -> None:
+        """Plug in the session's policy hooks (only those named change; None removes one):
+        ``resolves`` (DNS for reject_unknown_helo_hostname) and ``identity`` (a client
+        identity policy), as ``use_zone`` sets them, and ``recipients`` (the users of
+        the server's own domains, as a lab net sets them).  New connections see them."""
+        unknown = set(hooks) - {"resolves", "identity", "recipients"}
+        if unknown:
+            raise LabValueError(
+                f"unknown check(s): {', '.join(sorted(unknown))}; "
+                "known: resolves, identity, recipients"
+            )
+        for name, hook in hooks.items():
+            setattr(self, name, hook)
+
+    def on_line(self, callback: Callable[[Line], None]) -> None:
+        """Call ``callback(line)`` for every transcript line (from the server thread)."""
+        self._listeners.append(callback)
+
+    def setup(self) -> Setup:
+        """The settings a new connection's session gets (a snapshot)."""
+        return Setup(
+            self.persona,
+            self.policy,
+            self.hostname,
+            self.mode,
+            tls_offered=self.tls,
+            users=self.users,
+            auth_require_tls=self.auth_require_tls,
+            resolves=self.resolves,
+            identity=self.identity,
+            recipients=self.recipients,
+            queue_id=self.new_queue_id,
+        )
+
+    def new_queue_id(self) -> str:
+        """A queue id shaped like the persona's server's (Postfix: 11 hex digits)."""
+        with self._lock:
+            return self.persona.new_queue_id(self._rng)
+
+    # --- what the server has seen -----------------------------------------
+
+    @property
+    def sessions(self) -> list[SessionInfo]:
+        """Every session the transcript still holds."""
+        return self.transcript.sessions()
+
+    @property
+    def internal_errors(self) -> list[str]:
+        """Failures of the lab itself (each also answered with 421); empty if all is well."""
+        return list(self._site.internal_errors)
+
+    @property
+    def active_sessions(self) -> int:
+        """How many connections are open now."""
+        return len(self._site.active)
+
+    # --- clients --------------------------------------------------------
+
+    def client(
+        self,
+        source: str | None = None,
+        *,
+        connect: bool = True,
+        timeout: float = 10.0,
+        implicit_tls: bool = False,
+    ) -> StepClient:
+        """A step client for this server (connected, greeting read, unless connect=False)."""
+        port = self.port
+        if implicit_tls:
+            if not self._tls_port:
+                raise LabValueError(
+                    "this server has no implicit-TLS port: start it with "
+                    "LabServer(implicit_tls=True) first"
+                )
+            port = self._tls_port
+        c = StepClient(
+            self.host,
+            port,
+            source=source,
+            timeout=timeout,
+            server_name=self.hostname,
+            implicit_tls=implicit_tls,
+        )
+        if connect:
+            c.connect()
+        return c
+
+    # --- TLS, AUTH and modes ----------------------------------------------
+
+    def _set_security(
+        self,
+        *,
+        mode: str,
+        tls: bool | None,
+        implicit_tls: bool | int,
+        users: Mapping[str, str] | None,
+        auth_require_tls: bool,
+    ) -> None:
+        """Check and set mode, TLS and AUTH settings (a learner's typo gets a clear message)."""
+        mode = check_mode(mode)
+        users = _auth.check_users(users)
+        if tls is not None and not isinstance(tls, bool):
+            raise LabValueError(f"tls must be True or False, not {tls!r}")
+        if not isinstance(auth_require_tls, bool):
+            raise LabValueError(f"auth_require_tls must be True or False, not {auth_require_tls!r}")
+        if implicit_tls is not False and implicit_tls is not True:
+            if (
+                isinstance(implicit_tls, bool)
+                or not isinstance(implicit_tls, int)
+                or not 1 <= implicit_tls <= 65535
+            ):
+                raise LabValueError(
+                    f"implicit_tls must be True (pick a free port), False, or a port from 1 to "
+                    f"65535, not {implicit_tls!r}"
+                )
+        if mode == "submission" and not users:
+            raise LabValueError(
+                "mode='submission' refuses MAIL until the client authenticates, so it needs lab "
+                "users to log in as: add users={'alice': 'wonderland'}"
+            )
+        if tls is None:
+            tls = bool(users) or implicit_tls is not False
+        if not tls and implicit_tls is not False:
+            raise LabValueError("implicit_tls needs TLS: leave out tls=False")
+        if not tls and users and auth_require_tls:
+            raise LabValueError(
+                "AUTH is offered only inside TLS (RFC 4954 §4: passwords travel merely "
+                "base64-encoded). Leave out tls=False, or pass auth_require_tls=False to "
+                "show on purpose why AUTH in the clear is dangerous."
+            )
+        self.mode, self.tls, self.implicit_tls = mode, tls, implicit_tls
+        self.users, self.auth_require_tls = users, auth_require_tls
+        if self.policy.open_relay != (mode == "open-relay"):
+            self.policy = self.policy.with_(open_relay=mode == "open-relay")
+
+    @property
+    def mode_about(self) -> str:
+        """What this server's mode (mx, submission, open-relay) accepts and refuses."""
+        return f"{self.mode}: {MODE_ABOUT[self.mode]}"
+
+    @property
+    def tls_port(self) -> int | None:
+        """The implicit-TLS port (RFC 8314, like 465), or None if there is none."""
+        return self._tls_port
+
+    @property
+    def ca_file(self) -> str:
+        """Path of the lab CA certificate (PEM): give it to swaks, curl or smtplib to trust the lab."""
+        from .tls import lab_ca  # trustme is costly: only TLS lessons pay for it
+
+        return lab_ca().ca_file
+
+    def client_ssl_context(self, verify: bool = True) -> Any:
+        """An ``ssl.SSLContext`` that trusts the lab CA, for smtplib's starttls(context=...)."""
+        from .tls import lab_ca
+
+        return lab_ca().client_context(verify=verify)
+
+    def _server_tls_context(self) -> Any:
+        ctx = getattr(self, "_server_ctx", None)
+        if ctx is None or ctx[0] != self.hostname:
+            from .tls import lab_ca
+
+            ctx = (self.hostname, lab_ca().server_context(self.hostname))
+            self._server_ctx = ctx
+        return ctx[1]

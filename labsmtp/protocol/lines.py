@@ -1,0 +1,150 @@
+"""Bytes from the client, cut into lines; message text, counted and un-stuffed.
+
+``LineBuffer`` holds what arrived and hands out one line at a time: a command
+line ends at LF (a bare LF is tolerated, as Postfix does), message text at
+CRLF only (RFC 5321 §4.1.1.4: only <CRLF>.<CRLF> ends it).  A line longer
+than ``READ_LIMIT`` is never kept whole: its bytes are counted and dropped,
+and the buffer reports it as ``TooLong`` once its end arrives.
+
+``MessageText`` is what DATA collects between the 354 and the final dot:
+the size and line-length limits (§4.5.3.1.6, §4.5.3.1.7), dot-unstuffing
+(§4.5.2), and the first lines kept for the transcript.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+READ_LIMIT = 16384  # bytes buffered per line; fits RFC 4954's 12,288-octet AUTH lines
+LINES_SHOWN = 200  # message lines recorded per message; the rest are summarised
+
+
+@dataclass(frozen=True)
+class TooLong:
+    """A line longer than ``READ_LIMIT``: only its size is known."""
+
+    size: int
+
+
+class LineBuffer:
+    """The client's bytes not yet read, handed out one line at a time."""
+
+    __slots__ = ("_data", "_pos", "_skipped", "limit")
+
+    def __init__(self, limit: int = READ_LIMIT) -> None:
+        self._data = b""
+        self._pos = 0
+        self._skipped = -1  # >= 0: inside an over-long line, this many bytes dropped
+        self.limit = limit
+
+    def feed(self, data: bytes) -> None:
+        if self._pos:
+            self._data, self._pos = self._data[self._pos :], 0
+        self._data += data
+
+    def line(self, end: bytes = b"\n") -> bytes | TooLong | None:
+        """The next line with its ending, ``TooLong`` for an over-long one, None until more arrive."""
+        data, pos = self._data, self._pos
+        at = data.find(end, pos)
+        if self._skipped >= 0:
+            if at < 0:
+                self._skipped += len(data) - pos
+                self._data, self._pos = b"", 0
+                return None
+            size = self._skipped + at + len(end) - pos
+            self._skipped, self._pos = -1, at + len(end)
+            return TooLong(size)
+        if at < 0:
+            if len(data) - pos > self.limit:  # no end in sight: stop keeping it
+                self._skipped = len(data) - pos
+                self._data, self._pos = b"", 0
+            return None
+        self._pos = at + len(end)
+        if at - pos > self.limit:
+            return TooLong(at + len(end) - pos)
+        return data[pos : self._pos]
+
+    def rest(self) -> bytes:
+        """The bytes of an unfinished line (what a closed connection leaves behind)."""
+        return self._data[self._pos :]
+
+    def clear(self) -> None:
+        """Forget everything buffered (after STARTTLS: RFC 3207 §4.2)."""
+        self._data, self._pos, self._skipped = b"", 0, -1
+
+    def __bool__(self) -> bool:
+        return self._pos < len(self._data) or self._skipped >= 0
+
+
+class MessageText:
+    """One message between DATA's 354 and the final dot, as the server collects it."""
+
+    __slots__ = (
+        "size_limit",
+        "line_limit",
+        "kept",
+        "size",
+        "too_big",
+        "too_long",
+        "shown",
+        "hidden",
+        "hidden_bytes",
+    )
+
+    def __init__(self, size_limit: int, line_limit: int) -> None:
+        self.size_limit, self.line_limit = size_limit, line_limit
+        self.kept: list[bytes] = []
+        self.size = 0
+        self.too_big = self.too_long = False
+        self.shown = self.hidden = self.hidden_bytes = 0
+
+    def add(self, line: bytes | TooLong) -> bool:
+        """Take one line of text (CRLF included); True if the transcript should show it."""
+        if isinstance(line, TooLong):
+            self.size += line.size
+            self.too_long = True
+            self.kept.clear()
+            return False
+        show = self.shown < LINES_SHOWN
+        if show:
+            self.shown += 1
+        else:
+            self.hidden, self.hidden_bytes = self.hidden + 1, self.hidden_bytes + len(line)
+        self.size += len(line)
+        stuffed = line.startswith(b".")  # §4.5.3.1.6: the stuffed dot does not count
+        if len(line) - stuffed > self.line_limit:
+            self.too_long = True
+        if self.size > self.size_limit:
+            self.too_big = True
+        if self.too_big or self.too_long:
+            self.kept.clear()
+        else:
+            self.kept.append(line[1:] if stuffed else line)  # §4.5.2 un-stuffing
+        return show
+
+    @property
+    def refusal(self) -> str | None:
+        """The reply key refusing this message, or None if it may be stored."""
+        if self.too_big:
+            return "data_too_big"
+        if self.too_long:
+            return "text_line_too_long"
+        return None
+
+    def content(self) -> bytes:
+        return b"".join(self.kept)
+
+
+def dot_stuff(message: str | bytes | bytearray) -> bytes:
+    """The bytes that carry ``message`` after DATA: CRLF line ends, leading dots
+    doubled (RFC 5321 §4.5.2), and the final <CRLF>.<CRLF>."""
+    if isinstance(message, str):
+        message = message.encode("utf-8")
+    elif not isinstance(message, (bytes, bytearray)):
+        message = bytes(message)  # an email.message.Message's as_bytes()
+    text = bytes(message).replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    lines = text.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    out = b"".join((b"." + ln if ln.startswith(b".") else ln) + b"\r\n" for ln in lines)
+    return out + b".\r\n"

@@ -1,0 +1,105 @@
+"""What a session knows of its server (``Setup``) and what its replies are filled from.
+
+``LabServer.setup()`` takes a snapshot of its settings for every new
+connection (so ``configure`` changes what new connections see); the
+in-memory pair builds one directly.  ``Fields`` are the values a persona's
+reply templates may use (``{hostname}``, ``{peer}``, ``{date}``, ...),
+computed only when a template asks for them.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from . import auth
+from .personas import Persona
+from .policy import IdentityCheck, Policy, RecipientCheck
+
+# The lab's reverse DNS for {peer}: only /etc/hosts' localhost has a name.
+REVERSE_NAMES: Mapping[str, str] = MappingProxyType({"127.0.0.1": "localhost", "::1": "localhost"})
+
+
+def _utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What a session knows of its server: identity, policy, what it offers, its hooks."""
+
+    persona: Persona
+    policy: Policy = field(default_factory=Policy)
+    hostname: str = "mx.lab.example.org"
+    mode: str = "mx"  # mx, submission or open-relay (policy.MODES)
+    tls_offered: bool = False  # STARTTLS is advertised outside TLS
+    users: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    auth_require_tls: bool = True  # RFC 4954 §4: AUTH only inside TLS
+    resolves: Callable[[str], bool] | None = None  # reject_unknown_helo_hostname's DNS
+    identity: IdentityCheck | None = None  # a client identity policy (lab/dnszone.py)
+    recipients: RecipientCheck | None = None  # local_recipient_maps (lab/mailnet.py)
+    queue_id: Callable[[], str] | None = None  # the next queue id; None: a random one
+    clock: Callable[[], datetime.datetime] = _utcnow  # {date} in replies
+    reverse_names: Mapping[str, str] = field(default_factory=lambda: REVERSE_NAMES)
+
+    @property
+    def helo_required(self) -> bool:
+        """smtpd_helo_required, or the persona's default when the policy leaves it open."""
+        req = self.policy.smtpd_helo_required
+        return self.persona.helo_required_default if req is None else bool(req)
+
+    def ehlo_keywords(self, *, tls: bool, hidden: frozenset[str] = frozenset()) -> list[str]:
+        """The EHLO keywords a session offers: STARTTLS before TLS, AUTH inside it
+        (or outside too, with auth_require_tls=False), less any ``hidden`` (faults)."""
+        words = [k.format(size=self.policy.message_size_limit) for k in self.persona.ehlo_keywords]
+        extra = []
+        if self.tls_offered and not tls:
+            extra.append("STARTTLS")
+        if self.users and (tls or not self.auth_require_tls):
+            extra.append("AUTH " + " ".join(auth.MECHANISMS))
+        # Where Postfix puts them: before ENHANCEDSTATUSCODES (or at the end).
+        at = next((i for i, w in enumerate(words) if w == "ENHANCEDSTATUSCODES"), len(words))
+        words = words[:at] + extra + words[at:]
+        return [w for w in words if w.split(" ", 1)[0].upper() not in hidden]
+
+
+class Fields(dict[str, object]):
+    """Template values for one reply, computed on first use (str.format_map asks
+    only for what it needs)."""
+
+    def __init__(
+        self, setup: Setup, client_ip: str, line: str, helo: str | None, extra: dict[str, object]
+    ) -> None:
+        super().__init__(extra)
+        self.setup, self.client_ip, self.line, self.helo = setup, client_ip, line, helo
+
+    def __missing__(self, key: str) -> object:
+        value = self[key] = self._compute(key)
+        return value
+
+    def _compute(self, key: str) -> object:
+        verb, _, arg = self.line.partition(" ")
+        if key == "hostname":
+            return self.setup.hostname
+        if key == "client":
+            return self.client_ip
+        if key == "peer":  # as a reverse lookup names the client (Sendmail's greeting)
+            name = self.setup.reverse_names.get(self.client_ip)
+            return f"{name} [{self.client_ip}]" if name else f"[{self.client_ip}]"
+        if key == "date":
+            return self.setup.persona.date_format.format(d=self.setup.clock())
+        if key == "limit":
+            return self.setup.policy.message_size_limit
+        if key == "line":
+            return self.line
+        if key == "verb":
+            return verb.upper()
+        if key == "word":
+            return arg.strip().split(" ", 1)[0]
+        if key == "keyword":
+            return arg.partition(":")[0].strip() if ":" in arg else arg.strip().split(" ", 1)[0]
+        if key == "helo":
+            return self.helo or ""
+        raise KeyError(key)
