@@ -1,0 +1,231 @@
+"""The persona's shape: the reply keys every persona words, ``Persona``, the registry.
+
+One module per program (``generic``, ``postfix``, ``exim``, ``sendmail``,
+``opensmtpd``, ``clamsmtpd``, ``exchange``) holds that program's wording and
+behaviour and registers it; ``labsmtp.protocol.personas`` imports them all.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from ...errors import LabValueError  # a ValueError: callers catching ValueError still work
+
+if TYPE_CHECKING:
+    from ..grammar import Grammar
+
+# Every situation the server can reply to; each persona must word all of them.
+REPLY_KEYS = (
+    "greeting",  # the 220 banner, without the code
+    "helo_ok",
+    "ehlo_ok",  # first line of the EHLO reply; keywords follow
+    "helo_syntax",  # HELO with no argument
+    "ehlo_syntax",
+    "helo_invalid",  # reject_invalid_helo_hostname
+    "helo_non_fqdn",  # reject_non_fqdn_helo_hostname
+    "helo_unknown",  # reject_unknown_helo_hostname (no A/AAAA record)
+    "need_helo",  # MAIL before HELO/EHLO with smtpd_helo_required
+    "need_mail",  # RCPT outside a transaction
+    "need_rcpt",  # DATA outside a transaction
+    "no_valid_recipients",  # DATA in a transaction with no accepted RCPT
+    "nested_mail",  # MAIL inside a transaction
+    "bad_sequence",  # any other out-of-order command
+    "need_ehlo_for_auth",
+    "auth_in_transaction",
+    "starttls_in_transaction",
+    "unknown_command",
+    "empty_line",
+    "bad_bytes",  # a command line that is not ASCII / UTF-8
+    "line_too_long",  # a command line over the limit (§4.5.3.1.4)
+    "text_line_too_long",  # a message line over the limit (§4.5.3.1.6)
+    "mail_ok",
+    "mail_syntax",
+    "mail_param_unknown",  # an ESMTP parameter the server did not offer (555)
+    "rcpt_ok",
+    "rcpt_syntax",
+    "relay_denied",
+    "too_many_recipients",
+    "size_param_exceeded",  # MAIL ... SIZE=n above message_size_limit
+    "data_go",
+    "data_syntax",
+    "data_ok",
+    "data_too_big",
+    "rset_ok",
+    "rset_syntax",
+    "noop_ok",
+    "vrfy_ok",
+    "vrfy_syntax",
+    "expn",
+    "help",
+    "quit",
+    "too_many_errors",  # 421 after the hard error limit (§3.8 allows 421 + close)
+    "timeout",  # 421 before closing an idle connection (§4.5.3.2)
+    "too_many_connections",  # 421 instead of 220 when full
+    "shutdown",  # 421 when the lab server is stopped under a live session
+    "starttls_not_offered",
+    "starttls_go",
+    "auth_not_offered",
+    "starttls_syntax",  # STARTTLS with an argument (RFC 3207 §4: 501)
+    "starttls_already",  # STARTTLS inside TLS
+    "auth_challenge",  # 334 and a base64 challenge ({arg}); empty for PLAIN
+    "auth_ok",  # 235 2.7.0 (RFC 4954 §6)
+    "auth_failed",  # 535 5.7.8 bad user name or password
+    "auth_required",  # 530 5.7.0: submission mode refuses MAIL before AUTH
+    "auth_encryption_required",  # 538 5.7.11: AUTH outside TLS
+    "auth_already",  # 503: a second AUTH (RFC 4954 §4)
+    "auth_mechanism_unknown",  # 504 5.5.4 a mechanism the server did not offer
+    "auth_cancelled",  # 501 5.0.0 after the client's "*"
+    "auth_undecodable",  # 501 5.5.2 a response that is not base64
+    "auth_syntax",  # AUTH without a mechanism
+    "already_greeted",  # a second HELO/EHLO, under the "helo_once" sequence variant
+    "need_helo_for_vrfy",  # VRFY before HELO, under the "vrfy_needs_helo" variant
+    "noop_syntax",  # NOOP with an argument, for a persona that refuses one
+    "too_many_unknown",  # the reply to the unknown command past unknown_command_limit
+    # Replies the lab adds to a real server's own: its policies, its faults, its failures.
+    "greylisted",  # a greylisting fault at RCPT: {addr}, {wait} seconds to go
+    "client_unknown",  # strict identity policy: the client's address has no confirmed name
+    "helo_mismatch",  # strict identity policy: the HELO name ({helo}) is not the client's
+    "internal_error",  # 421: the lab itself failed (a bug); the session ends
+    "fault_reply",  # a fault's reply with the lab's default text: {status} {text}
+    "fault_reply_host",  # the same for replies that name the host (421; 220/554 greetings)
+    "connection_refused",  # a connection the server's admission check refuses
+    "user_unknown",  # local_recipient_maps: no such user in the server's own domain
+)
+
+
+@dataclass(frozen=True)
+class Persona:
+    """The identity and exact wording of one (real or generic) SMTP server."""
+
+    name: str
+    software: str
+    about: str
+    replies: Mapping[str, str]
+    ehlo_keywords: tuple[str, ...]
+    source: str = ""
+    recorded: bool = True  # False: built from documentation, not from the real program
+    # How real servers differ in what they do, not only in what they say.  Each
+    # field is consulted in exactly one place: the session (session.py) or the
+    # grammar that reads command lines (grammar.py), named after it.
+    requires_brackets: bool = True  # MAIL FROM:a@b (no <>) is a syntax error
+    helo_required_default: bool = False
+    sequence_variants: tuple[str, ...] = ()  # names from states.VARIANTS
+    unknown_command_limit: int = 0  # close after this many unknown commands (Exim: 3); 0 = none
+    keyword_is_part_of_verb: bool = False  # "MAIL" without "FROM:" is an unknown command
+    unsupported_verbs: tuple[str, ...] = ()  # answered like unknown commands (OpenSMTPD: VRFY)
+    no_argument_verbs: tuple[str, ...] = ("RSET", "DATA")  # refuse an argument (501/500)
+    checks_size_param: bool = True  # MAIL ... SIZE=n above the limit gets 552 at once
+    backend_client_ip: str | None = None  # a proxy's server sees this address, not the client's
+    date_format: str = "{d:%a, %d %b %Y %H:%M:%S} +0000"  # {date} in templates (UTC)
+    queue_id_format: str = "###########"  # each "#" is one character of queue_id_alphabet
+    queue_id_alphabet: str = "0123456789ABCDEF"
+    # Policy switches that configure the lab like the real server was configured
+    # when it was recorded (Exchange: its documented defaults).  LabServer(persona=p,
+    # **p.platform_policy) plays the platform; compare() uses them.
+    platform_policy: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    # How this server reads command lines (verbs, paths, parameters); None: the
+    # standard Grammar steered by the flags above.  A persona whose program parses
+    # differently supplies its own (issue 11: one grammar per real program).
+    grammar: Callable[[Persona], Grammar] | None = None
+
+    def template(self, key: str) -> str:
+        try:
+            return self.replies[key]
+        except KeyError:
+            raise KeyError(f"persona {self.name!r} has no wording for {key!r}") from None
+
+    def render(
+        self, key: str, fields: Mapping[str, object] | None = None, **more: object
+    ) -> list[str]:
+        """The reply lines (without CRLF) for situation ``key``, filled from ``fields``."""
+        text = self.template(key).format_map(_merge(fields, more))
+        return _multiline(text.split("\n"))
+
+    def ehlo(
+        self, keywords: list[str], fields: Mapping[str, object] | None = None, **more: object
+    ) -> list[str]:
+        """The whole EHLO reply: the greeting line, then one keyword per line."""
+        first = self.template("ehlo_ok").format_map(_merge(fields, more))
+        return _multiline([first] + list(keywords))
+
+    def new_queue_id(self, rng: random.Random) -> str:
+        """A queue id shaped like this server's (Postfix: 11 hex digits), drawn from ``rng``."""
+        alphabet = self.queue_id_alphabet
+        return "".join(rng.choice(alphabet) if ch == "#" else ch for ch in self.queue_id_format)
+
+
+def _merge(fields: Mapping[str, object] | None, more: dict[str, object]) -> Mapping[str, object]:
+    if fields is None:
+        return more
+    if more:
+        merged = dict(fields) if not isinstance(fields, dict) else fields
+        merged.update(more)
+        return merged
+    return fields
+
+
+def _multiline(lines: list[str]) -> list[str]:
+    """Give every line but the last a hyphen after the code (§4.2.1)."""
+    if not lines:
+        return lines
+    code = lines[0][:3]
+    out = []
+    for i, ln in enumerate(lines):
+        body = ln[4:] if ln[:3] == code and len(ln) >= 4 else ln
+        sep = " " if i == len(lines) - 1 else "-"
+        out.append(f"{code}{sep}{body}")
+    return out
+
+
+_REGISTRY: dict[str, Persona] = {}
+
+
+def recorded_policy(
+    helo_restrictions: tuple[str, ...], mydestination: tuple[str, ...] = ("lab.example.org",)
+) -> Mapping[str, Any]:
+    """The policy shared by every recording (tests/recordings/*.json "settings")."""
+    return MappingProxyType(
+        dict(
+            smtpd_helo_required=True,
+            smtpd_helo_restrictions=helo_restrictions,
+            mydestination=mydestination,
+            mynetworks=("127.0.0.1/32",),
+            message_size_limit=1048576,
+        )
+    )
+
+
+SYNTAX = ("reject_invalid_helo_hostname",)
+FQDN = ("reject_invalid_helo_hostname", "reject_non_fqdn_helo_hostname")
+
+
+def register(persona: Persona) -> Persona:
+    """Add a persona to the registry (checks it words every situation)."""
+    missing = [k for k in REPLY_KEYS if k not in persona.replies]
+    if missing:
+        raise LabValueError(f"persona {persona.name!r} has no wording for: {', '.join(missing)}")
+    _REGISTRY[persona.name] = persona
+    return persona
+
+
+def get_persona(name: str | Persona) -> Persona:
+    """The persona called ``name`` (see ``persona_names()``)."""
+    if isinstance(name, Persona):
+        return name
+    if not isinstance(name, str):
+        raise LabValueError(f"persona must be a name such as 'postfix', not {name!r}")
+    try:
+        return _REGISTRY[name.lower()]
+    except KeyError:
+        raise LabValueError(
+            f"no persona called {name!r}; choose one of: {', '.join(persona_names())}"
+        ) from None
+
+
+def persona_names() -> list[str]:
+    """The names of all personas the lab can play."""
+    return sorted(_REGISTRY)
