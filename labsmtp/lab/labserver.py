@@ -253,6 +253,8 @@ class LabServer:
         self.resolves: Callable[[str], bool] | None = None  # reject_unknown_helo_hostname's DNS
         self.identity: IdentityCheck | None = None  # a client identity policy (use_zone)
         self.recipients: RecipientCheck | None = None  # local_recipient_maps (a lab net)
+        # The client's reverse name for Received: (use_zone); None: the lab's /etc/hosts.
+        self.reverse: Callable[[str], tuple[str | None, bool]] | None = None
         self.admission: Admission | None = None  # may refuse a connection before its greeting
         self.owner_only = _owner_only(owner_only)  # other users' connections: 554 (peeruid.py)
         self._rng = random.Random(seed)
@@ -445,12 +447,13 @@ class LabServer:
         """Plug in the session's policy hooks (only those named change; None removes one):
         ``resolves`` (DNS for reject_unknown_helo_hostname) and ``identity`` (a client
         identity policy), as ``use_zone`` sets them, and ``recipients`` (the users of
-        the server's own domains, as a lab net sets them).  New connections see them."""
-        unknown = set(hooks) - {"resolves", "identity", "recipients"}
+        the server's own domains, as a lab net sets them), and ``reverse`` (the client's
+        reverse name for the Received: field).  New connections see them."""
+        unknown = set(hooks) - {"resolves", "identity", "recipients", "reverse"}
         if unknown:
             raise LabValueError(
                 f"unknown check(s): {', '.join(sorted(unknown))}; "
-                "known: resolves, identity, recipients"
+                "known: resolves, identity, recipients, reverse"
             )
         for name, hook in hooks.items():
             setattr(self, name, hook)
@@ -472,6 +475,7 @@ class LabServer:
             resolves=self.resolves,
             identity=self.identity,
             recipients=self.recipients,
+            reverse=self.reverse,
             queue_id=self.new_queue_id,
         )
 

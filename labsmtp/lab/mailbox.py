@@ -27,9 +27,10 @@ class StoredMessage:
     mail_from: str
     rcpt_tos: tuple[str, ...]
     client: str
-    content: bytes  # the message text after dot-unstuffing, CRLF line ends
+    content: bytes  # as stored: the server's trace fields on top of what the client sent
     received: float = field(default_factory=time.time)
     session: int = 0
+    sent: bytes = b""  # the text the client sent (after dot-unstuffing), without trace fields
 
     @classmethod
     def accepted(cls, event: MessageAccepted, session: int = 0) -> StoredMessage:
@@ -42,6 +43,7 @@ class StoredMessage:
             event.client_ip,
             event.content,
             session=session,
+            sent=event.sent,
         )
 
     @property
@@ -56,6 +58,11 @@ class StoredMessage:
     @property
     def subject(self) -> str:
         return str(self.message.get("Subject", ""))
+
+    def __getitem__(self, name: str) -> str | None:
+        """A header field of the stored message: ``msg["Received"]`` (the newest one)."""
+        value = self.message.get(name)
+        return None if value is None else str(value)
 
     def __repr__(self) -> str:
         return (
