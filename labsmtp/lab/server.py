@@ -157,7 +157,7 @@ class Connection(asyncio.Protocol):
         why = check(self.ip, self.port) if check is not None else None
         if why:
             self._note(f"connection refused: {why}")
-            self._apply(session.refuse("connection_refused"))
+            self._apply(session.refuse("connection_refused", reason=why))
             return
         if len(site.active) > self.setup.policy.max_connections:
             self._apply(session.refuse("too_many_connections"))

@@ -107,9 +107,16 @@ class Session:
         """The greeting, pending like a command (a fault may answer instead)."""
         return Pending(Stage.CONNECT, None, "", "")
 
-    def refuse(self, key: str) -> list[Event]:
-        """Refuse the connection instead of greeting (too_many_connections, connection_refused)."""
-        return [self._answer(key, "CONNECT"), *self._move(states.closed(self.state))]
+    def refuse(self, key: str, reason: str | None = None) -> list[Event]:
+        """Refuse the connection instead of greeting (too_many_connections, connection_refused).
+
+        ``reason`` (an admission check's words) follows the persona's text, where
+        Postfix puts an access(5) rule's text, so the client learns why.
+        """
+        answer = self._answer(key, "CONNECT")
+        if reason:
+            answer = Answer((*answer.lines[:-1], f"{answer.lines[-1]}: {reason}"), answer.command)
+        return [answer, *self._move(states.closed(self.state))]
 
     def receive(self, data: bytes) -> None:
         """Bytes the client sent."""
