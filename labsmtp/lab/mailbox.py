@@ -63,7 +63,7 @@ class StoredMessage:
         """The first header field called ``name`` exactly as stored, folded lines and all
         (``print(msg.field("Received"))`` shows it as a mail program's "show original")."""
         head = self.content.split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace")
-        lines, found = head.split("\r\n"), []
+        lines, found = head.split("\r\n"), list[str]()
         for line in lines:
             if found and line[:1] in (" ", "\t"):
                 found.append(line)
