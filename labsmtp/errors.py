@@ -12,7 +12,16 @@ class LabValueError(LabError, ValueError):
 
 
 class PortInUseError(LabError, OSError):
-    """The requested port is taken by another program (or another lab server)."""
+    """The requested port is taken by another program (or another lab server).
+
+    ``host``, ``port`` and ``reason`` (``"in use"``, ``"not allowed"`` or
+    ``"other"``) let the command line give terminal advice instead of the
+    notebook advice in the message.
+    """
+
+    def __init__(self, message: str, *, host: str = "", port: int = 0, reason: str = "other"):
+        super().__init__(message)
+        self.host, self.port, self.reason = host, port, reason
 
 
 class LabConnectionError(LabError, ConnectionError):

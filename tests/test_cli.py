@@ -250,3 +250,8 @@ def test_serve_on_a_taken_port_says_what_to_do():
         )
     assert out.returncode == 1 and "already in use" in out.stderr
     assert "Traceback" not in out.stderr
+    # Terminal advice, not the notebook's ("Leave out port=", "stop_all()").
+    assert (
+        "Ctrl-C" in out.stderr and "--port 0" in out.stderr and f"--port {port + 1}" in out.stderr
+    )
+    assert "port=" not in out.stderr and "stop_all" not in out.stderr

@@ -52,7 +52,9 @@ def test_binder_pins_are_the_root_pins_line_for_line():
     ), "binder/requirements.txt drifted from requirements.txt: run `make pins`"
 
 
-@pytest.mark.parametrize("name", ["requirements.txt", "requirements-dev.txt"])
+@pytest.mark.parametrize(
+    "name", ["requirements.txt", "requirements-dev.txt", "requirements-hub.txt"]
+)
 def test_every_requirement_is_pinned_exactly(name):
     for req in pins(ROOT / name):
         specs = list(req.specifier)
@@ -60,7 +62,9 @@ def test_every_requirement_is_pinned_exactly(name):
         assert "*" not in specs[0].version, f"{name}: {req} is a wildcard, not a pin"
 
 
-@pytest.mark.parametrize("name", ["requirements.txt", "requirements-dev.txt"])
+@pytest.mark.parametrize(
+    "name", ["requirements.txt", "requirements-dev.txt", "requirements-hub.txt"]
+)
 @pytest.mark.parametrize("python", PYTHONS)
 def test_each_package_has_exactly_one_pin_per_python(name, python):
     env = {"python_version": python, "python_full_version": f"{python}.0"}
@@ -71,8 +75,9 @@ def test_each_package_has_exactly_one_pin_per_python(name, python):
     assert {n: c for n, c in counts.items() if c != 1} == {}
 
 
-def test_dev_requirements_include_the_learner_requirements():
-    assert "-r requirements.txt" in (ROOT / "requirements-dev.txt").read_text().splitlines()
+@pytest.mark.parametrize("name", ["requirements-dev.txt", "requirements-hub.txt"])
+def test_dev_and_hub_requirements_include_the_learner_requirements(name):
+    assert "-r requirements.txt" in (ROOT / name).read_text().splitlines()
 
 
 def test_pyproject_dependencies_are_all_pinned_within_their_bounds():
@@ -108,7 +113,9 @@ def test_postbuild_is_executable_strict_and_installs_the_package():
     commands = [line.strip() for line in lines[1:] if line.strip() and not line.startswith("#")]
     # Without set -e a failed install would not fail the Binder build.
     assert commands[0] == "set -euo pipefail"
-    assert "pip install --no-deps -e ." in commands
+    # Into site-packages, not editable: on Zero to JupyterHub the learner's home
+    # volume hides /home/jovyan, where an editable install would point.
+    assert "pip install --no-deps ." in commands
 
 
 def test_postbuild_installs_the_course_settings_where_jupyterlab_reads_them(tmp_path):

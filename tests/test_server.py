@@ -228,8 +228,40 @@ def test_full_dialogue_stores_message_with_envelope(server):
     m = server.mailbox.last()
     assert m.helo == "client.example.org" and m.mail_from == "ada@example.org"
     assert m.rcpt_tos == ("postmaster@lab.example.org", "bob@lab.example.org")
-    assert m.client == "127.0.0.1" and m.size == len(b"Subject: hi\r\n\r\nhello\r\n")
+    assert m.client == "127.0.0.1" and m.sent == b"Subject: hi\r\n\r\nhello\r\n"
     assert m.subject == "hi" and m.queue_id in final.text
+    # RFC 5321 §4.4: the server's Received: field on top (HELO name, address, reverse
+    # name, server, protocol, id; "for" only with one recipient), Return-Path at delivery.
+    head, _, rest = m.content.partition(b"\r\n\r\n")
+    assert m.content.endswith(m.sent) and m.size > len(m.sent)
+    assert m["Return-Path"] == "<ada@example.org>"
+    received = m["Received"]
+    assert received.startswith("from client.example.org (localhost [127.0.0.1])")
+    assert f"by mx.lab.example.org with SMTP id {m.queue_id};" in " ".join(received.split())
+    assert " for " not in received  # two recipients
+    shown = m.field("Received").splitlines()  # as stored: folded, continuation lines indented
+    assert shown[0] == "Received: from client.example.org (localhost [127.0.0.1])"
+    assert len(shown) > 1 and all(line.startswith("\t") for line in shown[1:])
+    assert m.field("X-Not-There") is None
+
+
+def test_received_field_follows_the_persona_and_the_protocol():
+    with LabServer(name="received-postfix", persona="postfix").start() as server:
+        c = server.client()
+        (
+            c.ehlo("client.example.org"),
+            c.mail("ada@example.org"),
+            c.rcpt("postmaster@lab.example.org"),
+        )
+        c.data("Subject: hi\r\n\r\nhello\r\n")
+        c.quit()
+        m = server.mailbox.last()
+    # Postfix 3.7, as recorded (tests/recordings/trace/): ESMTP after EHLO, "for" one recipient.
+    assert " ".join(m["Received"].split()).startswith(
+        "from client.example.org (localhost [127.0.0.1]) by mx.lab.example.org (Postfix) "
+        f"with ESMTP id {m.queue_id} for <postmaster@lab.example.org>;"
+    )
+    assert m.content.startswith(b"Return-Path: <ada@example.org>\r\n")
 
 
 def test_every_reply_is_legal_for_its_command_in_a_normal_dialogue(server):
@@ -302,7 +334,7 @@ def test_dot_stuffing_round_trip(server):
     c = server.client()
     c.helo(), c.mail("a@example.org"), c.rcpt("b@lab.example.org")
     assert c.data(body).code == 250
-    assert server.mailbox.last().content == body.encode()
+    assert server.mailbox.last().sent == body.encode()
     assert "<CR><LF>" in show_wire(b"HELO x\r\n")
 
 
@@ -313,7 +345,7 @@ def test_bare_lf_dot_does_not_end_the_message(server):
     c.raw(b"Subject: x\r\n\r\nbefore\n.\nsmuggled\r\n", expect_reply=False)
     reply = c.send_message("after")
     assert reply.code == 250
-    assert b"before\n.\nsmuggled" in server.mailbox.last().content
+    assert b"before\n.\nsmuggled" in server.mailbox.last().sent
     assert len(server.mailbox) == 1
 
 

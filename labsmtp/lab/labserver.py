@@ -21,6 +21,7 @@ import asyncio
 import atexit
 import errno
 import ipaddress
+import os
 import random
 import socket
 import ssl
@@ -36,6 +37,7 @@ from ..protocol import auth as _auth
 from ..protocol.personas import Persona, get_persona
 from ..protocol.policy import MODE_ABOUT, IdentityCheck, Policy, RecipientCheck, check_mode
 from ..protocol.session import Setup
+from . import peeruid
 from .client import StepClient
 from .faults import FaultEngine
 from .mailbox import Mailbox
@@ -88,20 +90,43 @@ def _port_is_free(host: str, port: int) -> bool:
 
 
 def _port_error(host: str, port: int, exc: OSError) -> PortInUseError:
-    """What a failed bind means, and what to do about it."""
+    """What a failed bind means, and what to do about it (in a notebook's terms; the
+    command line words its own advice from ``reason``)."""
     if exc.errno == errno.EADDRINUSE:
         return PortInUseError(
             f"port {port} on {host} is already in use by another program or server. "
             f"Leave out port= to let the lab pick a free one, choose another port, "
             f"or stop the other server (labsmtp.stop_all() stops every lab server "
-            f"in this notebook)."
+            f"in this notebook).",
+            host=host,
+            port=port,
+            reason="in use",
         )
     if exc.errno in (errno.EACCES, errno.EPERM):
         return PortInUseError(
             f"not allowed to listen on port {port} (ports below 1024 need root). "
-            f"Use a port such as 2525, or leave out port= to let the lab pick one."
+            f"Use a port such as 2525, or leave out port= to let the lab pick one.",
+            host=host,
+            port=port,
+            reason="not allowed",
         )
-    return PortInUseError(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+    return PortInUseError(
+        f"cannot listen on {host}:{port}: {exc.strerror or exc}", host=host, port=port
+    )
+
+
+def _owner_only(asked: bool | None) -> bool:
+    """Whether to refuse other users' connections: on by default under JupyterHub, on Linux."""
+    if asked is None:
+        return "JUPYTERHUB_USER" in os.environ and peeruid.available()
+    if not isinstance(asked, bool):
+        raise LabValueError(f"owner_only must be True, False or left out, not {asked!r}")
+    if asked and not peeruid.available():
+        raise LabValueError(
+            "owner_only=True needs Linux (it reads who opened each connection from "
+            "/proc/net/tcp); leave it out on this system"
+        )
+    return asked
 
 
 @dataclass
@@ -160,6 +185,10 @@ class _LoopThread:
 class LabServer:
     """A real SMTP server on loopback, running in a background thread of this kernel.
 
+    ``owner_only`` (default: on under JupyterHub, on Linux) answers connections
+    opened by other users of the machine with 554 5.7.1, so learners sharing a
+    host stay apart; ``owner_only=False`` lets them in.
+
     >>> with LabServer(persona="postfix") as server:
     ...     client = server.client()
     """
@@ -183,6 +212,7 @@ class LabServer:
         implicit_tls: bool | int = False,
         users: dict[str, str] | None = None,
         auth_require_tls: bool = True,
+        owner_only: bool | None = None,
         **policy_switches: Any,
     ):
         if port is not None and (isinstance(port, bool) or not isinstance(port, int)):
@@ -238,7 +268,10 @@ class LabServer:
         self.resolves: Callable[[str], bool] | None = None  # reject_unknown_helo_hostname's DNS
         self.identity: IdentityCheck | None = None  # a client identity policy (use_zone)
         self.recipients: RecipientCheck | None = None  # local_recipient_maps (a lab net)
+        # The client's reverse name for Received: (use_zone); None: the lab's /etc/hosts.
+        self.reverse: Callable[[str], tuple[str | None, bool]] | None = None
         self.admission: Admission | None = None  # may refuse a connection before its greeting
+        self.owner_only = _owner_only(owner_only)  # other users' connections: 554 (peeruid.py)
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._thread: _LoopThread | None = None
@@ -253,9 +286,23 @@ class LabServer:
             self.faults,
             self.setup,
             self._server_tls_context,
-            admission=lambda: self.admission,
+            admission=self._admission,
             listeners=self._listeners,
         )
+
+    def _admission(self) -> Admission | None:
+        """The owner check (on a shared host), then the lesson's own admission, if any."""
+        if not self.owner_only:
+            return self.admission
+        other = self.admission
+        return lambda ip, port: self._owner_refusal(ip, port) or (other and other(ip, port))
+
+    def _owner_refusal(self, ip: str, port: int) -> str | None:
+        # The address the client connected to: where we listen, or on a wildcard
+        # bind, its own address (a local client connects to the address it has).
+        host = ip if self.host in ("0.0.0.0", "::", "localhost") else self.host
+        ports = [p for p in (self._port, self._tls_port) if p]
+        return peeruid.check([(host, p) for p in ports], (ip, port))
 
     # --- lifecycle ------------------------------------------------------
 
@@ -477,12 +524,13 @@ class LabServer:
         """Plug in the session's policy hooks (only those named change; None removes one):
         ``resolves`` (DNS for reject_unknown_helo_hostname) and ``identity`` (a client
         identity policy), as ``use_zone`` sets them, and ``recipients`` (the users of
-        the server's own domains, as a lab net sets them).  New connections see them."""
-        unknown = set(hooks) - {"resolves", "identity", "recipients"}
+        the server's own domains, as a lab net sets them), and ``reverse`` (the client's
+        reverse name for the Received: field).  New connections see them."""
+        unknown = set(hooks) - {"resolves", "identity", "recipients", "reverse"}
         if unknown:
             raise LabValueError(
                 f"unknown check(s): {', '.join(sorted(unknown))}; "
-                "known: resolves, identity, recipients"
+                "known: resolves, identity, recipients, reverse"
             )
         for name, hook in hooks.items():
             setattr(self, name, hook)
@@ -504,6 +552,7 @@ class LabServer:
             resolves=self.resolves,
             identity=self.identity,
             recipients=self.recipients,
+            reverse=self.reverse,
             queue_id=self.new_queue_id,
         )
 
