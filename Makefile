@@ -3,6 +3,8 @@
 #   make test   lint, format and type checks, check notebooks are stripped, run pytest
 #   make bench  run the benchmarks
 #   make pins   refresh the exact pins in the requirement files
+#   make strip  remove the outputs JupyterLab saved into the lessons (edits stay)
+#   make hub-deps  (root) JupyterHub + configurable-http-proxy for the multi-user test
 #   make clean  remove the venv and caches
 # Everything runs from .venv via `python -m pip`, never a global pip.
 # Kept to GNU make 3.81 features: that is what macOS ships to learners.
@@ -25,10 +27,15 @@ ROOT_FLAG = $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 PYTEST_ARGS ?=
 
-.PHONY: lab test bench pins clean
+.PHONY: lab test bench pins strip clean hub-deps
+
+# The course's JupyterLab settings (no news pop-up over a projected screen, no
+# update check) live in binder/jupyter-config, which Binder copies too (postBuild).
+LAB_CONFIG := $(CURDIR)/binder/jupyter-config
 
 lab: $(VENV)/.stamp-lab
-	$(VENV)/bin/jupyter lab $(LAB_NOTEBOOK) --ip=127.0.0.1 --port=$(LAB_PORT) $(ROOT_FLAG) $(LAB_ARGS)
+	JUPYTER_CONFIG_PATH="$(LAB_CONFIG)$${JUPYTER_CONFIG_PATH:+:$$JUPYTER_CONFIG_PATH}" \
+	  $(VENV)/bin/jupyter lab $(LAB_NOTEBOOK) --ip=127.0.0.1 --port=$(LAB_PORT) $(ROOT_FLAG) $(LAB_ARGS)
 
 # Lint, notebook check and pytest all run even when an earlier one fails, so one
 # run (one CI run) reports everything; the exit status is non-zero if any failed.
@@ -38,6 +45,8 @@ lab: $(VENV)/.stamp-lab
 # labsmtp/protocol/ (settings in pyproject.toml).
 # nbstripout checks outputs, execution counts and saved widget state; --keep-id
 # because JupyterLab's random cell ids are harmless and renumbering them is churn.
+# It checks the lessons as git will commit them (tools/verify_stripped.py), so
+# outputs JupyterLab autosaved during a rehearsal do not fail `make test`.
 test: $(VENV)/.stamp-dev
 	@failed=""; \
 	echo "$(PY) -m ruff check ."; \
@@ -47,12 +56,26 @@ test: $(VENV)/.stamp-dev
 	echo "$(PY) -m mypy"; \
 	$(PY) -m mypy || failed="$$failed mypy"; \
 	if ls notebooks/*.ipynb >/dev/null 2>&1; then \
-	  echo "$(PY) -m nbstripout --verify --keep-id notebooks/*.ipynb"; \
-	  $(PY) -m nbstripout --verify --keep-id notebooks/*.ipynb || failed="$$failed nbstripout"; \
+	  echo "$(PY) tools/verify_stripped.py notebooks/*.ipynb"; \
+	  $(PY) tools/verify_stripped.py notebooks/*.ipynb || failed="$$failed nbstripout"; \
 	fi; \
 	echo "$(PY) -m pytest $(PYTEST_ARGS)"; \
 	$(PY) -m pytest $(PYTEST_ARGS) || failed="$$failed pytest"; \
 	if [ -n "$$failed" ]; then echo "make test: failed:$$failed" >&2; exit 1; fi
+
+# After a rehearsal in `make lab`: the lessons without their saved outputs, edits kept.
+strip: $(VENV)/.stamp-dev
+	$(PY) -m nbstripout --keep-id notebooks/*.ipynb
+
+# JupyterHub (requirements-hub.txt) and configurable-http-proxy (npm) in a venv
+# that every learner's system user can run: built from Debian's /usr/bin/python3
+# in /opt, so it needs root (and npm: apt-get install nodejs npm). Cached: a
+# second run returns at once. tests/test_multiuser.py runs it too.
+HUB_VENV   ?= /opt/labsmtp-hub-venv
+HUB_PYTHON ?= /usr/bin/python3
+
+hub-deps:
+	deploy/local/build-hub-env.sh $(HUB_VENV) $(HUB_PYTHON)
 
 bench: $(VENV)/.stamp-lab
 	$(PY) benchmarks/run.py
@@ -83,15 +106,14 @@ $(VENV)/.stamp-dev: requirements.txt requirements-dev.txt pyproject.toml | $(PY)
 # Refresh the Python 3.10 fallback lines, and only those, with
 #   make pins PYTHON=python3.10 PINS_SCOPE=marked
 PINS_VENV  := $(VENV)-pins
-PINS_FILES := requirements.txt requirements-dev.txt binder/requirements.txt
+PINS_FILES := requirements.txt requirements-dev.txt requirements-hub.txt binder/requirements.txt
 PINS_SCOPE ?= all
-
 
 pins:
 	rm -rf $(PINS_VENV)
 	$(PYTHON) -m venv $(PINS_VENV)
 	$(PINS_VENV)/bin/python -m pip --no-input install \
-	  $$(sed -n 's/^\([A-Za-z0-9._-]*\)==.*/\1/p' requirements.txt requirements-dev.txt | sort -u)
+	  $$(sed -n 's/^\([A-Za-z0-9._-]*\)==.*/\1/p' requirements.txt requirements-dev.txt requirements-hub.txt | sort -u)
 	$(PINS_VENV)/bin/python -m pip freeze > $(PINS_VENV)/freeze.txt
 	$(PINS_VENV)/bin/python tools/pins.py $(PINS_SCOPE) $(PINS_VENV)/freeze.txt $(PINS_FILES)
 	rm -rf $(PINS_VENV)

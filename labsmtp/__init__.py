@@ -24,7 +24,7 @@ names of the MX and bounce lab (``LabNet``, ``LabMta``, ``find_route``,
 
 import importlib
 
-from .classroom.compare import compare, compare_steps
+from .classroom.compare import compare, compare_steps, persona_table
 from .classroom.course import check, reveal, solution
 from .classroom.mystery import DIAGNOSES, mystery
 from .errors import (
@@ -94,6 +94,7 @@ __all__ = [
     "compare_steps",
     "find_route",
     "mystery",
+    "persona_table",
     "plots",
     "read_dsn",
     "replies",

@@ -18,7 +18,7 @@ import sys
 import threading
 from typing import Any
 
-from .errors import ConnectFailed, LabConnectionError, LabError
+from .errors import ConnectFailed, LabConnectionError, LabError, PortInUseError, set_front_end
 from .lab.client import StepClient, make_message
 from .lab.faults import Fault, parse_fault
 from .lab.labserver import LabServer
@@ -121,6 +121,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--seed", type=int, default=None, metavar="S", help="same seed, same faults, run after run"
     )
+    s.add_argument(
+        "--owner-only",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="answer connections from other users of this machine with 554 5.7.1 "
+        "(Linux; default: on under JupyterHub, where JUPYTERHUB_USER is set)",
+    )
     p = s.add_argument_group("policy (Postfix parameter names)")
     p.add_argument(
         "--smtpd-helo-required", action="store_true", help="refuse MAIL before HELO/EHLO"
@@ -182,6 +189,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    set_front_end("cli")  # the library's messages then give terminal advice, not notebook advice
+    try:
+        return _run(args)
+    finally:
+        set_front_end(None)  # main() also runs inside tests and notebooks
+
+
+def _run(args) -> int:
     try:
         commands = {
             "serve": cmd_serve,
@@ -223,6 +238,7 @@ def cmd_serve(args) -> int:
         persona=args.persona,
         hostname=args.hostname,
         allow_non_loopback=args.allow_non_loopback,
+        owner_only=args.owner_only,
         name="cli",
         seed=args.seed,
         **switches,
@@ -232,12 +248,18 @@ def cmd_serve(args) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    server.start()
+    try:
+        server.start()
+    except PortInUseError as exc:
+        print(f"labsmtp: {_port_advice(exc)}", file=sys.stderr)
+        return 1
     print(
         f"labsmtp: {server.persona.software} as {server.hostname} listening on "
         f"{server.host}:{server.port} (Ctrl-C to stop)",
         flush=True,
     )
+    if server.owner_only:
+        print("labsmtp: connections from other users of this machine get 554 5.7.1", flush=True)
     if args.fault:
         print(f"labsmtp: faults {', '.join(f.name for f in args.fault)}, seed {server.faults.seed}")
     if args.open_relay:
@@ -253,6 +275,24 @@ def cmd_serve(args) -> int:
             flush=True,
         )
     return 0
+
+
+def _port_advice(exc: PortInUseError) -> str:
+    """What to do about a port ``serve`` cannot have, in terminal terms."""
+    if exc.reason == "in use":
+        return (
+            f"port {exc.port} on {exc.host} is already in use. If it is a `serve` you "
+            f"started, stop it with Ctrl-C in its terminal; `ss -ltnp 'sport = :{exc.port}'` "
+            f"shows which program holds it (on a shared JupyterHub it may be another "
+            f"learner's). Or choose another port: --port {exc.port + 1 if exc.port < 65535 else 2525}, "
+            f"or --port 0 for any free one (serve then prints the port it got)."
+        )
+    if exc.reason == "not allowed":
+        return (
+            f"not allowed to listen on port {exc.port}: ports below 1024 need root. "
+            f"Use --port 2525 (the default), or --port 0 for any free port."
+        )
+    return str(exc)
 
 
 def cmd_talk(args) -> int:

@@ -8,11 +8,15 @@ from .style import CLASS_COLOURS, CLIENT_COLOUR, INJECTED_COLOUR
 
 # JupyterLab right-aligns table cells (.jp-RenderedHTMLCommon td) with a more
 # specific selector than ours: out-specify it, or the transcript reads backwards.
+# Long lines wrap at spaces, and a long unbroken token (an address, base64) breaks
+# anywhere rather than pushing the table wider than the notebook column.
 _CSS = (
-    "<style>.labsmtp-t{border-collapse:collapse;font-family:monospace;font-size:13px}"
+    "<style>.labsmtp-t{border-collapse:collapse;font-family:monospace;font-size:13px;"
+    "max-width:100%}"
     ".labsmtp-t td,.labsmtp-t th,.jp-RenderedHTMLCommon .labsmtp-t td,"
     ".jp-RenderedHTMLCommon .labsmtp-t th{padding:2px 8px;text-align:left;"
-    "vertical-align:top;border-bottom:1px solid #ddd}.labsmtp-t th{background:#f3f3f3}</style>"
+    "vertical-align:top;border-bottom:1px solid #ddd;overflow-wrap:anywhere}"
+    ".labsmtp-t th{background:#f3f3f3}</style>"
 )
 
 
@@ -37,8 +41,12 @@ def transcript_html(lines, dropped: int = 0, limit: int = 400) -> str:
             klass = ln.reply.klass if ln.reply else "none"
             style = f"border-left:6px solid {CLASS_COLOURS.get(klass, '#999')}"
             klass = _badge(klass)
-            if ln.reply is not None and ln.command and not ln.reply.legal:
-                klass += ' <b title="not a legal reply to this command (RFC 5321 4.3.2)">!</b>'
+            if ln.reply is not None and ln.command and not ln.reply.listed:
+                # §4.3.2 lists *usual* replies: an unlisted one (Postfix's 554 relay
+                # refusal) is worth a hover, not an alarm.
+                klass = klass.replace(
+                    "<span ", f'<span title="{html.escape(ln.reply.explain(detail=True))}" ', 1
+                )
         else:
             style, klass = "color:#666;font-style:italic", ""
         if ln.injected:
@@ -65,11 +73,16 @@ def transcript_html(lines, dropped: int = 0, limit: int = 400) -> str:
 
 
 def reply_html(reply) -> str:
+    """The reply's lines, one short line on what it means, the long story folded away."""
     colour = CLASS_COLOURS.get(reply.klass, "#999")
     body = html.escape("\n".join(reply.lines)).replace("\n", "<br>")
+    short, detail = reply.explain(), reply.explain(detail=True)
+    more = detail[len(short) :].strip() if detail.startswith(short) else detail
     return (
-        f'<div style="border-left:6px solid {colour};padding-left:8px;font-family:monospace">'
-        f"{body}</div><div style='font-size:12px;color:#444'>{html.escape(reply.explain())}</div>"
+        f'<div style="border-left:6px solid {colour};padding-left:8px;font-family:monospace;'
+        f'overflow-wrap:anywhere">{body}</div>'
+        f"<details style='font-size:13px;color:#444;margin-top:2px'>"
+        f"<summary>{html.escape(short)}</summary>{html.escape(more)}</details>"
     )
 
 

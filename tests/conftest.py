@@ -30,6 +30,15 @@ def require_tool(name: str, path: str | None = None) -> str:
     return found
 
 
+def require_root(why: str) -> None:
+    """Skip locally, fail in CI (which runs as root), when not root."""
+    if os.geteuid() != 0:
+        msg = f"needs root: {why}"
+        if NO_SKIP:
+            pytest.fail(msg)
+        pytest.skip(msg)
+
+
 def pytest_sessionfinish(session, exitstatus):
     if NO_SKIP and exitstatus == 0:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")

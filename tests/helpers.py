@@ -396,7 +396,7 @@ def lf_dot_lf_smuggling(server, pieces: list[bytes]) -> None:
     assert c.noop().code == 250  # the next reply is NOOP's: nothing was smuggled in
     c.quit()
     assert len(server.mailbox) == before + 1
-    assert server.mailbox.last().content == body + b"\r\n"
+    assert server.mailbox.last().sent == body + b"\r\n"
     assert server.internal_errors == []
 
 

@@ -98,6 +98,17 @@ def get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
         return 0, b""
 
 
+def notification_defaults(port: int, token: str) -> dict:
+    """The defaults JupyterLab serves for its news and update-check settings (overrides applied)."""
+    code, body = get(
+        f"http://{HOST}:{port}/lab/api/settings/@jupyterlab/apputils-extension:notification"
+        f"?token={token}"
+    )
+    assert code == 200, (code, body[:300])
+    schema = json.loads(body)["schema"]["properties"]
+    return {k: schema[k].get("default") for k in ("fetchNews", "checkForUpdates")}
+
+
 def wait_for_status(
     proc: subprocess.Popen, port: int, token: str, log: Path, timeout: float = 60.0
 ) -> dict:

@@ -1,9 +1,10 @@
 """The course as a learner meets it: JupyterLab in a real browser, Run All, then the widgets.
 
 JupyterLab runs on loopback with a token, serving a temporary copy of
-notebooks/ (JupyterLab autosaves: the repository's files are never opened).
-Python playwright drives Debian's headless Chromium (/usr/bin/chromium);
-Playwright's own browser download is not possible here.  Pitfalls avoided
+notebooks/ (JupyterLab autosaves: the repository's files are never opened),
+with the course's own settings (binder/jupyter-config: no news pop-up) plus the
+test's. Python playwright drives Debian's headless Chromium (/usr/bin/chromium)
+at 1366x900 with the file browser open, as a learner has it. Pitfalls avoided
 (shared/reference/jupyter-testing-notes.md):
 - the status bar says "Idle" before a kernel exists, and Run All then opens a
   kernel picker: Lab runs with --LabApp.expose_app_in_browser=True, the test
@@ -11,12 +12,23 @@ Playwright's own browser download is not possible here.  Pitfalls avoided
   and waits until that kernel is connected and idle;
 - awaiting the run-all command can hang: it is started, not awaited, and the
   test waits for execution counts and prompts on the page instead;
-- notebook windowing would keep off-screen cells out of the page, and the news
-  toast would cover it: both are off in the test server's settings overrides.
+- notebook windowing would keep off-screen cells out of the page: it is off.
 
-One Lab, one browser page, one lesson at a time (run side by side on two
-cores they were no faster). Screenshots go to test-artifacts/screenshots/
-(gitignored); the path is printed at the end. Deselect locally with
+What it checks and measures:
+- every lesson (found by glob) runs clean, and no output of any lesson scrolls
+  sideways;
+- every plot type (a gallery notebook made here draws each, the fault lab
+  panel included): the smallest text on screen, in screen pixels, at 100 % and
+  at 150 % browser zoom (emulated: device scale 1.5 in a 911 px wide viewport,
+  what Chromium's zoom does), with the browser's own fonts, and that no text
+  overlaps other text or is cut off;
+- the fault lab lesson: a slider move to new plots, median of 10 moves (timed
+  in the page, from the key press to both new images decoded); Run with the
+  same settings visibly runs; Cancel stops a long run.
+The figures go to test-artifacts/browser-measurements.json and are printed;
+screenshots go to test-artifacts/screenshots/ (gitignored).
+
+One Lab, one browser page, one notebook at a time. Deselect locally with
 `pytest -m "not browser"`; in CI a missing chromium or playwright fails.
 """
 
@@ -25,23 +37,27 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import re
 import shutil
+import statistics
 import sys
 import time
 from contextlib import ExitStack
 from pathlib import Path
 
 import lab_process
+import nbformat
 import pytest
 from conftest import NO_SKIP, require_tool
+from nbformat.v4 import new_code_cell, new_notebook
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(240)]
 
 ROOT = Path(__file__).resolve().parent.parent
-SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
-START_LESSON = "00-start-here.ipynb"
-FAULT_LAB_LESSON = "08-inject-faults-and-retry.ipynb"
+ARTIFACTS = ROOT / "test-artifacts"
+SCREENSHOTS = ARTIFACTS / "screenshots"
+MEASUREMENTS = ARTIFACTS / "browser-measurements.json"
+LESSONS = sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]-*.ipynb"))
+COURSE_SETTINGS = ROOT / "binder" / "jupyter-config"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",  # CI runs as root, where Chromium's sandbox cannot start
@@ -51,33 +67,58 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+SCREEN = {"width": 1366, "height": 900}  # a laptop on a projector (the learner walk's)
+ZOOM_150 = {"width": 911, "height": 600, "deviceScaleFactor": 1.5, "mobile": False}
+SMALLEST_SCREEN_PX = 12  # no text on screen smaller than this
 # Generous, for a loaded CI machine; a run here needs a fraction of each.
 LAB_START_S = 90
 KERNEL_S = 60
 RUN_ALL_S = 120
 WIDGET_S = 30
 
-# The test server's JupyterLab settings, as <JUPYTER_CONFIG_DIR>/labconfig/
-# default_setting_overrides.json (read by jupyterlab_server).
-SETTINGS = {
+# The test server's own settings on top of the course's, as <JUPYTER_CONFIG_DIR>/
+# labconfig/default_setting_overrides.json (read by jupyterlab_server). The news
+# setting is deliberately not here: the course's file must turn it off.
+TEST_SETTINGS = {
     # every cell in the page, on screen or not
     "@jupyterlab/notebook-extension:tracker": {"windowingMode": "none"},
-    # no "receive official Jupyter news?" toast, no update check, no toasts at all
-    "@jupyterlab/apputils-extension:notification": {
-        "fetchNews": "false",
-        "checkForUpdates": False,
-        "doNotDisturbMode": True,
-    },
     # the extension manager would ask PyPI: no network needed, none used
     "@jupyterlab/extensionmanager-extension:plugin": {"enabled": False},
 }
 
 # Tracebacks and anything printed to stderr (warnings too) render with this type.
 ERROR_OUTPUTS = '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]'
-PLOT_CALL = re.compile(r"^\s*plots\.\w+\(", re.MULTILINE)  # a cell that draws a figure
+
+# Every plot type, one per cell of a gallery notebook made for this test.
+GALLERY = "gallery/plots.ipynb"
+GALLERY_SETUP = """\
+from labsmtp import LabNet, LabServer, compare_steps, plots, trials, widgets
+server = LabServer(name="gallery", seed=1).start()
+net = LabNet(seed=9).start()
+net.server("mx1.shop.example").faults.add("connect:421")
+sent = net.send("ada@home.example", ["bob@shop.example", "nobody@shop.example"])
+mixed = trials.run_trials(server, 100, retry="mta", seed=4,
+                          faults=["rcpt:451:0.3", "mail:550:0.1", "data:drop:0.05"])
+grey = trials.run_trials(server, 40, retry="mta", seed=1, faults=["rcpt:greylist=300s"])
+c = server.client()
+c.ehlo("client.example.org"); c.mail("ada@example.org"); c.rcpt("postmaster@lab.example.org")
+c.data("Subject: gallery\\r\\n\\r\\nhello\\r\\n"); c.quit()
+"""
+GALLERY_PLOTS = {
+    "ladder": "plots.ladder(server)",
+    "state diagram": "plots.state_diagram(server.sessions[-1])",
+    "outcome bars": "plots.outcome_bars(mixed)",
+    "codes by stage": "plots.codes_by_stage(mixed)",
+    "usual replies": "plots.legal_replies()",
+    "retry timeline": "plots.retry_timeline(grey)",
+    "latency": "plots.latency_histogram(mixed)",
+    "comparison grid": "plots.plot_comparison(compare_steps())",
+    "MX attempts": "plots.mx_attempts(sent)",
+    "fault lab panel": "widgets.fault_lab(server)",
+}
 
 # --- page-side probes: window.jupyterapp exists thanks to expose_app_in_browser ------
-# Each lesson's NotebookPanel is kept in window.__labsmtp[path].
+# Each notebook's NotebookPanel is kept in window.__labsmtp[path].
 
 OPEN_JS = """(path) => {
   window.__labsmtp = window.__labsmtp || {};
@@ -132,6 +173,84 @@ CELLS_JS = """(path) => window.__labsmtp[path].panel.content.widgets
     image: cell.node.querySelector('.jp-OutputArea img') !== null,
   }))"""
 
+# Anything in an output that scrolls sideways: an element that can scroll
+# (overflow-x auto or scroll; JupyterLab's output areas are) and whose content
+# is wider than it, and the notebook itself.
+SIDEWAYS_JS = """(path) => {
+  const panel = window.__labsmtp[path].panel;
+  const found = [];
+  panel.content.widgets.forEach((cell, index) => {
+    if (cell.model.type !== 'code') return;
+    cell.node.querySelectorAll('.jp-OutputArea-output, .jp-OutputArea-output *').forEach(el => {
+      const overflow = getComputedStyle(el).overflowX;
+      if ((overflow === 'auto' || overflow === 'scroll') && el.scrollWidth > el.clientWidth + 1) {
+        found.push(`cell ${index}: ${el.tagName.toLowerCase()}.${String(el.className).split(' ')[0]} `
+          + `${el.scrollWidth} px wide in ${el.clientWidth} px: `
+          + JSON.stringify((el.innerText || '').trim().slice(0, 80)));
+      }
+    });
+  });
+  const scroller = panel.content.node;
+  if (scroller.scrollWidth > scroller.clientWidth + 1) {
+    found.push(`the notebook: ${scroller.scrollWidth} px wide in ${scroller.clientWidth} px`);
+  }
+  return found;
+}"""
+
+# The SVG images of cell ``index``: each one's text measured as the screen shows it.
+# The SVG source is laid out inline at the image's displayed size, so the text
+# boxes come from the browser's own fonts; the font size on screen is the SVG
+# font size times the image's scale times the device pixel ratio.
+MEASURE_JS = """async ([path, index]) => {
+  const cell = window.__labsmtp[path].panel.content.widgets[index];
+  const out = [];
+  for (const img of cell.node.querySelectorAll('.jp-OutputArea-output img')) {
+    await img.decode().catch(() => {});
+    const source = await (await fetch(img.src)).text();
+    const svg = new DOMParser().parseFromString(source, 'image/svg+xml').documentElement;
+    if (svg.tagName.toLowerCase() !== 'svg') { out.push({error: 'not an SVG image'}); continue; }
+    const shown = img.getBoundingClientRect();
+    const viewBox = svg.viewBox.baseVal;
+    const holder = document.createElement('div');
+    holder.style.cssText = 'position:absolute;left:0;top:0;visibility:hidden';
+    svg.setAttribute('width', shown.width);
+    svg.setAttribute('height', shown.height);
+    holder.appendChild(document.importNode(svg, true));
+    document.body.appendChild(holder);
+    const inline = holder.firstChild, frame = inline.getBoundingClientRect();
+    const scale = shown.width / viewBox.width * window.devicePixelRatio;
+    const texts = [...inline.querySelectorAll('text')]
+      .filter(t => t.textContent.trim())
+      .map(t => ({text: t.textContent.trim().slice(0, 40),
+                  px: parseFloat(getComputedStyle(t).fontSize) * scale,
+                  box: t.getBoundingClientRect()}));
+    const problems = [];
+    for (const t of texts) {
+      const b = t.box;
+      if (b.left < frame.left - 0.5 || b.right > frame.right + 0.5
+          || b.top < frame.top - 0.5 || b.bottom > frame.bottom + 0.5) {
+        problems.push(`cut off: ${JSON.stringify(t.text)}`);
+      }
+    }
+    for (let i = 0; i < texts.length; i++) for (let j = i + 1; j < texts.length; j++) {
+      const a = texts[i].box, b = texts[j].box;
+      if (a.left < b.right - 1 && b.left < a.right - 1 && a.top < b.bottom - 1 && b.top < a.bottom - 1) {
+        problems.push(`overlap: ${JSON.stringify(texts[i].text)} / ${JSON.stringify(texts[j].text)}`);
+      }
+    }
+    holder.remove();
+    out.push({
+      texts: texts.length,
+      smallest_px: Math.min(...texts.map(t => t.px)),
+      smallest_text: texts.reduce((m, t) => (t.px < m.px ? t : m), texts[0]).text,
+      shown_css_px: shown.width, natural_css_px: img.naturalWidth,
+      column_css_px: cell.node.querySelector('.jp-OutputArea-output').clientWidth,
+      dpr: window.devicePixelRatio, problems,
+    });
+  }
+  return out;
+}"""
+
 CLOSE_JS = """(path) => {
   const entry = window.__labsmtp[path];
   if (!entry || !entry.panel || entry.panel.isDisposed) return;
@@ -159,9 +278,45 @@ def playwright_api():
 class Lab:
     """A JupyterLab server and one browser page showing it."""
 
-    def __init__(self, url: str, token: str, log: Path, page):
-        self.url, self.token, self.log, self.page = url, token, log, page
+    def __init__(self, url: str, port: int, token: str, log: Path, page):
+        self.url, self.port, self.token, self.log, self.page = url, port, token, log, page
         self.timings: dict[str, float] = {}
+        self.measured: dict = {}
+
+
+def _copy_stripped(src: Path, dest: Path) -> None:
+    """The lessons without outputs a rehearsal may have saved (they are not the lesson)."""
+    dest.mkdir(parents=True)
+    for path in src.glob("*.ipynb"):
+        nb = nbformat.read(path, as_version=4)
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                cell.outputs, cell.execution_count = [], None
+        nbformat.write(nb, dest / path.name)
+    for path in src.iterdir():
+        if path.suffix != ".ipynb" and path.is_file():
+            shutil.copy2(path, dest / path.name)
+
+
+# The last gallery cell is wider than the column on purpose: the sideways check
+# must find it (a check that cannot fail is no check).
+TOO_WIDE = "from IPython.display import HTML\nHTML(\"<div style='width:3000px'>too wide</div>\")"
+
+
+def _gallery(dest: Path) -> None:
+    nb = new_notebook()
+    nb.cells = (
+        [new_code_cell(GALLERY_SETUP)]
+        + [new_code_cell(c) for c in GALLERY_PLOTS.values()]
+        + [new_code_cell(TOO_WIDE)]
+    )
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, dest)
 
 
 @pytest.fixture(scope="module")
@@ -174,13 +329,13 @@ def lab(tmp_path_factory, playwright_api, request):
     started = time.perf_counter()
     tmp = tmp_path_factory.mktemp("browser-lab")
     root = tmp / "course"
-    shutil.copytree(
-        ROOT / "notebooks", root / "notebooks", ignore=shutil.ignore_patterns(".ipynb_checkpoints")
-    )
+    _copy_stripped(ROOT / "notebooks", root / "notebooks")
+    _gallery(root / GALLERY)
     env = lab_process.isolated_env(tmp)
+    env["JUPYTER_CONFIG_PATH"] = str(COURSE_SETTINGS)  # the course's settings, as make lab
     labconfig = Path(env["JUPYTER_CONFIG_DIR"]) / "labconfig"
     labconfig.mkdir(parents=True)
-    (labconfig / "default_setting_overrides.json").write_text(json.dumps(SETTINGS))
+    (labconfig / "default_setting_overrides.json").write_text(json.dumps(TEST_SETTINGS))
     port, token = lab_process.free_port(), lab_process.new_token()
     cmd = [
         sys.executable,
@@ -210,7 +365,7 @@ def lab(tmp_path_factory, playwright_api, request):
             executable_path=CHROMIUM,
             headless=True,
             args=CHROMIUM_ARGS,
-            viewport={"width": 1400, "height": 1000},
+            viewport=SCREEN,
         )
         stack.callback(context.close)
         lab_process.wait_for_status(proc, port, token, log, timeout=LAB_START_S)
@@ -229,31 +384,37 @@ def lab(tmp_path_factory, playwright_api, request):
             "() => { window.jupyterapp.restored.then(() => { window.__restored = 1; }); }"
         )
         page.wait_for_function("() => window.__restored === 1", timeout=LAB_START_S * 1000)
-        page.evaluate("() => window.jupyterapp.shell.collapseLeft()")  # room for the lesson
-        lab = Lab(f"http://{lab_process.HOST}:{port}", token, log, page)
+        # The file browser open, as a newcomer has it: the narrower column is the test.
+        page.evaluate("() => window.jupyterapp.shell.activateById('filebrowser')")
+        lab = Lab(f"http://{lab_process.HOST}:{port}", port, token, log, page)
         lab.timings["Lab and browser started"] = time.perf_counter() - started
         yield lab
+        ARTIFACTS.mkdir(exist_ok=True)
+        MEASUREMENTS.write_text(json.dumps(lab.measured, indent=2) + "\n")
         capture = request.config.pluginmanager.getplugin("capturemanager")
         with capture.global_and_fixture_disabled():
-            print(f"\nbrowser test: screenshots in {SCREENSHOTS}")
+            print(f"\nbrowser test: screenshots in {SCREENSHOTS}, figures in {MEASUREMENTS}")
+            for what, value in lab.measured.items():
+                print(f"browser test: {what}: {value}")
             for what, seconds in lab.timings.items():
                 print(f"browser test: {what}: {seconds:.1f} s")
 
 
-class Lesson:
-    """One lesson after Run All: its page, cells and run state."""
+class Notebook:
+    """One notebook after Run All: its page, cells and run state."""
 
-    def __init__(self, lab: Lab, name: str, state: dict, cells: list[dict]):
-        self.lab, self.name, self.state, self.cells = lab, name, state, cells
+    def __init__(self, lab: Lab, path: str, state: dict, cells: list[dict]):
+        self.lab, self.path, self.state, self.cells = lab, path, state, cells
         self.page = lab.page
+        self.name = Path(path).name
 
     def problems(self) -> list[str]:
         return [f"cell {c['index']}: {p}" for c in self.cells for p in c["problems"]]
 
 
-def run_lesson(lab: Lab, name: str) -> Lesson:
-    """Open ``name`` with a python3 kernel, start Run All, wait until the page shows it done."""
-    page, path = lab.page, f"notebooks/{name}"
+def run_notebook(lab: Lab, path: str) -> Notebook:
+    """Open ``path`` with a python3 kernel, start Run All, wait until the page shows it done."""
+    page = lab.page
     started = time.perf_counter()
     page.evaluate(OPEN_JS, path)
     ready = page.wait_for_function(KERNEL_READY_JS, arg=path, timeout=KERNEL_S * 1000)
@@ -261,33 +422,37 @@ def run_lesson(lab: Lab, name: str) -> Lesson:
     # Started, not awaited: awaiting run-all can hang. The page says when it is done.
     page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
     page.wait_for_function(RUN_DONE_JS, arg=path, timeout=RUN_ALL_S * 1000, polling=100)
-    lesson = Lesson(lab, name, page.evaluate(RUN_STATE_JS, path), page.evaluate(CELLS_JS, path))
-    assert lesson.state["kernel"] != "dead", f"{name}: the kernel died during Run All"
-    lab.timings[f"{name}: opened and ran all cells"] = time.perf_counter() - started
-    if lesson.state["errors"]:  # a picture of the first error, for whoever reads the CI log
-        shoot(page, page.locator(ERROR_OUTPUTS).first, SCREENSHOTS / f"{name[:2]}-ERROR.png")
-    return lesson
+    nb = Notebook(lab, path, page.evaluate(RUN_STATE_JS, path), page.evaluate(CELLS_JS, path))
+    assert nb.state["kernel"] != "dead", f"{path}: the kernel died during Run All"
+    page.wait_for_timeout(300)  # let the last outputs and images settle
+    lab.timings[f"{nb.name}: opened and ran all cells"] = time.perf_counter() - started
+    if nb.state["errors"]:  # a picture of the first error, for whoever reads the CI log
+        shoot(page, page.locator(ERROR_OUTPUTS).first, SCREENSHOTS / f"{nb.name[:-6]}-ERROR.png")
+    return nb
 
 
-def close_lesson(lab: Lab, name: str) -> None:
-    """Shut down the lesson's kernel and close it (the temporary copy is not saved)."""
-    path = f"notebooks/{name}"
+def close_notebook(lab: Lab, path: str) -> None:
+    """Shut down the notebook's kernel and close it (the temporary copy is not saved)."""
     lab.page.evaluate(CLOSE_JS, path)
     lab.page.wait_for_function(
         "(path) => window.__labsmtp[path].panel.isDisposed", arg=path, timeout=KERNEL_S * 1000
     )
 
 
-@pytest.fixture
-def start_lesson(lab):
-    yield run_lesson(lab, START_LESSON)
-    close_lesson(lab, START_LESSON)
+def _lesson_with(text: str) -> str:
+    """The lesson whose code contains ``text`` (lessons get renumbered: never by number)."""
+    for name in LESSONS:
+        nb = nbformat.read(ROOT / "notebooks" / name, as_version=4)
+        if any(text in c.source for c in nb.cells if c.cell_type == "code"):
+            return name
+    raise AssertionError(f"no lesson contains {text!r} any more: update this test")
 
 
 @pytest.fixture(scope="module")
 def fault_lab_lesson(lab):
-    yield run_lesson(lab, FAULT_LAB_LESSON)
-    close_lesson(lab, FAULT_LAB_LESSON)
+    path = f"notebooks/{_lesson_with('widgets.fault_lab')}"
+    yield run_notebook(lab, path)
+    close_notebook(lab, path)
 
 
 @pytest.fixture(autouse=True)
@@ -306,129 +471,219 @@ def shoot(page, locator, path: Path) -> None:
     page.screenshot(path=str(path))
 
 
-def assert_ran_clean(lesson: Lesson) -> None:
-    page = lesson.page
-    problems = lesson.problems()
-    assert not problems, f"{lesson.name}: error or stderr outputs:\n" + "\n".join(problems)
+def assert_ran_clean(nb: Notebook) -> None:
+    page = nb.page
+    problems = nb.problems()
+    assert not problems, f"{nb.name}: error or stderr outputs:\n" + "\n".join(problems)
     assert page.locator(ERROR_OUTPUTS).count() == 0
-    assert lesson.state["counted"] == lesson.state["cells"], f"not every cell ran: {lesson.state}"
+    assert nb.state["counted"] == nb.state["cells"], f"not every cell ran: {nb.state}"
     assert page.get_by_text("Error displaying widget").count() == 0
 
 
-# --- the start lesson ------------------------------------------------------------------
+# --- the course's settings -----------------------------------------------------------
 
 
-def test_start_lesson_runs_clean_and_shows_the_transcript_table(start_lesson):
-    page = start_lesson.page
-    assert_ran_clean(start_lesson)
-
-    # server.transcript.last(): the whole dialogue as a table, both directions.
-    transcript = page.locator("table.labsmtp-t", has=page.locator("th", has_text="who")).last
-    transcript.wait_for(state="visible")
-    text = transcript.inner_text()
-    for expected in (
-        "220 ",
-        "HELO client.example.org",
-        "MAIL FROM:<learner@example.org>",
-        "DATA",
-        "QUIT",
-        "221 ",
-        "client",
-        "server",
-    ):
-        assert expected in text, f"{expected!r} is not in the transcript table:\n{text}"
-    shoot(page, transcript, SCREENSHOTS / "00-start-here.png")
+def test_the_course_settings_turn_off_the_news_pop_up(lab):
+    assert lab_process.notification_defaults(lab.port, lab.token) == {
+        "fetchNews": "false",
+        "checkForUpdates": False,
+    }
 
 
-# --- the fault lab lesson --------------------------------------------------------------
+# --- every lesson: runs clean, nothing scrolls sideways ------------------------------
+
+
+@pytest.mark.parametrize("name", LESSONS)
+def test_lesson_runs_clean_and_no_output_scrolls_sideways(lab, name):
+    path = f"notebooks/{name}"
+    nb = run_notebook(lab, path)
+    try:
+        assert_ran_clean(nb)
+        sideways = lab.page.evaluate(SIDEWAYS_JS, path)
+        if sideways:
+            first = int(sideways[0].split()[1].rstrip(":")) if sideways[0].startswith("cell") else 0
+            cell = lab.page.locator(".jp-Notebook .jp-Cell").nth(first)
+            shoot(lab.page, cell, SCREENSHOTS / f"{name[:-6]}-SIDEWAYS.png")
+        assert not sideways, f"{name}: outputs wider than the column at 1366 px:\n" + "\n".join(
+            sideways
+        )
+        blank = [
+            f"cell {c['index']}: {c['source'].strip()[:80]}"
+            for c in nb.cells
+            if "plots." in c["source"]
+            and "(" in c["source"]
+            and not c["image"]
+            and c["source"].strip().startswith("plots.")
+        ]
+        assert not blank, "these cells draw a plot but show no image:\n" + "\n".join(blank)
+        if name.startswith("00-"):
+            transcript = lab.page.locator(
+                "table.labsmtp-t", has=lab.page.locator("th", has_text="who")
+            ).last
+            text = transcript.inner_text()
+            for expected in ("220 ", "HELO client.example.org", "QUIT", "221 ", "client"):
+                assert expected in text, f"{expected!r} is not in the transcript table:\n{text}"
+            shoot(lab.page, transcript, SCREENSHOTS / "00-start-here.png")
+    finally:
+        close_notebook(lab, path)
+
+
+# --- every plot type, on screen at 100 % and 150 % zoom ----------------------------------
+
+
+def test_every_plot_is_readable_on_screen_at_100_and_150_percent_zoom(lab):
+    page = lab.page
+    nb = run_notebook(lab, GALLERY)
+    cdp = page.context.new_cdp_session(page)
+    try:
+        assert_ran_clean(nb)
+        sideways = page.evaluate(SIDEWAYS_JS, GALLERY)
+        assert len(sideways) == 1 and "too wide" in sideways[0], sideways
+        # The panel draws in the background: wait for its two images.
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('img.widget-image')]"
+            ".filter(i => i.complete && i.naturalWidth > 100).length >= 2",
+            timeout=WIDGET_S * 1000,
+        )
+        results: dict[str, dict] = {}
+        for zoom, metrics in (("100%", None), ("150%", ZOOM_150)):
+            if metrics:
+                cdp.send("Emulation.setDeviceMetricsOverride", metrics)
+                page.wait_for_timeout(1500)  # JupyterLab lays itself out again
+            for index, name in enumerate(GALLERY_PLOTS, start=1):
+                images = page.evaluate(MEASURE_JS, [GALLERY, index])
+                assert images, f"{name}: no image in cell {index}"
+                for k, image in enumerate(images):
+                    assert "error" not in image, f"{name}: {image}"
+                    label = name if len(images) == 1 else f"{name} ({k + 1})"
+                    results.setdefault(label, {})[zoom] = image
+            page.screenshot(path=str(SCREENSHOTS / f"gallery-{zoom[:-1]}.png"))
+    finally:
+        cdp.send("Emulation.clearDeviceMetricsOverride")
+        page.wait_for_timeout(500)
+        close_notebook(lab, GALLERY)
+
+    table = {
+        label: {zoom: round(m["smallest_px"], 1) for zoom, m in by_zoom.items()}
+        for label, by_zoom in results.items()
+    }
+    lab.measured["smallest text on screen, px (100% / 150% zoom, file browser open)"] = table
+    lab.measured["smallest text of all plots, px"] = {
+        zoom: round(min(m[zoom]["smallest_px"] for m in results.values()), 1)
+        for zoom in ("100%", "150%")
+    }
+    small, broken, squeezed = [], [], []
+    for label, by_zoom in results.items():
+        for zoom, m in by_zoom.items():
+            if m["smallest_px"] < SMALLEST_SCREEN_PX:
+                small.append(
+                    f"{label} at {zoom}: {m['smallest_px']:.1f} px ({m['smallest_text']!r})"
+                )
+            broken += [f"{label} at {zoom}: {p}" for p in m["problems"]]
+            # Shown at its real CSS size, so it grows with zoom like the text around it
+            # (at 150 % with the file browser open, a wide one scrolls sideways then).
+            if abs(m["shown_css_px"] - m["natural_css_px"]) > 2:
+                squeezed.append(
+                    f"{label} at {zoom}: {m['shown_css_px']:.0f} px, not {m['natural_css_px']}"
+                )
+        assert by_zoom["100%"]["natural_css_px"] <= by_zoom["100%"]["column_css_px"], (
+            f"{label} is wider than the notebook column at 1366 px"
+        )
+    assert not small, "text smaller than 12 screen px:\n" + "\n".join(small)
+    assert not broken, "text overlapping or cut off:\n" + "\n".join(broken)
+    assert not squeezed, "images not shown at their own size:\n" + "\n".join(squeezed)
+    assert len(results) == len(GALLERY_PLOTS) + 1  # the panel has two plots
+
+
+# --- the fault lab lesson ------------------------------------------------------------
 
 
 def fault_lab_panel(page):
-    """The output that holds widgets.fault_lab(server): controls above a plot image."""
+    """The output that holds widgets.fault_lab(server): controls above two plot images."""
     return page.locator(".jp-OutputArea-output", has=page.locator("img.widget-image")).last
+
+
+def _slider(panel, page, label: str):
+    return panel.locator(".widget-slider", has=page.locator(".widget-label", has_text=label))
+
+
+# Page-side timing of one run: from a key press on a slider handle (captured)
+# to the panel's message naming the next run as drawn, and both images decoded.
+TIME_RUN_JS = """(panel, [handle, run]) => {
+  window.__labsmtp.timing = null;
+  const message = panel.querySelector('.labsmtp-message');
+  const images = [...panel.querySelectorAll('img.widget-image')];
+  let started = null;
+  handle.addEventListener('keydown', () => { started = started || performance.now(); },
+                          {capture: true, once: true});
+  const observer = new MutationObserver(async () => {
+    const text = message.textContent;
+    if (started === null || !text.includes(`Run #${run}`) || !/drawn in|not run/.test(text)) return;
+    observer.disconnect();
+    await Promise.all(images.map(i => i.decode().catch(() => {})));
+    window.__labsmtp.timing = {ms: performance.now() - started, text};
+  });
+  observer.observe(message, {childList: true, subtree: true, characterData: true});
+}"""
+
+
+def _run_number(panel) -> int:
+    text = panel.locator(".labsmtp-message").inner_text()
+    return int(text.split("Run #", 1)[1].split()[0]) if "Run #" in text else 0
 
 
 def test_fault_lab_lesson_runs_clean_and_renders_its_widgets(fault_lab_lesson):
     page = fault_lab_lesson.page
     assert_ran_clean(fault_lab_lesson)
-
     panel = fault_lab_panel(page)
     panel.wait_for(state="visible")
-    probability = panel.locator(
-        ".widget-slider", has=page.locator(".widget-label", has_text="probability")
-    )
-    assert probability.locator(".noUi-handle").is_visible(), "no probability slider"
+    assert _slider(panel, page, "probability").locator(".noUi-handle").is_visible()
     assert panel.get_by_role("button", name="Run").is_visible(), "no Run button"
-    assert panel.locator(".widget-slider").count() >= 3  # probability, delay, trials
+    assert "runs the trials again at once" in panel.inner_text().replace("\xa0", " ")
     assert panel.locator(".widget-dropdown select").count() >= 2  # stage, action
-    assert panel.locator(".progress-bar").count() == 1
-    image = panel.locator("img.widget-image")
-    assert image.evaluate("img => img.complete && img.naturalWidth > 300"), "no plot image"
-    shoot(page, panel, SCREENSHOTS / "06-inject-faults-and-retry.png")
+    images = panel.locator("img.widget-image")
+    assert images.count() == 2
+    assert images.first.evaluate("img => img.complete && img.naturalWidth > 300")
+    shoot(page, panel, SCREENSHOTS / "fault-lab.png")
 
 
-def test_fault_lab_lesson_shows_every_plot_it_draws(fault_lab_lesson):
-    plot_cells = [c for c in fault_lab_lesson.cells if PLOT_CALL.search(c["source"])]
-    assert plot_cells, "the lesson has no plots.<name>(...) cell any more: update this test"
-    blank = [f"cell {c['index']}: {c['source'].strip()}" for c in plot_cells if not c["image"]]
-    assert not blank, "these cells draw a plot but show no image:\n" + "\n".join(blank)
-
-
-def test_fault_lab_panel_redraws_when_a_control_changes_and_run_is_pressed(fault_lab_lesson):
+def test_fault_lab_slider_moves_redraw_quickly_and_run_visibly_runs_again(fault_lab_lesson):
     page, lab = fault_lab_lesson.page, fault_lab_lesson.lab
-    started = time.perf_counter()
     panel = fault_lab_panel(page)
     panel.evaluate("el => el.scrollIntoView({block: 'start'})")
-    image = panel.locator("img.widget-image")
-    message = panel.locator(".widget-html").first  # "fault: ...; N trials in ..."
-    probability = panel.locator(
-        ".widget-slider", has=page.locator(".widget-label", has_text="probability")
-    )
-    first_plot = image.get_attribute("src")
-    assert first_plot, "the plot image has no src"
-    # Count the runs from here on: every run first resets the progress bar to 0%.
-    panel.locator(".progress-bar").evaluate("""bar => {
-      window.__labsmtp.runs = 0;
-      new MutationObserver(() => { if (bar.style.width === '0%') window.__labsmtp.runs++; })
-        .observe(bar, {attributes: true, attributeFilter: ['style']});
-    }""")
-    redrawn = """([img, before, msg, runs]) =>
-        msg.textContent.includes('not running')
-        || (window.__labsmtp.runs >= runs && img.src !== before && img.complete
-            && img.naturalWidth > 300 && /drawn in/.test(msg.textContent))"""
+    handle = _slider(panel, page, "probability").locator(".noUi-handle")
+    handle.focus()
+    times = []
+    for _ in range(10):  # 0.30 -> 0.80 one step at a time, then the median
+        run = _run_number(panel) + 1
+        panel.evaluate(TIME_RUN_JS, [handle.element_handle(), run])
+        handle.press("ArrowRight")
+        page.wait_for_function(
+            "() => window.__labsmtp.timing !== null", timeout=WIDGET_S * 1000, polling=50
+        )
+        timing = page.evaluate("() => window.__labsmtp.timing")
+        assert "drawn in" in timing["text"], timing["text"]
+        times.append(timing["ms"] / 1000)
+    median = statistics.median(times)
+    lab.measured["fault lab: slider move to new plots, median of 10 (s)"] = round(median, 3)
+    lab.measured["fault lab: the 10 moves (s)"] = [round(t, 3) for t in times]
+    assert _slider(panel, page, "probability").locator(".widget-readout").inner_text() == "0.80"
+    # A freeze would be seconds; the target (0.3 s) is reported, not asserted: the
+    # machine is shared, and absolute wall times are for the README, not for CI.
+    assert median < 5, f"slider moves took {times}"
 
-    # A learner moves the probability slider one step with the keyboard: 0.30 -> 0.35.
-    probability.locator(".noUi-handle").focus()
-    probability.locator(".noUi-handle").press("ArrowRight")
-    readout = probability.locator(".widget-readout")
-    page.wait_for_function("el => el.textContent.trim() === '0.35'", arg=readout.element_handle())
-    page.wait_for_function(
-        redrawn,
-        arg=[image.element_handle(), first_plot, message.element_handle(), 1],
-        timeout=WIDGET_S * 1000,
-    )
-    text = message.inner_text()
-    assert "not running" not in text, (
-        f"the fault lab panel says {text!r}: after Run All the lesson's last cell "
-        "(stop_all()) has stopped the server the panel runs its trials against"
-    )
-    assert "0.35" in text, f"the panel did not run with the new probability: {text!r}"
-    moved_plot = image.get_attribute("src")
-
-    # ... and presses Run: the trials run again and the plot is drawn again.
+    # Run with the same settings: a new run number, so the learner sees it ran.
+    before = _run_number(panel)
     panel.get_by_role("button", name="Run").click()
     page.wait_for_function(
-        redrawn,
-        arg=[image.element_handle(), first_plot, message.element_handle(), 2],
+        "([el, n]) => el.textContent.includes(`Run #${n}`) && /drawn in/.test(el.textContent)",
+        arg=[panel.locator(".labsmtp-message").element_handle(), before + 1],
         timeout=WIDGET_S * 1000,
     )
-    assert "0.35" in message.inner_text() and "not running" not in message.inner_text()
-    assert image.get_attribute("src") not in (first_plot, None)
-    assert moved_plot != first_plot
-    assert fault_lab_lesson.page.locator(ERROR_OUTPUTS).count() == 0
-    shoot(page, panel, SCREENSHOTS / "06-fault-lab-after-run.png")
+    assert page.locator(ERROR_OUTPUTS).count() == 0
+    shoot(page, panel, SCREENSHOTS / "fault-lab-after-run.png")
     # For the README: JupyterLab's menu and tab, the panel, down to the bottom of its plots.
-    plots_bottom = image.bounding_box()
+    plots_bottom = panel.locator("img.widget-image").last.bounding_box()
     page.screenshot(
         path=str(SCREENSHOTS / "fault-lab-readme.png"),
         clip={
@@ -440,6 +695,49 @@ def test_fault_lab_panel_redraws_when_a_control_changes_and_run_is_pressed(fault
             ),
         },
     )
-    lab.timings["fault lab: slider moved, Run pressed, plot redrawn"] = (
-        time.perf_counter() - started
+
+
+def test_fault_lab_cancel_stops_a_long_run(fault_lab_lesson):
+    page, lab = fault_lab_lesson.page, fault_lab_lesson.lab
+    path = fault_lab_lesson.path
+    panel = fault_lab_panel(page)
+    # Every run on this machine may be quicker than the one second after which the
+    # panel offers Cancel; the kernel is told to offer it sooner for this test.
+    page.evaluate(
+        """(path) => { window.__labsmtp[path].panel.sessionContext.session.kernel.requestExecute(
+             {code: 'import labsmtp.classroom.widgets as _w; _w._BUSY_AFTER = 0.1'}); }""",
+        path,
     )
+    page.wait_for_timeout(300)
+    panel.locator(".widget-toggle-buttons button", has_text="naive").click()
+    page.wait_for_function(
+        "(el) => /drawn in/.test(el.textContent)",
+        arg=panel.locator(".labsmtp-message").element_handle(),
+    )
+    # Probability 1 with retry naive: five attempts per trial, the longest runs.
+    probability = _slider(panel, page, "probability").locator(".noUi-handle")
+    probability.focus()
+    probability.press("End")
+    page.wait_for_function(
+        "(el) => /fault rcpt:451;.*drawn in/.test(el.textContent)",
+        arg=panel.locator(".labsmtp-message").element_handle(),
+        timeout=WIDGET_S * 1000,
+    )
+    run = _run_number(panel) + 1
+    trials = _slider(panel, page, "trials").locator(".noUi-handle")
+    trials.focus()
+    started = time.perf_counter()
+    trials.press("End")  # the most trials: the longest run
+    cancel = panel.get_by_role("button", name="Cancel")
+    cancel.wait_for(state="visible", timeout=WIDGET_S * 1000)
+    assert panel.locator(".widget-hprogress").is_visible(), "a long run shows its progress"
+    cancel.click()
+    page.wait_for_function(
+        "([el, n]) => el.textContent.includes(`Run #${n} (`) && /cancelled/.test(el.textContent)",
+        arg=[panel.locator(".labsmtp-message").element_handle(), run],
+        timeout=WIDGET_S * 1000,
+    )
+    lab.timings["fault lab: a long run started and cancelled"] = time.perf_counter() - started
+    cancel.wait_for(state="hidden", timeout=WIDGET_S * 1000)
+    assert "the plots below are still the previous run's" in panel.inner_text()
+    shoot(page, panel, SCREENSHOTS / "fault-lab-cancelled.png")

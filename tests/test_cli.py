@@ -198,6 +198,9 @@ def test_send_exit_codes_name_the_failed_phase(server):
     )
     assert refused.returncode == 2 and "refused" in refused.stderr
     assert "Traceback" not in refused.stderr
+    # Terminal advice in a terminal: no notebook words (server.port, cells, notebooks).
+    assert "python -m labsmtp serve" in refused.stderr
+    assert "server.port" not in refused.stderr and "notebook" not in refused.stderr
 
 
 def test_talk_reads_lines_from_stdin(server):
@@ -247,3 +250,8 @@ def test_serve_on_a_taken_port_says_what_to_do():
         )
     assert out.returncode == 1 and "already in use" in out.stderr
     assert "Traceback" not in out.stderr
+    # Terminal advice, not the notebook's ("Leave out port=", "stop_all()").
+    assert (
+        "Ctrl-C" in out.stderr and "--port 0" in out.stderr and f"--port {port + 1}" in out.stderr
+    )
+    assert "port=" not in out.stderr and "stop_all" not in out.stderr

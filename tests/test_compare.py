@@ -124,7 +124,7 @@ def test_the_plot_is_a_grid_coloured_by_reply_class(platform_table):
     assert [to_hex(r.get_facecolor()) for r in cells] == [c.lower() for c in expected]
     texts = [t.get_text() for t in ax.texts]
     assert "550\n5.7.54" in texts and "250" in texts
-    assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
+    assert ax.get_title(loc="left") and ax.get_xlabel() and ax.get_ylabel()
     labels = [t.get_text() for t in ax.get_yticklabels()]
     assert "exchange\n(not recorded)" in labels
 
@@ -142,3 +142,26 @@ def test_the_text_table_reads_like_the_lesson(platform_table):
     assert text.splitlines()[0].split()[:2] == ["HELO", "fqdn"]
     assert "550 5.7.54" in text and isinstance(platform_table, Comparison)
     assert platform_table.rows()[0]["persona"] == "postfix"
+
+
+def test_the_text_table_is_narrow_enough_for_a_notebook_column(platform_table):
+    # One block per step, one line per persona: no line wider than a notebook's
+    # text column (about 110 characters at 1366 px with the file browser open).
+    lines = str(platform_table).splitlines()
+    assert max(len(line) for line in lines) <= 60
+    assert lines[:2] == ["HELO fqdn", "  postfix    250"]
+
+
+def test_the_persona_table_shows_whole_descriptions():
+    import html
+
+    from labsmtp import get_persona, persona_names, persona_table
+
+    table = persona_table()
+    html_out, text = table._repr_html_(), str(table)
+    for name in persona_names():
+        about = get_persona(name).about
+        assert html.escape(about) in html_out  # whole, escaped, not cut at 70
+        assert about.split()[-1] in text
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "overflow-wrap:anywhere" in html_out

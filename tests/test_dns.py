@@ -117,3 +117,27 @@ def test_identity_checks_survive_clearing_faults(server):
     assert reply.code == 450
     with pytest.raises(LabValueError):
         use_zone(server, identity="paranoid")
+
+
+def test_received_field_writes_the_helo_name_beside_what_the_server_found():
+    # Lesson 4: the claimed name next to the reverse name the server looked up itself
+    # (Postfix 3.7's format, as recorded: tests/recordings/trace/). "unknown" when the
+    # address has no forward-confirmed reverse name.
+    seen = []
+    with LabServer(name="received-zone", persona="postfix", mynetworks="127.0.0.0/8") as s:
+        use_zone(s, identity="off")
+        for source, helo in (
+            ("127.0.0.2", "mail.good.example"),
+            ("127.0.0.2", "client.example.org"),
+            ("127.0.0.4", "client.example.org"),
+        ):
+            c = s.client(source=source)
+            c.ehlo(helo), c.mail("ada@example.org"), c.rcpt("postmaster@lab.example.org")
+            assert c.data("Subject: where\r\n\r\nfrom\r\n").code == 250
+            c.quit()
+            seen.append(s.mailbox.last()["Received"].split(")")[0] + ")")
+    assert seen == [
+        "from mail.good.example (mail.good.example [127.0.0.2])",
+        "from client.example.org (mail.good.example [127.0.0.2])",
+        "from client.example.org (unknown [127.0.0.4])",
+    ]

@@ -134,6 +134,12 @@ def test_make_lab_serves_jupyterlab_and_stops_with_its_process_group(checkout, t
         # The token is required: without it the API refuses.
         code, _ = lab_process.get(f"http://{lab_process.HOST}:{port}/api/status")
         assert code == 403, f"/api/status answered {code} without the token"
+        # The course's settings (binder/jupyter-config): no news pop-up over a
+        # projected screen, no update check.
+        assert lab_process.notification_defaults(port, token) == {
+            "fetchNews": "false",
+            "checkForUpdates": False,
+        }
     finally:
         lab_process.stop(proc)  # SIGTERM to the group (make and its jupyter), then SIGKILL
 

@@ -52,7 +52,9 @@ def test_binder_pins_are_the_root_pins_line_for_line():
     ), "binder/requirements.txt drifted from requirements.txt: run `make pins`"
 
 
-@pytest.mark.parametrize("name", ["requirements.txt", "requirements-dev.txt"])
+@pytest.mark.parametrize(
+    "name", ["requirements.txt", "requirements-dev.txt", "requirements-hub.txt"]
+)
 def test_every_requirement_is_pinned_exactly(name):
     for req in pins(ROOT / name):
         specs = list(req.specifier)
@@ -60,7 +62,9 @@ def test_every_requirement_is_pinned_exactly(name):
         assert "*" not in specs[0].version, f"{name}: {req} is a wildcard, not a pin"
 
 
-@pytest.mark.parametrize("name", ["requirements.txt", "requirements-dev.txt"])
+@pytest.mark.parametrize(
+    "name", ["requirements.txt", "requirements-dev.txt", "requirements-hub.txt"]
+)
 @pytest.mark.parametrize("python", PYTHONS)
 def test_each_package_has_exactly_one_pin_per_python(name, python):
     env = {"python_version": python, "python_full_version": f"{python}.0"}
@@ -71,8 +75,9 @@ def test_each_package_has_exactly_one_pin_per_python(name, python):
     assert {n: c for n, c in counts.items() if c != 1} == {}
 
 
-def test_dev_requirements_include_the_learner_requirements():
-    assert "-r requirements.txt" in (ROOT / "requirements-dev.txt").read_text().splitlines()
+@pytest.mark.parametrize("name", ["requirements-dev.txt", "requirements-hub.txt"])
+def test_dev_and_hub_requirements_include_the_learner_requirements(name):
+    assert "-r requirements.txt" in (ROOT / name).read_text().splitlines()
 
 
 def test_pyproject_dependencies_are_all_pinned_within_their_bounds():
@@ -108,7 +113,42 @@ def test_postbuild_is_executable_strict_and_installs_the_package():
     commands = [line.strip() for line in lines[1:] if line.strip() and not line.startswith("#")]
     # Without set -e a failed install would not fail the Binder build.
     assert commands[0] == "set -euo pipefail"
-    assert "pip install --no-deps -e ." in commands
+    # Into site-packages, not editable: on Zero to JupyterHub the learner's home
+    # volume hides /home/jovyan, where an editable install would point.
+    assert "pip install --no-deps ." in commands
+
+
+def test_postbuild_installs_the_course_settings_where_jupyterlab_reads_them(tmp_path):
+    """Binder gets the same JupyterLab settings as make lab: no news pop-up, no update check."""
+    import json
+    import subprocess
+    import sys
+
+    settings = BINDER / "jupyter-config" / "labconfig" / "default_setting_overrides.json"
+    notification = json.loads(settings.read_text())["@jupyterlab/apputils-extension:notification"]
+    assert notification == {"fetchNews": "false", "checkForUpdates": False}
+    # Run postBuild's settings lines (not its pip install) with a python whose
+    # sys.prefix is a scratch directory: the file lands in <prefix>/etc/jupyter/labconfig,
+    # a directory on Jupyter's config path (jupyter_core: {sys.prefix}/etc/jupyter).
+    lines = (BINDER / "postBuild").read_text().splitlines()
+    part = "\n".join(lines[lines.index(next(ln for ln in lines if ln.startswith("settings="))) :])
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "python").write_text(f"#!/bin/sh\necho {tmp_path / 'prefix'}\n")
+    (fake / "python").chmod(0o755)
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", part],
+        cwd=ROOT,
+        env={"PATH": f"{fake}:/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    copied = tmp_path / "prefix" / "etc" / "jupyter" / "labconfig" / settings.name
+    assert copied.read_text() == settings.read_text()
+    from jupyter_core.paths import jupyter_config_path
+
+    assert os.path.join(sys.prefix, "etc", "jupyter") in jupyter_config_path()
 
 
 def test_binder_apt_packages_include_swaks():

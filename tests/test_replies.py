@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from labsmtp.protocol.replies import (
+    CODES,
+    LEGAL_REPLIES,
     explain_code,
     explain_enhanced,
     is_legal,
@@ -95,6 +97,68 @@ def test_reply_is_complete_waits_for_the_last_line():
     assert reply_is_complete(b"x\r\n") == 3  # malformed lines end a reply, never hang
 
 
-def test_explain_mentions_legality():
-    r = parse_reply(b"251 2.1.5 forwarding\r\n", command="HELO")
-    assert "is NOT among the replies RFC 5321 §4.3.2 lists for HELO" in r.explain()
+def test_explain_is_one_short_line_about_this_code_after_this_command():
+    cases = {
+        (b"220 mx.lab.example.org ESMTP\r\n", "CONNECT"): "220 on connecting: the server is ready",
+        (b"250 2.1.0 Sender OK\r\n", "MAIL"): "250 after MAIL: sender accepted",
+        (b"354 go ahead\r\n", "DATA"): "354 after DATA: go ahead",
+        (b"250 2.0.0 queued\r\n", "."): "250 after the final dot: message accepted",
+        (b"503 5.5.1 Error\r\n", "RCPT"): "503 after RCPT: wrong moment",
+    }
+    for (raw, command), start in cases.items():
+        text = parse_reply(raw, command=command).explain()
+        assert text.startswith(start), text
+        assert "\n" not in text and len(text) <= 110, text
+
+
+def test_explanations_never_show_rfc_placeholders_or_stray_dots():
+    for code in CODES:
+        for command in (*LEGAL_REPLIES, None):
+            r = parse_reply(f"{code} x\r\n".encode(), command=command)
+            for text in (r.explain(), r.explain(detail=True)):
+                assert "<domain>" not in text and "<forward-path>" not in text, text
+                assert ".." not in text and "for ." not in text, text
+        assert "<domain>" not in explain_code(code) and "<forward-path>" not in explain_code(code)
+
+
+def test_a_shutdown_421_is_not_attributed_to_the_command_it_interrupted():
+    r = parse_reply(b"421 4.3.2 mx.lab.example.org Service shutting down\r\n", command="HELO")
+    assert "closing the connection" in r.explain()
+    detail = r.explain(detail=True)
+    assert "may answer any command" in detail
+    assert "lists 421" not in detail and "for HELO" not in detail
+
+
+def test_detail_says_usual_replies_and_names_the_right_rfc():
+    unusual = parse_reply(b"251 2.1.5 forwarding\r\n", command="HELO").explain(detail=True)
+    assert "RFC 5321 §4.3.2 does not list 251 among the usual replies to HELO" in unusual
+    assert "legal" not in unusual.lower()
+    relay = parse_reply(b"554 5.7.1 <a@b.net>: Relay access denied\r\n", command="RCPT")
+    assert "servers may send others" in relay.explain(detail=True)
+    auth = parse_reply(b"538 5.7.11 Encryption required\r\n", command="AUTH")
+    assert "RFC 4954 §6 lists 538" in auth.explain(detail=True)
+    tls = parse_reply(b"454 4.7.0 TLS not available\r\n", command="STARTTLS")
+    assert "RFC 3207 §4 lists 454" in tls.explain(detail=True)
+    assert "RFC 5321" not in auth.explain(detail=True).split("First digit")[-1]
+
+
+def test_530_belongs_to_the_transaction_not_to_auth():
+    # RFC 4954 §6: 530 answers commands other than AUTH when a login is required.
+    for command in ("MAIL", "RCPT", "DATA"):
+        assert is_legal(command, 530), command
+        r = parse_reply(b"530 5.7.0 Authentication required\r\n", command=command)
+        assert "RFC 4954 §6 lists 530" in r.explain(detail=True)
+    assert not is_legal("AUTH", 530)
+
+
+def test_reply_inside_a_tuple_prints_one_reply_line_per_line():
+    from IPython.lib.pretty import pretty
+
+    ehlo = parse_reply(b"250-mx.lab.example.org\r\n250-PIPELINING\r\n250 STARTTLS\r\n", "EHLO")
+    long = parse_reply(("554 5.7.1 " + "word " * 30 + "\r\n").encode(), "RCPT")
+    text = pretty((ehlo, long))
+    lines = text.splitlines()
+    assert lines[0] == "(<Reply 250-mx.lab.example.org"
+    assert lines[1].strip() == "250-PIPELINING" and lines[1].startswith(" " * 8)
+    assert all(len(line) <= 90 for line in lines), text
+    assert all(not line.rstrip(">),").endswith("wor") for line in lines)  # wrapped at spaces

@@ -194,6 +194,21 @@ def test_auth_succeeds_with_235_and_fails_with_535(tls_server, mechanism):
     assert c.auth("alice", "wonderland", mechanism).code == 503  # only once per session
 
 
+def test_received_field_says_esmtps_and_esmtpsa_with_the_tls_cipher(tls_server):
+    # RFC 3848: S after STARTTLS, A after AUTH; the generic persona adds RFC 8314's
+    # tls clause with the IANA name of the cipher suite.
+    for user in (None, "alice"):
+        c = _inside_tls(tls_server)
+        if user:
+            assert c.auth(user, "wonderland").code == 235
+        c.mail("alice@lab.example.org"), c.rcpt("bob@lab.example.org")
+        assert c.data("Subject: tls\r\n\r\nsecret\r\n").code == 250
+        c.quit()
+        received = " ".join(tls_server.mailbox.last()["Received"].split())
+        keyword = "ESMTPSA" if user else "ESMTPS"
+        assert f" with {keyword} " in received and " tls TLS_" in received, received
+
+
 def test_auth_outside_tls_gets_538_encryption_required(tls_server):
     c = tls_server.client()
     c.ehlo()

@@ -22,6 +22,7 @@ from labsmtp import (
     dot_stuff,
     running_servers,
     show_wire,
+    stop_all,
 )
 
 
@@ -64,6 +65,87 @@ def test_stop_is_idempotent_and_start_after_stop_works():
     assert s.client().quit().code == 221
     s.stop()
     assert first > 0
+
+
+# --- a stopped server used again (a lesson's last cell ran stop_all()) -------------------
+
+
+def _finished_dialogue(c):
+    c.helo("client.example.org")
+    return c.quit().code
+
+
+def test_client_of_a_stopped_server_starts_it_again_on_its_port_and_says_so(capsys):
+    s = LabServer(name="run-all-then-exercise").start()
+    port = s.port
+    s.client().quit()
+    stop_all()
+    capsys.readouterr()
+    assert _finished_dialogue(s.client()) == 221
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "had been stopped" in out and f":{port}" in out
+    assert s.running and s.port == port and len(s.sessions) == 2  # transcript kept
+    assert _finished_dialogue(s.client()) == 221
+    assert capsys.readouterr().out == ""  # running: nothing to say
+    s.stop()
+
+
+def test_a_restart_moves_to_a_free_port_when_the_old_one_was_taken(capsys):
+    s = LabServer(name="moved").start()
+    port = s.port
+    s.stop()
+    with socket.socket() as squatter:
+        # SO_REUSEADDR: the stop may leave TIME_WAIT connections on the port; a
+        # listening socket still keeps every other listener off it.
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        assert _finished_dialogue(s.client()) == 221
+    assert s.port != port and f"old port {port} is taken" in capsys.readouterr().out
+    s.stop()
+
+
+def test_every_way_of_using_a_stopped_server_starts_it_again(capsys):
+    from labsmtp import trials
+
+    s = LabServer(name="every-entry").start()
+    later = s.client(connect=False)  # made now, connected after the stop
+    s.stop()
+    assert later.connect().code == 220 and s.running
+    later.quit()
+    s.stop()
+    r = trials.run_trials(s, 5, retry="none", seed=1)
+    assert r.by_outcome()["delivered"] == 5 and s.running
+    assert capsys.readouterr().out.count("had been stopped") == 2
+    s.stop()
+
+
+def test_a_client_of_a_stopped_server_says_what_happened():
+    s = LabServer(name="told").start()
+    c = s.client()
+    s.stop()
+    c.helo("client.example.org")  # the shutdown 421 the stop sent
+    with pytest.raises(ServerClosed, match="was stopped after this client connected"):
+        c.noop()
+    s.stop()
+
+
+def test_a_replaced_server_is_not_started_again(capsys):
+    old = LabServer(name="replaced").start()
+    new = LabServer(name="replaced").start()  # the cell was run again
+    with pytest.raises(LabValueError, match="replaced"):
+        old.client()
+    assert new.running and not old.running
+    stop_all()
+    with pytest.raises(LabValueError, match="replaced"):
+        old.client()  # even with both stopped: the newer one owns the name
+    assert _finished_dialogue(new.client()) == 221
+    new.stop()
+
+
+def test_a_server_never_started_is_not_started_behind_the_learners_back():
+    with pytest.raises(LabValueError, match="not been started"):
+        LabServer(name="never").client()
 
 
 def test_rerunning_a_cell_replaces_the_server_with_the_same_name(capsys):
@@ -146,8 +228,40 @@ def test_full_dialogue_stores_message_with_envelope(server):
     m = server.mailbox.last()
     assert m.helo == "client.example.org" and m.mail_from == "ada@example.org"
     assert m.rcpt_tos == ("postmaster@lab.example.org", "bob@lab.example.org")
-    assert m.client == "127.0.0.1" and m.size == len(b"Subject: hi\r\n\r\nhello\r\n")
+    assert m.client == "127.0.0.1" and m.sent == b"Subject: hi\r\n\r\nhello\r\n"
     assert m.subject == "hi" and m.queue_id in final.text
+    # RFC 5321 §4.4: the server's Received: field on top (HELO name, address, reverse
+    # name, server, protocol, id; "for" only with one recipient), Return-Path at delivery.
+    head, _, rest = m.content.partition(b"\r\n\r\n")
+    assert m.content.endswith(m.sent) and m.size > len(m.sent)
+    assert m["Return-Path"] == "<ada@example.org>"
+    received = m["Received"]
+    assert received.startswith("from client.example.org (localhost [127.0.0.1])")
+    assert f"by mx.lab.example.org with SMTP id {m.queue_id};" in " ".join(received.split())
+    assert " for " not in received  # two recipients
+    shown = m.field("Received").splitlines()  # as stored: folded, continuation lines indented
+    assert shown[0] == "Received: from client.example.org (localhost [127.0.0.1])"
+    assert len(shown) > 1 and all(line.startswith("\t") for line in shown[1:])
+    assert m.field("X-Not-There") is None
+
+
+def test_received_field_follows_the_persona_and_the_protocol():
+    with LabServer(name="received-postfix", persona="postfix").start() as server:
+        c = server.client()
+        (
+            c.ehlo("client.example.org"),
+            c.mail("ada@example.org"),
+            c.rcpt("postmaster@lab.example.org"),
+        )
+        c.data("Subject: hi\r\n\r\nhello\r\n")
+        c.quit()
+        m = server.mailbox.last()
+    # Postfix 3.7, as recorded (tests/recordings/trace/): ESMTP after EHLO, "for" one recipient.
+    assert " ".join(m["Received"].split()).startswith(
+        "from client.example.org (localhost [127.0.0.1]) by mx.lab.example.org (Postfix) "
+        f"with ESMTP id {m.queue_id} for <postmaster@lab.example.org>;"
+    )
+    assert m.content.startswith(b"Return-Path: <ada@example.org>\r\n")
 
 
 def test_every_reply_is_legal_for_its_command_in_a_normal_dialogue(server):
@@ -220,7 +334,7 @@ def test_dot_stuffing_round_trip(server):
     c = server.client()
     c.helo(), c.mail("a@example.org"), c.rcpt("b@lab.example.org")
     assert c.data(body).code == 250
-    assert server.mailbox.last().content == body.encode()
+    assert server.mailbox.last().sent == body.encode()
     assert "<CR><LF>" in show_wire(b"HELO x\r\n")
 
 
@@ -231,7 +345,7 @@ def test_bare_lf_dot_does_not_end_the_message(server):
     c.raw(b"Subject: x\r\n\r\nbefore\n.\nsmuggled\r\n", expect_reply=False)
     reply = c.send_message("after")
     assert reply.code == 250
-    assert b"before\n.\nsmuggled" in server.mailbox.last().content
+    assert b"before\n.\nsmuggled" in server.mailbox.last().sent
     assert len(server.mailbox) == 1
 
 

@@ -65,7 +65,7 @@ def test_full_dialogue_accepts_the_message_with_its_envelope():
     m = p.messages[-1]
     assert (m.helo, m.mail_from) == ("client.example.org", "ada@example.org")
     assert m.rcpt_tos == ("postmaster@lab.example.org", "bob@lab.example.org")
-    assert m.client_ip == "127.0.0.1" and m.content == b"Subject: hi\r\n\r\nhello\r\n"
+    assert m.client_ip == "127.0.0.1" and m.sent == b"Subject: hi\r\n\r\nhello\r\n"
     assert m.queue_id in final.text and m.protocol == "SMTP"
 
 
@@ -120,7 +120,7 @@ def test_dot_stuffing_round_trip():
     p = SessionPair()
     p.helo(), p.mail("a@example.org"), p.rcpt("b@lab.example.org")
     assert p.data(body).code == 250
-    assert p.messages[-1].content == body.encode()
+    assert p.messages[-1].sent == body.encode()
 
 
 def test_bare_lf_dot_does_not_end_the_message():
@@ -129,7 +129,7 @@ def test_bare_lf_dot_does_not_end_the_message():
     p.helo(), p.mail("a@example.org"), p.rcpt("b@lab.example.org"), p.data()
     assert p.send(b"Subject: x\r\n\r\nbefore\n.\nsmuggled\r\n") == []
     assert p.send_message("after").code == 250
-    assert b"before\n.\nsmuggled" in p.messages[-1].content and len(p.messages) == 1
+    assert b"before\n.\nsmuggled" in p.messages[-1].sent and len(p.messages) == 1
 
 
 def test_unknown_commands_do_not_close_the_connection():
@@ -563,7 +563,7 @@ def test_lf_dot_lf_smuggling_never_ends_the_message():
         assert p.command("DATA").code == 354
         assert [r.code for r in p.send(wire + b"\r\n.\r\n")] == [250]
         assert p.noop().code == 250  # the next reply is NOOP's: nothing was smuggled in
-        assert p.messages[-1].content == body + b"\r\n"
+        assert p.messages[-1].sent == body + b"\r\n"
 
 
 def test_a_pipelined_burst_of_2000_commands_gets_2000_replies_in_order():

@@ -111,18 +111,13 @@ class Comparison:
         ]
 
     def __str__(self) -> str:
+        """One block per step, one line per persona: narrow enough for any notebook column."""
         width = max(len(p) for p in self.personas) + 2
-        cols = [
-            max(len(s), *(len(self.cells[p][i].short) for p in self.personas)) + 2
-            for i, s in enumerate(self.steps)
-        ]
-        out = ["".ljust(width) + "".join(s.ljust(w) for s, w in zip(self.steps, cols, strict=True))]
-        for p in self.personas:
-            out.append(
-                p.ljust(width)
-                + "".join(c.short.ljust(w) for c, w in zip(self.cells[p], cols, strict=True))
-            )
-        return "\n".join(ln.rstrip() for ln in out)
+        out = []
+        for i, step in enumerate(self.steps):
+            out.append(step)
+            out += [f"  {p:<{width}}{self.cells[p][i].short}" for p in self.personas]
+        return "\n".join(out)
 
     def _repr_html_(self) -> str:
         return compare_html(self)
@@ -253,13 +248,18 @@ def row_label(persona: str) -> str:
 
 
 def compare_html(table: Comparison) -> str:
-    """The table as HTML for a notebook: coloured by reply class, the full reply on hover."""
+    """The table as HTML for a notebook: coloured by reply class, the full reply on hover.
+
+    Long words (addresses, command lines) break anywhere rather than widen the
+    table past the notebook column.
+    """
     if not isinstance(table, Comparison):
         raise LabValueError(
             "compare_html() wants the table that compare() or compare_steps() returns"
         )
     esc = html.escape
-    head = "".join(f"<th style='padding:4px 8px'>{esc(s)}</th>" for s in table.steps)
+    cell_style = "padding:4px 8px;vertical-align:top;overflow-wrap:anywhere;text-align:left"
+    head = "".join(f"<th style='{cell_style}'>{esc(s)}</th>" for s in table.steps)
     rows = []
     for p in table.personas:
         tds = []
@@ -267,15 +267,50 @@ def compare_html(table: Comparison) -> str:
             colour = CLASS_COLOURS[cell.klass]
             first = cell.reply[0][4:] if cell.reply else ""
             tds.append(
-                f"<td title='{esc(cell.text, quote=True)}' style='background:{colour};color:black;"
-                f"padding:4px 8px;vertical-align:top'><b>{esc(cell.short)}</b>"
+                f"<td title='{esc(cell.text, quote=True)}' style='background:{colour};"
+                f"color:black;{cell_style}'><b>{esc(cell.short)}</b>"
                 f"<br><small>{esc(first)}</small></td>"
             )
         label = esc(row_label(p)).replace("\n", "<br>")
-        rows.append(
-            f"<tr><th style='text-align:left;padding:4px 8px'>{label}</th>{''.join(tds)}</tr>"
-        )
+        rows.append(f"<tr><th style='{cell_style}'>{label}</th>{''.join(tds)}</tr>")
     return (
-        "<table style='border-collapse:separate;border-spacing:2px'>"
+        "<table style='border-collapse:separate;border-spacing:2px;max-width:100%'>"
         f"<thead><tr><th></th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
     )
+
+
+@dataclass(frozen=True)
+class PersonaTable:
+    """The personas a learner can choose: name, the software it imitates, what to expect."""
+
+    names: tuple[str, ...]
+
+    def __str__(self) -> str:
+        import textwrap
+
+        out = []
+        for name in self.names:
+            p = get_persona(name)
+            out.append(f"{name}: {p.software}")
+            out += textwrap.wrap(p.about, 72, initial_indent="    ", subsequent_indent="    ")
+        return "\n".join(out)
+
+    def _repr_html_(self) -> str:
+        esc = html.escape
+        style = "padding:3px 8px;text-align:left;vertical-align:top;overflow-wrap:anywhere"
+        rows = "".join(
+            f"<tr><td style='{style}'><b>{esc(n)}</b></td>"
+            f"<td style='{style}'>{esc(get_persona(n).software)}</td>"
+            f"<td style='{style}'>{esc(get_persona(n).about)}</td></tr>"
+            for n in self.names
+        )
+        return (
+            "<table style='border-collapse:collapse;max-width:100%'><thead><tr>"
+            f"<th style='{style}'>persona</th><th style='{style}'>imitates</th>"
+            f"<th style='{style}'>what it does</th></tr></thead><tbody>{rows}</tbody></table>"
+        )
+
+
+def persona_table(names=None) -> PersonaTable:
+    """Every persona (or those named) as a table: name, software, and its description in full."""
+    return PersonaTable(tuple(get_persona(n).name for n in (names or persona_names())))

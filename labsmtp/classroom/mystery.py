@@ -57,9 +57,13 @@ class Mystery:
         from ..errors import LabConnectionError
         from ..lab.client import StepClient, make_message
 
+        # A mystery server stopped by stop_all() starts again and says so: a refused
+        # connection would look exactly like mystery 4 (nothing answering).
+        self.server.ensure_running()
         c = StepClient(
             self.server.host, self.server.port, source=source or self.source, timeout=timeout
         )
+        c._lab = self.server
         try:
             c.connect()
             steps = [

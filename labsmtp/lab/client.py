@@ -16,6 +16,7 @@ import socket
 import ssl
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import ConnectFailed, LabValueError, ReplyTimeout, ServerClosed, TLSFailed
 from ..protocol import auth as _auth
@@ -143,6 +144,7 @@ class StepClient(CommandWriter):
         self.history: list[Exchange] = []
         self.esmtp_keywords: dict[str, str] = {}
         self._reader: ReplyReader | None = None
+        self._lab: Any = None  # the LabServer that made this client (LabServer.client sets it)
 
     # --- connection -------------------------------------------------------
 
@@ -150,6 +152,8 @@ class StepClient(CommandWriter):
         """Open the TCP connection and read the greeting (220, or 554/421)."""
         if self.sock is not None:
             self.close()
+        if self._lab is not None:
+            self._lab.ensure_running()  # stopped by a lesson's last cell: start it again
         try:
             sock = socket.create_connection(
                 (self.host, self.port),
@@ -159,7 +163,7 @@ class StepClient(CommandWriter):
         except ConnectionRefusedError:
             raise ConnectFailed(
                 f"connection refused by {self.host}:{self.port}: no server is listening there "
-                f"(is the lab server started? server.port tells its port)",
+                f"({_where_is_the_server()})",
                 phase=Stage.CONNECT,
             ) from None
         except TimeoutError:
@@ -348,13 +352,23 @@ class StepClient(CommandWriter):
 
     # --- plumbing -------------------------------------------------------
 
+    def _stopped_note(self) -> str:
+        """Why the connection may be gone, when the lab server that made it was stopped."""
+        lab = self._lab
+        if lab is None or lab.running:
+            return ""
+        return (
+            f". The lab server {lab.name!r} was stopped after this client connected "
+            f"(stop_all() or .stop()); connect() or server.client() starts it again"
+        )
+
     def _write(self, data: bytes, phase: str) -> None:
         """Send ``data``; ``phase`` (a Stage, or the verb) names where a failure happened."""
         where = phase.described if isinstance(phase, Stage) else phase
         if self.sock is None:
             raise ServerClosed(
                 f"not connected ({where}): call connect() first, "
-                f"or the server already closed the connection",
+                f"or the server already closed the connection{self._stopped_note()}",
                 phase=phase,
             )
         try:
@@ -362,7 +376,8 @@ class StepClient(CommandWriter):
         except OSError as exc:
             self.close()
             raise ServerClosed(
-                f"the server closed the connection before {where} could be sent ({exc})",
+                f"the server closed the connection before {where} could be sent "
+                f"({exc}){self._stopped_note()}",
                 phase=phase,
             ) from None
 
@@ -401,10 +416,21 @@ class StepClient(CommandWriter):
             detail = f" after sending {end.partial!r}" if end.partial else ""
             raise ServerClosed(
                 f"the server closed the connection without a complete reply "
-                f"({phase}){detail}" + (f": {end.cause}" if end.cause else ""),
+                f"({phase}){detail}"
+                + (f": {end.cause}" if end.cause else "")
+                + self._stopped_note(),
                 phase=stage or phase,
             ) from None
         return parse_reply(raw, command=command, elapsed=time.perf_counter() - started)
+
+
+def _where_is_the_server() -> str:
+    """Advice for a refused connection, in the words of where the learner is."""
+    from ..errors import front_end
+
+    if front_end() == "cli":
+        return "is `python -m labsmtp serve` running? It prints the port it listens on"
+    return "is the lab server started? server.port tells its port"
 
 
 def _command_named(name: str | None) -> Command | None:

@@ -185,6 +185,12 @@ class LabZone:
             f"{address} -> {names[0]} -> {back} (not {address}: mismatch)",
         )
 
+    def reverse(self, address: str) -> tuple[str | None, bool]:
+        """(the address's PTR name or None, is it forward-confirmed?): what a server
+        writes beside the HELO name in its Received: field (RFC 5321 §4.4)."""
+        check = self.fcrdns(address)
+        return (check.names[0] if check.names else None), check.verdict == "pass"
+
     def helo_matches(self, name: str, address: str) -> bool:
         """True if the HELO ``name`` resolves to the client's ``address``."""
         return address in self.addresses(name)
@@ -285,6 +291,6 @@ def use_zone(
     if not isinstance(zone, LabZone):
         raise LabValueError("zone must be a LabZone or zone-file text")
     checks = None if identity == "off" else ZoneIdentity(zone, identity)
-    server.use_checks(resolves=zone.resolves, identity=checks)
+    server.use_checks(resolves=zone.resolves, identity=checks, reverse=zone.reverse)
     server.zone = zone
     return zone

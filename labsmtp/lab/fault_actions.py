@@ -174,7 +174,10 @@ class FaultContext:
         self.link.hide_keywords(keywords)
 
     async def delay(self, seconds: float) -> None:
-        await self.link.sleep(seconds)
+        # A trial run with simulated delays counts the wait instead of waiting (as it
+        # already does for retry waits): its client adds the delay to its clock.
+        if not self.engine.simulate_delay(self.client_ip, seconds):
+            await self.link.sleep(seconds)
 
     async def read_a_little(self, timeout: float) -> None:
         await self.link.read_a_little(timeout)

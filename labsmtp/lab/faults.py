@@ -261,6 +261,9 @@ class FaultEngine:
         self.seed = 0
         self._sessions = 0
         self._per_client: dict[str, int] = {}
+        # Client address -> simulated seconds of tarpit delay so far (trials that
+        # simulate delays register their address; a delay then counts, not sleeps).
+        self._sim_delays: dict[str, float] = {}
         self.reseed(seed)
 
     # --- rules ------------------------------------------------------------
@@ -321,6 +324,13 @@ class FaultEngine:
         """Greylisting's clock: simulated time for a trial's sender, else real time."""
         t = self._sim_now.get(sender)
         return self.clock() if t is None else t
+
+    def simulate_delay(self, client_ip: str, seconds: float) -> bool:
+        """Count ``seconds`` of delay for a client whose delays are simulated; False: really wait."""
+        if client_ip not in self._sim_delays:
+            return False
+        self._sim_delays[client_ip] += seconds
+        return True
 
     def simulate_time(self, sender: str, t: float | None) -> None:
         """Let greylisting see ``t`` as the time for ``sender`` (None: real time again)."""

@@ -21,10 +21,13 @@ import asyncio
 import atexit
 import errno
 import ipaddress
+import os
 import random
+import socket
 import ssl
 import threading
 import warnings
+import weakref
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -34,6 +37,7 @@ from ..protocol import auth as _auth
 from ..protocol.personas import Persona, get_persona
 from ..protocol.policy import MODE_ABOUT, IdentityCheck, Policy, RecipientCheck, check_mode
 from ..protocol.session import Setup
+from . import peeruid
 from .client import StepClient
 from .faults import FaultEngine
 from .mailbox import Mailbox
@@ -43,7 +47,8 @@ from .transcript import Line, SessionInfo, Transcript
 DEFAULT_HOSTNAME = "mx.lab.example.org"
 T = TypeVar("T")
 
-_registry: dict[str, LabServer] = {}
+_registry: dict[str, LabServer] = {}  # the running servers, by name
+_latest: dict[str, weakref.ref[LabServer]] = {}  # the server most recently started under each name
 _registry_lock = threading.Lock()
 
 
@@ -72,21 +77,56 @@ def _is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
+def _port_is_free(host: str, port: int) -> bool:
+    """True if a listener could bind ``host:port`` now (SO_REUSEADDR, as asyncio does)."""
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(fam, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
 def _port_error(host: str, port: int, exc: OSError) -> PortInUseError:
-    """What a failed bind means, and what to do about it."""
+    """What a failed bind means, and what to do about it (in a notebook's terms; the
+    command line words its own advice from ``reason``)."""
     if exc.errno == errno.EADDRINUSE:
         return PortInUseError(
             f"port {port} on {host} is already in use by another program or server. "
             f"Leave out port= to let the lab pick a free one, choose another port, "
             f"or stop the other server (labsmtp.stop_all() stops every lab server "
-            f"in this notebook)."
+            f"in this notebook).",
+            host=host,
+            port=port,
+            reason="in use",
         )
     if exc.errno in (errno.EACCES, errno.EPERM):
         return PortInUseError(
             f"not allowed to listen on port {port} (ports below 1024 need root). "
-            f"Use a port such as 2525, or leave out port= to let the lab pick one."
+            f"Use a port such as 2525, or leave out port= to let the lab pick one.",
+            host=host,
+            port=port,
+            reason="not allowed",
         )
-    return PortInUseError(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+    return PortInUseError(
+        f"cannot listen on {host}:{port}: {exc.strerror or exc}", host=host, port=port
+    )
+
+
+def _owner_only(asked: bool | None) -> bool:
+    """Whether to refuse other users' connections: on by default under JupyterHub, on Linux."""
+    if asked is None:
+        return "JUPYTERHUB_USER" in os.environ and peeruid.available()
+    if not isinstance(asked, bool):
+        raise LabValueError(f"owner_only must be True, False or left out, not {asked!r}")
+    if asked and not peeruid.available():
+        raise LabValueError(
+            "owner_only=True needs Linux (it reads who opened each connection from "
+            "/proc/net/tcp); leave it out on this system"
+        )
+    return asked
 
 
 @dataclass
@@ -145,6 +185,10 @@ class _LoopThread:
 class LabServer:
     """A real SMTP server on loopback, running in a background thread of this kernel.
 
+    ``owner_only`` (default: on under JupyterHub, on Linux) answers connections
+    opened by other users of the machine with 554 5.7.1, so learners sharing a
+    host stay apart; ``owner_only=False`` lets them in.
+
     >>> with LabServer(persona="postfix") as server:
     ...     client = server.client()
     """
@@ -168,6 +212,7 @@ class LabServer:
         implicit_tls: bool | int = False,
         users: dict[str, str] | None = None,
         auth_require_tls: bool = True,
+        owner_only: bool | None = None,
         **policy_switches: Any,
     ):
         if port is not None and (isinstance(port, bool) or not isinstance(port, int)):
@@ -223,12 +268,17 @@ class LabServer:
         self.resolves: Callable[[str], bool] | None = None  # reject_unknown_helo_hostname's DNS
         self.identity: IdentityCheck | None = None  # a client identity policy (use_zone)
         self.recipients: RecipientCheck | None = None  # local_recipient_maps (a lab net)
+        # The client's reverse name for Received: (use_zone); None: the lab's /etc/hosts.
+        self.reverse: Callable[[str], tuple[str | None, bool]] | None = None
         self.admission: Admission | None = None  # may refuse a connection before its greeting
+        self.owner_only = _owner_only(owner_only)  # other users' connections: 554 (peeruid.py)
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._thread: _LoopThread | None = None
         self._servers: list[asyncio.Server] = []
         self._port: int | None = None
+        self._last_tls_port: int | None = None  # a restart listens there again if it can
+        self._starts = 0  # how many times start() succeeded (a client can tell a restart)
         self._listeners: list[Callable[[Line], None]] = []
         self._site = Site(
             self.transcript,
@@ -236,9 +286,23 @@ class LabServer:
             self.faults,
             self.setup,
             self._server_tls_context,
-            admission=lambda: self.admission,
+            admission=self._admission,
             listeners=self._listeners,
         )
+
+    def _admission(self) -> Admission | None:
+        """The owner check (on a shared host), then the lesson's own admission, if any."""
+        if not self.owner_only:
+            return self.admission
+        other = self.admission
+        return lambda ip, port: self._owner_refusal(ip, port) or (other and other(ip, port))
+
+    def _owner_refusal(self, ip: str, port: int) -> str | None:
+        # The address the client connected to: where we listen, or on a wildcard
+        # bind, its own address (a local client connects to the address it has).
+        host = ip if self.host in ("0.0.0.0", "::", "localhost") else self.host
+        ports = [p for p in (self._port, self._tls_port) if p]
+        return peeruid.check([(host, p) for p in ports], (ip, port))
 
     # --- lifecycle ------------------------------------------------------
 
@@ -257,21 +321,39 @@ class LabServer:
                 f"labsmtp: stopped the earlier server named {self.name!r} ({where}) and started "
                 f"this one; give servers different name= values to run several at once."
             )
+        # A restart keeps its ports when they are free, so ports printed earlier stay right.
+        again = self._port if self._port and not self._requested_port else None
+        again_tls = self._last_tls_port if self.implicit_tls is True else None
         thread = _LoopThread(self.name)
         try:
-            self._port, self._tls_port = thread.call(self._listen(), 5.0)
+            try:
+                ports = thread.call(self._listen(again, again_tls), 5.0)
+            except PortInUseError:
+                if again is None and again_tls is None:
+                    raise
+                ports = thread.call(self._listen(), 5.0)  # the old ports went meanwhile
         except BaseException:
             thread.stop()
             raise
+        self._port, self._tls_port = ports
+        self._last_tls_port = self._tls_port
         self._thread = thread
+        self._starts += 1
         with _registry_lock:
             _registry[self.name] = self
+            _latest[self.name] = weakref.ref(self)
         return self
 
-    async def _listen(self) -> tuple[int, int | None]:
+    async def _listen(
+        self, again: int | None = None, again_tls: int | None = None
+    ) -> tuple[int, int | None]:
         loop, site = asyncio.get_running_loop(), self._site
         self._servers = []
-        for port, tls in ((self._requested_port or 0, False), (self._implicit_port(), True)):
+        main = self._requested_port or (again if again and _port_is_free(self.host, again) else 0)
+        tls_port = self._implicit_port()
+        if tls_port == 0 and again_tls and _port_is_free(self.host, again_tls):
+            tls_port = again_tls
+        for port, tls in ((main, False), (tls_port, True)):
             if port is None:
                 continue
             try:
@@ -325,6 +407,44 @@ class LabServer:
                 conn.transport.abort()  # a client that never reads must not keep its socket
         await asyncio.sleep(0)  # connection_lost runs
 
+    def ensure_running(self) -> LabServer:
+        """Start the server again if it was stopped (and say so in one line); returns it."""
+        notice = self._revive()
+        if notice:
+            print(notice)
+        return self
+
+    def _revive(self) -> str | None:
+        """Restart a stopped server; the one-line notice to show, or None if it was running.
+
+        A learner runs a lesson's last cell, or stop_all(), and then goes back to an
+        exercise: every way of *using* a server (client(), trials, the widgets, the
+        mysteries) comes through here, so a stopped server starts again, on its old
+        port if that is free, with its mailbox, transcript, settings and fault
+        rules.  A server that a newer one replaced (same name) is not restarted:
+        that would stop the newer one.  Reading ``port`` never restarts anything
+        (the MX lab stops a host on purpose and reads every port for its map).
+        """
+        if self.running:
+            return None
+        with _registry_lock:
+            latest = _latest.get(self.name)
+        if self._starts and latest is not None and latest() is not self:
+            raise LabValueError(
+                f"this lab server was replaced: a later cell started another server named "
+                f"{self.name!r}. Use that one (the variable that cell set), or run again the "
+                f"cell that made this one."
+            )
+        if not self._starts:
+            raise LabValueError("the server has not been started yet: call server.start() first")
+        old = self._port
+        self.start()
+        moved = "" if self._port == old else f" (its old port {old} is taken now)"
+        return (
+            f"labsmtp: the server {self.name!r} had been stopped (stop_all() or .stop()); "
+            f"started it again on {self.host}:{self._port}{moved}."
+        )
+
     def __enter__(self) -> LabServer:
         return self.start()
 
@@ -344,7 +464,11 @@ class LabServer:
 
     @property
     def port(self) -> int:
-        """The port the server listens on (chosen by the system if none was asked for)."""
+        """The port the server listens on (chosen by the system if none was asked for).
+
+        Reading it never starts a stopped server; server.ensure_running() does,
+        before handing the port to smtplib or swaks.
+        """
         if self._port is None:
             if self._requested_port:
                 return self._requested_port
@@ -400,12 +524,13 @@ class LabServer:
         """Plug in the session's policy hooks (only those named change; None removes one):
         ``resolves`` (DNS for reject_unknown_helo_hostname) and ``identity`` (a client
         identity policy), as ``use_zone`` sets them, and ``recipients`` (the users of
-        the server's own domains, as a lab net sets them).  New connections see them."""
-        unknown = set(hooks) - {"resolves", "identity", "recipients"}
+        the server's own domains, as a lab net sets them), and ``reverse`` (the client's
+        reverse name for the Received: field).  New connections see them."""
+        unknown = set(hooks) - {"resolves", "identity", "recipients", "reverse"}
         if unknown:
             raise LabValueError(
                 f"unknown check(s): {', '.join(sorted(unknown))}; "
-                "known: resolves, identity, recipients"
+                "known: resolves, identity, recipients, reverse"
             )
         for name, hook in hooks.items():
             setattr(self, name, hook)
@@ -427,6 +552,7 @@ class LabServer:
             resolves=self.resolves,
             identity=self.identity,
             recipients=self.recipients,
+            reverse=self.reverse,
             queue_id=self.new_queue_id,
         )
 
@@ -463,6 +589,7 @@ class LabServer:
         implicit_tls: bool = False,
     ) -> StepClient:
         """A step client for this server (connected, greeting read, unless connect=False)."""
+        self.ensure_running()
         port = self.port
         if implicit_tls:
             if not self._tls_port:
@@ -479,6 +606,7 @@ class LabServer:
             server_name=self.hostname,
             implicit_tls=implicit_tls,
         )
+        c._lab = self  # connect() starts a stopped server again; errors can say it was stopped
         if connect:
             c.connect()
         return c

@@ -27,9 +27,10 @@ class StoredMessage:
     mail_from: str
     rcpt_tos: tuple[str, ...]
     client: str
-    content: bytes  # the message text after dot-unstuffing, CRLF line ends
+    content: bytes  # as stored: the server's trace fields on top of what the client sent
     received: float = field(default_factory=time.time)
     session: int = 0
+    sent: bytes = b""  # the text the client sent (after dot-unstuffing), without trace fields
 
     @classmethod
     def accepted(cls, event: MessageAccepted, session: int = 0) -> StoredMessage:
@@ -42,6 +43,7 @@ class StoredMessage:
             event.client_ip,
             event.content,
             session=session,
+            sent=event.sent,
         )
 
     @property
@@ -56,6 +58,25 @@ class StoredMessage:
     @property
     def subject(self) -> str:
         return str(self.message.get("Subject", ""))
+
+    def field(self, name: str) -> str | None:
+        """The first header field called ``name`` exactly as stored, folded lines and all
+        (``print(msg.field("Received"))`` shows it as a mail program's "show original")."""
+        head = self.content.split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace")
+        lines, found = head.split("\r\n"), list[str]()
+        for line in lines:
+            if found and line[:1] in (" ", "\t"):
+                found.append(line)
+            elif found:
+                break
+            elif line.lower().startswith(name.lower() + ":"):
+                found.append(line)
+        return "\n".join(found) if found else None
+
+    def __getitem__(self, name: str) -> str | None:
+        """A header field of the stored message: ``msg["Received"]`` (the newest one)."""
+        value = self.message.get(name)
+        return None if value is None else str(value)
 
     def __repr__(self) -> str:
         return (

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..protocol.events import (
     Answer,
@@ -38,6 +38,7 @@ from ..protocol.events import (
 )
 from ..protocol.replies import Reply, reply_from_lines
 from ..protocol.session import Session
+from ..protocol.trace import TlsInfo
 from .faults import FaultContext, SessionFaults
 from .mailbox import StoredMessage
 from .tls import summary
@@ -80,7 +81,10 @@ class Connection(asyncio.Protocol):
         self.ip, self.port, self.client = ip, port, f"{ip}:{port}"
         setup = site.setup()
         self.setup, self.idle = setup, setup.policy.idle_timeout
-        self.session = Session(setup, ip, tls=transport.get_extra_info("ssl_object") is not None)
+        ssl_object = transport.get_extra_info("ssl_object")
+        self.session = Session(
+            setup, ip, tls=ssl_object is not None, tls_info=_tls_info(ssl_object)
+        )
         self.sid = site.new_session_id()
         self.info = SessionInfo(
             self.sid, self.client, time.time(), states=[self.session.state.value]
@@ -153,7 +157,7 @@ class Connection(asyncio.Protocol):
         why = check(self.ip, self.port) if check is not None else None
         if why:
             self._note(f"connection refused: {why}")
-            self._apply(session.refuse("connection_refused"))
+            self._apply(session.refuse("connection_refused", reason=why))
             return
         if len(site.active) > self.setup.policy.max_connections:
             self._apply(session.refuse("too_many_connections"))
@@ -238,7 +242,8 @@ class Connection(asyncio.Protocol):
             self._apply(self.session.hang_up())
             self.connection_lost(None)
             return
-        self._apply(self.session.tls_started())
+        ssl_object = self.transport.get_extra_info("ssl_object") if self.transport else None
+        self._apply(self.session.tls_started(_tls_info(ssl_object)))
         self._note(f"TLS started: {self._tls_summary()}; the session starts over (RFC 3207 §4.2)")
         self._touch()
 
@@ -397,3 +402,11 @@ class Connection(asyncio.Protocol):
 
     def _tls_summary(self) -> str:
         return summary(self.transport.get_extra_info("ssl_object") if self.transport else None)
+
+
+def _tls_info(ssl_object: Any) -> TlsInfo | None:
+    """What the Received: field records of a TLS session (RFC 8314's tls clause)."""
+    if ssl_object is None:
+        return None
+    name, _, bits = ssl_object.cipher()
+    return TlsInfo(ssl_object.version(), name, bits)

@@ -146,10 +146,13 @@ def explain_tls_error(exc: BaseException, server_name: str) -> str:
                 f"the server it meant to reach (RFC 3207 §4.1, RFC 6125): a mismatch is "
                 f"what a man-in-the-middle looks like. Connect using the server's own name."
             )
+        from ..errors import front_end
+
+        who = "this notebook" if front_end() == "notebook" else "labsmtp's own clients"
         return (
             f"TLS failed: the server's certificate was not signed by a certificate authority "
             f"this client trusts ({why}). The lab's certificates come from the lab CA, which "
-            f"only this notebook trusts: use trust='lab' (the default), or give its file, "
+            f"only {who} trust by default: use trust='lab' (the default), or give its file, "
             f"server.ca_file, to other programs."
         )
     return f"TLS failed during the handshake with {server_name!r}: {exc}"

@@ -11,6 +11,11 @@ too, which is how a lesson shows why the first digit matters.
 Waits between attempts run in *simulated* time (nobody waits 30 minutes in
 a workshop); the dialogues themselves are real.  Greylisting on the server
 reads the same simulated clock through the fault engine, per trial sender.
+With ``simulate_delays=True`` a tarpit (``delay=``) is simulated too: the
+server answers at once and the client adds the delay to its clock, and a
+delay at least as long as its timeout counts as a timeout (the fault lab
+panel runs this way, so no setting freezes it).  ``cancel`` stops a run
+between dialogues.
 
 The client here is a tight raw-socket loop, not ``StepClient``: it records
 only the reply codes, which keeps a thousand trials within a few seconds.
@@ -27,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import LabValueError
+from ..errors import LabError, LabValueError
 from ..protocol.states import CLOSING_CODES, Stage
 from .client import ConnectionEnded, ReplyReader
 from .faults import Fault, FaultEngine
@@ -107,7 +112,8 @@ class Attempt:
     codes: dict[Stage, int | None] = field(default_factory=dict)
     outcome: str = "connection lost"
     failed_stage: Stage | None = None
-    latency: float = 0.0  # real seconds the dialogue took
+    latency: float = 0.0  # seconds the dialogue took (real, plus any simulated tarpit delay)
+    simulated: float = 0.0  # of which simulated tarpit delay (run_trials(simulate_delays=True))
 
 
 @dataclass
@@ -182,7 +188,10 @@ class TrialResults:
             lines.append(f"  {o:<16} {k:>6}  {100 * k / n:5.1f}%")
         lines.append("replies by stage:")
         for stage, codes in self.by_stage_code().items():
-            lines.append(f"  {stage:<8} " + "  ".join(f"{c}x{k}" for c, k in codes.items()))
+            lines.append(
+                f"  {stage:<8} "
+                + ", ".join(f"{'no reply' if c == 'none' else c} ×{k}" for c, k in codes.items())
+            )
         lines.append("attempts:")
         for k, outs in self.by_attempt().items():
             lines.append(f"  #{k}: " + ", ".join(f"{o} {v}" for o, v in outs.items() if v))
@@ -197,6 +206,10 @@ class TrialResults:
         return f"<pre>{html.escape(self.summary())}</pre>"
 
 
+class TrialsCancelled(LabError):
+    """A run of trials was cancelled (``cancel`` was set) before it finished."""
+
+
 class _Lost(Exception):
     """The connection closed, timed out or sent something that is not a reply."""
 
@@ -206,9 +219,22 @@ class _Lost(Exception):
 
 
 class _Wire:
-    """A bare SMTP client socket: send a line, read one reply's code."""
+    """A bare SMTP client socket: send a line, read one reply's code.
 
-    def __init__(self, address: tuple[str, int], timeout: float, source: str | None = None):
+    ``sim_delays``: the fault engine's per-client tarpit tally when delays are
+    simulated; each reply's share is added to ``simulated`` and a share of at
+    least ``timeout`` is a timeout, as a real wait that long would have been.
+    """
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        timeout: float,
+        source: str | None = None,
+        sim_delays: dict[str, float] | None = None,
+    ):
+        self.timeout, self.source, self.sim_delays = timeout, source, sim_delays
+        self.simulated = 0.0
         try:
             self.sock = socket.create_connection(
                 address, timeout=timeout, source_address=(source, 0) if source else None
@@ -218,11 +244,21 @@ class _Wire:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.reader = ReplyReader(self.sock)
 
+    def _waited(self) -> None:
+        if self.sim_delays is None or self.source is None:
+            return
+        tally = self.sim_delays.get(self.source, 0.0)
+        share, self.simulated = tally - self.simulated, tally
+        if share >= self.timeout:
+            self.simulated += self.timeout - share  # the client gave up after its timeout
+            raise _Lost("timed out")
+
     def reply(self) -> int:
         try:
             raw = self.reader.read()
         except (OSError, ConnectionEnded) as exc:  # TimeoutError is an OSError
             raise _Lost(str(exc)) from None
+        self._waited()
         last = raw.rstrip(b"\r\n").rsplit(b"\n", 1)[-1]
         if len(last) < 3 or not last[:3].isdigit() or not b"200" <= last[:3] <= b"599":
             raise _Lost("malformed reply")
@@ -306,12 +342,15 @@ def _attempt(
     policy: RetryPolicy,
     timeout: float,
     source: str | None = None,
+    sim_delays: dict[str, float] | None = None,
 ) -> Attempt:
     a = Attempt(number, started)
     t0 = time.perf_counter()
     wire = run = None
+    if sim_delays is not None and source is not None:
+        sim_delays[source] = 0.0  # this attempt's tarpit tally starts at nothing
     try:
-        wire = _Wire(address, timeout, source)
+        wire = _Wire(address, timeout, source, sim_delays)
         run = _Attempting(a, wire)
         run.transaction(sender, recipients, message)
         if a.outcome != "delivered":
@@ -328,7 +367,8 @@ def _attempt(
     finally:
         if wire is not None:
             wire.close()
-        a.latency = time.perf_counter() - t0
+            a.simulated = wire.simulated
+        a.latency = time.perf_counter() - t0 + a.simulated
     return a
 
 
@@ -350,21 +390,31 @@ def _one_trial(
     rcpts: Sequence[bytes],
     message: bytes,
     timeout: float,
+    sim_delays: dict[str, float] | None = None,
+    cancel: Any = None,
 ) -> Trial:
     sender = f"trial{i + 1}@example.org"
     sender_b, source = sender.encode(), _source(i)
     attempts: list[Attempt] = []
     now = 0.0
-    for number in range(1, policy.max_attempts + 1):
-        engine.simulate_time(sender, now)  # greylisting sees the simulated clock
-        a = _attempt(address, number, now, sender_b, rcpts, message, policy, timeout, source)
-        attempts.append(a)
-        now += a.latency
-        if a.outcome == "delivered" or not policy.retries(a.outcome):
-            break
-        if number < policy.max_attempts:
-            now += policy.wait(number)
-    engine.simulate_time(sender, None)
+    try:
+        for number in range(1, policy.max_attempts + 1):
+            if cancel is not None and cancel.is_set():
+                raise TrialsCancelled("cancelled")
+            engine.simulate_time(sender, now)  # greylisting sees the simulated clock
+            a = _attempt(
+                address, number, now, sender_b, rcpts, message, policy, timeout, source, sim_delays
+            )
+            attempts.append(a)
+            now += a.latency
+            if a.outcome == "delivered" or not policy.retries(a.outcome):
+                break
+            if number < policy.max_attempts:
+                now += policy.wait(number)
+    finally:
+        engine.simulate_time(sender, None)
+        if sim_delays is not None:
+            sim_delays.pop(source, None)
     return Trial(i + 1, attempts, attempts[-1].outcome, now)
 
 
@@ -379,6 +429,8 @@ def run_trials(
     timeout: float = 2.0,
     workers: int = 2,
     progress: Callable[[int, int], None] | None = None,
+    simulate_delays: bool = False,
+    cancel: Any = None,
 ) -> TrialResults:
     """Run ``n`` real dialogues against ``server`` (with its faults) under a retry policy.
 
@@ -386,7 +438,9 @@ def run_trials(
     server's rules); ``seed`` restarts the fault engine's random sequence so the
     same seed gives the same results; ``workers`` clients run at once (each
     trial from its own 127.x.y.z address); ``progress(done, total)`` is called
-    now and then.
+    now and then.  ``simulate_delays``: count tarpit delays instead of waiting
+    for them; ``cancel``: a ``threading.Event`` that stops the run
+    (``TrialsCancelled``) between dialogues.
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise LabValueError(f"the number of trials must be a whole number of at least 1, not {n!r}")
@@ -399,8 +453,7 @@ def run_trials(
     if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 64:
         raise LabValueError(f"workers must be a whole number from 1 to 64, not {workers!r}")
     policy = get_policy(retry)
-    if not server.running:
-        raise LabValueError("the server is not running: call server.start() first")
+    server.ensure_running()  # stopped by stop_all() or .stop()? start it again, and say so
     engine = server.faults
     if faults is not None:
         engine.set(*([faults] if isinstance(faults, (str, Fault)) else list(faults)))
@@ -414,17 +467,25 @@ def run_trials(
     results: list[Trial | None] = [None] * n
     t0 = time.perf_counter()
     step = max(1, n // 50)
+    sim_delays = engine._sim_delays if simulate_delays else None
     if progress is not None:
         progress(0, n)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
         futures = {
-            pool.submit(_one_trial, i, address, policy, engine, rcpts, message, timeout): i
+            pool.submit(
+                _one_trial, i, address, policy, engine, rcpts, message, timeout, sim_delays, cancel
+            ): i
             for i in range(n)
         }
         for done, fut in enumerate(as_completed(futures), 1):
-            results[futures[fut]] = fut.result()
+            results[futures[fut]] = fut.result()  # raises TrialsCancelled once cancelled
             if progress is not None and (done % step == 0 or done == n):
                 progress(done, n)
+    finally:
+        # Cancelled (or failed): drop the trials not started; the running ones end
+        # at their next attempt, so the next run starts from a quiet server.
+        pool.shutdown(wait=True, cancel_futures=True)
     finished = [t for t in results if t is not None]
     return TrialResults(
         finished, policy, engine.seed, [r.name for r in engine.rules], time.perf_counter() - t0

@@ -70,13 +70,14 @@ class MessageAccepted:
     queue_id: str
     mail_from: str
     rcpt_tos: tuple[str, ...]
-    content: bytes  # after dot-unstuffing, CRLF line ends
+    content: bytes  # as stored: the trace fields (Received:, Return-Path:) on top of ``sent``
     helo: str | None
     client_ip: str
     client_name: str | None  # what the lab's reverse DNS calls the client
     server_name: str
     protocol: str  # RFC 3848: SMTP, ESMTP, ESMTPS, ESMTPA, ESMTPSA
     received: datetime.datetime
+    sent: bytes = b""  # the text the client sent, after dot-unstuffing, CRLF line ends
 
 
 @dataclass(frozen=True)

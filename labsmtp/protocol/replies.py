@@ -1,4 +1,4 @@
-"""SMTP replies: parsing, meanings and which reply is legal after which command.
+"""SMTP replies: parsing, meanings, and the usual replies to each command.
 
 Sources: RFC 5321 §4.2 (reply codes and their digits), §4.3.2 (command-reply
 sequences), RFC 3463 (enhanced status codes), RFC 4954 (AUTH codes), RFC 3207
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from .states import Stage
 
@@ -32,18 +33,20 @@ SECOND_DIGIT = {
 }
 
 # §4.2.2 / §4.2.3, plus RFC 4954 (AUTH), RFC 3207 (STARTTLS), RFC 7504 (521, 556).
+# The RFC's placeholders (<domain>, <forward-path>) are left out: a learner reads
+# these texts, and the real reply shows the real name.
 CODES: dict[int, str] = {
     211: "System status, or system help reply",
     214: "Help message",
-    220: "<domain> Service ready",
-    221: "<domain> Service closing transmission channel",
+    220: "Service ready",
+    221: "Service closing transmission channel",
     235: "Authentication succeeded (RFC 4954)",
     250: "Requested mail action okay, completed",
-    251: "User not local; will forward to <forward-path>",
+    251: "User not local; will forward",
     252: "Cannot VRFY user, but will accept message and attempt delivery",
     334: "Server challenge: continue the AUTH exchange (RFC 4954)",
     354: "Start mail input; end with <CRLF>.<CRLF>",
-    421: "<domain> Service not available, closing transmission channel",
+    421: "Service not available, closing transmission channel",
     432: "A password transition is needed (RFC 4954)",
     450: "Requested mail action not taken: mailbox unavailable (e.g. busy or blocked "
     "for policy reasons)",
@@ -63,7 +66,7 @@ CODES: dict[int, str] = {
     538: "Encryption required for requested authentication mechanism (RFC 4954)",
     550: "Requested action not taken: mailbox unavailable (not found, no access, or "
     "rejected for policy reasons)",
-    551: "User not local; please try <forward-path>",
+    551: "User not local; please try another path",
     552: "Requested mail action aborted: exceeded storage allocation",
     553: "Requested action not taken: mailbox name not allowed",
     554: "Transaction failed (or, as a greeting: no SMTP service here)",
@@ -143,9 +146,11 @@ ENHANCED_DETAIL = {
     "7.27": "Sender address has null MX (RFC 7505)",
 }
 
-# §4.3.2: which codes each stage's reply may carry.  "I" intermediate, "S"
-# success, "E" error.  On top of these, §4.3.2 lets any command get 500, 501 or
-# 421.  HELO and EHLO share a stage (and a line of §4.3.2).
+# §4.3.2: the usual replies at each stage.  "I" intermediate, "S" success,
+# "E" error.  On top of these, §4.3.2 lets any command get 500, 501 or 421.
+# HELO and EHLO share a stage (and a line of §4.3.2).  §4.3.2 lists *usual*
+# replies ("some servers may generate other replies"), so a code outside it is
+# unusual, not forbidden: Postfix refuses relaying with 554.
 ANY_COMMAND = frozenset({421, 500, 501})
 LEGAL_REPLIES: dict[Stage, dict[str, frozenset[int]]] = {
     Stage.CONNECT: {"S": frozenset({220}), "E": frozenset({554})},
@@ -166,14 +171,23 @@ LEGAL_REPLIES: dict[Stage, dict[str, frozenset[int]]] = {
     Stage.HELP: {"S": frozenset({211, 214}), "E": frozenset({502, 504})},
     Stage.NOOP: {"S": frozenset({250})},
     Stage.QUIT: {"S": frozenset({221})},
-    # RFC 3207 §4 and RFC 4954 §4, §6.
+    # Not in RFC 5321: RFC 3207 §4 (STARTTLS) and RFC 4954 §4, §6 (AUTH).
     Stage.STARTTLS: {"S": frozenset({220}), "E": frozenset({454, 501, 502, 503})},
     Stage.AUTH: {
         "I": frozenset({334}),
         "S": frozenset({235}),
-        "E": frozenset({432, 454, 500, 501, 502, 503, 504, 530, 534, 535, 538}),
+        "E": frozenset({432, 454, 500, 501, 502, 503, 504, 534, 535, 538}),
     },
 }
+# RFC 4954 §6: 530 "SHOULD be returned by any command other than AUTH, EHLO, HELO,
+# NOOP, RSET, or QUIT when server policy requires authentication": a transaction's.
+EXTENSION_REPLIES: dict[Stage, dict[int, str]] = {
+    Stage.MAIL: {530: "RFC 4954 §6"},
+    Stage.RCPT: {530: "RFC 4954 §6"},
+    Stage.DATA: {530: "RFC 4954 §6"},
+}
+# Where each stage's row of usual replies comes from.
+SOURCES = {Stage.STARTTLS: "RFC 3207 §4", Stage.AUTH: "RFC 4954 §6"}
 
 _REPLY_LINE = re.compile(rb"^([0-9]{3})([ -])(.*?)\r?\n?$", re.S)
 _ENHANCED = re.compile(r"^([245])\.([0-9]{1,3})\.([0-9]{1,3})(?:\s|$)")
@@ -185,19 +199,39 @@ def _groups(command: str | Stage | None) -> dict[str, frozenset[int]] | None:
 
 
 def legal_codes(command: str | Stage) -> frozenset[int]:
-    """Every reply code RFC 5321 §4.3.2 lists for ``command`` (a verb such as 'MAIL',
-    'CONNECT', '.' or a ``Stage``), plus 421, 500 and 501."""
+    """Every usual reply code the RFCs list for ``command`` (a verb such as 'MAIL',
+    'CONNECT', '.' or a ``Stage``), plus 421, 500 and 501, allowed for any."""
     groups = _groups(command)
-    if groups is None:
+    stage = Stage.of(command)
+    if groups is None or stage is None:
         return ANY_COMMAND
-    return frozenset().union(*groups.values()) | ANY_COMMAND
+    extensions = frozenset(EXTENSION_REPLIES.get(stage, {}))
+    return frozenset().union(*groups.values()) | ANY_COMMAND | extensions
 
 
 def is_legal(command: str | Stage | None, code: int) -> bool:
-    """True if RFC 5321 §4.3.2 lists ``code`` for ``command`` (421, 500 and 501 always count)."""
+    """True if ``code`` is among the usual replies the RFCs list for ``command``.
+
+    RFC 5321 §4.3.2 (RFC 3207 §4 for STARTTLS, RFC 4954 §6 for AUTH and 530);
+    421, 500 and 501 count for every command.  A code outside the list is
+    unusual, not forbidden: a client acts on its first digit.
+    """
     if _groups(command) is None:
         return 200 <= code <= 599
     return code in legal_codes(command)  # type: ignore[arg-type]
+
+
+is_listed = is_legal  # the same question, in the words of §4.3.2 ("usual replies")
+
+
+def reply_source(command: str | Stage | None, code: int | None = None) -> str:
+    """The RFC section that lists the usual replies to ``command`` (for ``code``, if given)."""
+    stage = Stage.of(command) if command else None
+    if stage is None:
+        return "RFC 5321 §4.3.2"
+    if code is not None and code in EXTENSION_REPLIES.get(stage, {}):
+        return EXTENSION_REPLIES[stage][code]
+    return SOURCES.get(stage, "RFC 5321 §4.3.2")
 
 
 def reply_class(code: int | None) -> str:
@@ -228,6 +262,97 @@ def explain_enhanced(enhanced: str) -> str:
         f"{enhanced}: {ENHANCED_CLASS[cls]}; subject {subj} "
         f"({ENHANCED_SUBJECT.get(subj, 'unknown')}); {detail}."
     )
+
+
+# What a code means after a given command, in one short line (Reply.explain()).
+# (command, code); command None: after any command.  Words, not RFC placeholders.
+_MEANING: dict[tuple[str | None, int], str] = {
+    ("CONNECT", 220): "the server is ready; greet it with EHLO or HELO",
+    ("CONNECT", 554): "no SMTP service for this client here; only QUIT is useful now",
+    ("CONNECT", 421): "the server cannot take the connection now; try again later",
+    ("HELO", 250): "greeting accepted; a message can start with MAIL FROM",
+    ("EHLO", 250): "greeting accepted; the other lines list the server's extensions",
+    ("HELO", 504): "the name given is refused (for example, not fully qualified)",
+    ("EHLO", 504): "the name given is refused (for example, not fully qualified)",
+    ("HELO", 550): "the greeting is refused by the server's policy",
+    ("EHLO", 550): "the greeting is refused by the server's policy",
+    ("EHLO", 502): "no EHLO here (an old server): greet with HELO instead",
+    ("MAIL", 250): "sender accepted; now name a recipient with RCPT TO",
+    ("RCPT", 250): "recipient accepted; add another, or send DATA",
+    ("RCPT", 251): "recipient accepted; the server will forward the message",
+    ("RCPT", 550): "recipient refused (no such mailbox, or policy); do not repeat unchanged",
+    ("RCPT", 554): "recipient refused by policy (relaying denied, say); do not repeat unchanged",
+    ("DATA", 354): "go ahead: send the message, then a line with only a dot",
+    ("DATA", 554): "no valid recipient, so no message can follow",
+    (".", 250): "message accepted: the server is now responsible for it",
+    (".", 554): "message refused (its content, or policy); do not repeat unchanged",
+    ("RSET", 250): "transaction cleared; the greeting still holds",
+    ("NOOP", 250): "nothing done; the connection is alive",
+    ("VRFY", 250): "the mailbox exists",
+    ("VRFY", 252): "the server will not confirm the mailbox, but would accept mail for it",
+    ("QUIT", 221): "goodbye; the server closes the connection",
+    ("STARTTLS", 220): "start the TLS handshake now, then send EHLO again",
+    ("AUTH", 334): "the server waits for the next part of the login (base64)",
+    ("AUTH", 235): "logged in",
+    ("AUTH", 503): "AUTH is not possible now (not offered here, or already logged in)",
+    ("AUTH", 535): "wrong user name or password",
+    ("AUTH", 538): "this login method needs an encrypted connection: STARTTLS first",
+    (None, 211): "system status",
+    (None, 214): "help text",
+    (None, 250): "done",
+    (None, 421): "the server is closing the connection (shutting down, idle too long or "
+    "overloaded); try again later",
+    (None, 450): "mailbox unavailable for now (busy, or a temporary block such as "
+    "greylisting); try again later",
+    (None, 451): "aborted by an error at the server; try again later",
+    (None, 452): "not now: too many recipients, or too little storage; try again later",
+    (None, 454): "TLS or login unavailable for now; try again later",
+    (None, 455): "the server cannot accommodate these parameters now",
+    (None, 500): "command not recognized, or the line is too long",
+    (None, 501): "the command's argument is malformed",
+    (None, 502): "command not implemented here",
+    (None, 503): "wrong moment for this command (bad sequence); nothing changed",
+    (None, 504): "a parameter of the command is not implemented",
+    (None, 521): "this host does not accept mail at all",
+    (None, 530): "log in first (AUTH): this server requires authentication",
+    (None, 534): "this login method is too weak for the server",
+    (None, 550): "refused: mailbox unavailable (no such user, or policy); do not repeat unchanged",
+    (None, 551): "user not local, and the server will not forward",
+    (None, 552): "too big: over the size limit or storage allocation",
+    (None, 553): "mailbox name not allowed (bad address)",
+    (None, 554): "refused (often by policy); do not repeat unchanged",
+    (None, 555): "MAIL FROM/RCPT TO parameters not recognized",
+    (None, 556): "this domain does not accept mail",
+}
+_GIST = {  # the first digit, when nothing more specific is known
+    "2": "done",
+    "3": "go on with the next part",
+    "4": "temporary failure; try again later",
+    "5": "permanent failure; do not repeat unchanged",
+}
+
+
+def command_words(command: str | None) -> str:
+    """How to name ``command`` in a sentence: 'on connecting', 'after the final dot', 'after MAIL'."""
+    if not command:
+        return ""
+    key = str(command).upper()
+    if key == "CONNECT":
+        return "on connecting"
+    if key == ".":
+        return "after the final dot"
+    return f"after {key}"
+
+
+def meaning(command: str | None, code: int) -> str:
+    """What ``code`` means after ``command``, in a few words."""
+    key = str(command).upper() if command else None
+    found = _MEANING.get((key, code)) or _MEANING.get((None, code))
+    if found:
+        return found
+    text = str(code)
+    gist = _GIST.get(text[0], "not a valid reply code")
+    return f"{CODES[code][0].lower()}{CODES[code][1:]} ({gist})" if code in CODES else gist
 
 
 @dataclass(frozen=True)
@@ -272,26 +397,42 @@ class Reply:
         return len(self.lines) > 1
 
     @property
-    def legal(self) -> bool:
-        """Whether RFC 5321 §4.3.2 lists this code for the command it answers (or 421/500/501)."""
+    def listed(self) -> bool:
+        """Whether the RFCs list this code among the usual replies to its command (§4.3.2)."""
         return self.code is not None and is_legal(self.command, self.code)
 
-    def explain(self) -> str:
-        """What this reply means, digit by digit, and whether it is legal here."""
+    legal = listed  # the older name; "listed" says what §4.3.2 means
+
+    def explain(self, detail: bool = False) -> str:
+        """One line: what this code means after this command.  ``detail=True``: the long story.
+
+        The long story reads each digit (RFC 5321 §4.2.1), the enhanced code
+        (RFC 3463), and whether the RFCs list the code among the usual replies
+        to the command (RFC 5321 §4.3.2; RFC 3207, RFC 4954 for STARTTLS, AUTH).
+        """
         if self.code is None:
             return "No valid reply: the server sent something that is not an SMTP reply."
-        parts = [explain_code(self.code)]
+        where = command_words(self.command)
+        short = f"{self.code}{' ' + where if where else ''}: {meaning(self.command, self.code)}."
+        if not detail:
+            return short
+        parts = [short, explain_code(self.code)]
         if self.enhanced:
             parts.append(explain_enhanced(self.enhanced))
-        if self.command:
-            if self.legal:
-                parts.append(
-                    f"{self.code} is one of the replies RFC 5321 §4.3.2 lists for {self.command}."
-                )
+        if self.command and _groups(self.command) is not None:
+            cmd = {".": "the final dot", "CONNECT": "a connection (the greeting)"}.get(
+                str(self.command).upper(), str(self.command).upper()
+            )
+            source = reply_source(self.command, self.code)
+            if self.code in ANY_COMMAND:
+                parts.append(f"{self.code} may answer any command (RFC 5321 §4.3.2).")
+            elif self.listed:
+                parts.append(f"{source} lists {self.code} among the usual replies to {cmd}.")
             else:
                 parts.append(
-                    f"{self.code} is NOT among the replies RFC 5321 §4.3.2 lists for {self.command}; "
-                    f"a client must still act on its first digit ({self.klass})."
+                    f"{source} does not list {self.code} among the usual replies to {cmd}; "
+                    f"servers may send others, and a client acts on the first digit "
+                    f"({self.klass})."
                 )
         return " ".join(parts)
 
@@ -305,6 +446,26 @@ class Reply:
             + (f" [injected: {self.injected}]" if self.injected else "")
             + ">"
         )
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        """IPython's text form (a Reply inside a tuple): one reply line per screen line.
+
+        Continued lines line up under the first and long ones wrap at spaces, so a
+        multi-line EHLO reply inside a tuple never wraps mid-word in a notebook.
+        """
+        import textwrap
+
+        with p.group(len("<Reply "), "<Reply ", ">"):
+            first = True
+            for line in self.lines or ("",):
+                for part in textwrap.wrap(line, 72, subsequent_indent="    ") or [""]:
+                    if not first:
+                        p.break_()
+                    p.text(part)
+                    first = False
+            if self.injected:
+                p.break_()
+                p.text(f"[injected: {self.injected}]")
 
     def _repr_html_(self) -> str:
         from ..render import reply_html

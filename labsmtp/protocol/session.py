@@ -31,7 +31,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-from . import auth, states
+from . import auth, states, trace
 from .events import (
     Answer,
     Authenticated,
@@ -51,6 +51,7 @@ from .grammar import AUTH_LINE_LIMIT, Grammar, grammar_of
 from .lines import LineBuffer, MessageText, TooLong
 from .setup import REVERSE_NAMES, Fields, Setup
 from .states import Command, Stage, State
+from .trace import TlsInfo
 
 __all__ = ["AUTH_LINE_LIMIT", "REVERSE_NAMES", "Session", "Setup"]
 
@@ -68,12 +69,15 @@ def _counts_as_error(code: int | None) -> bool:
 class Session:
     """One SMTP connection as the server sees it: bytes in, turns and events out."""
 
-    def __init__(self, setup: Setup, client_ip: str, *, tls: bool = False) -> None:
+    def __init__(
+        self, setup: Setup, client_ip: str, *, tls: bool = False, tls_info: TlsInfo | None = None
+    ) -> None:
         self.setup, self.persona, self.policy = setup, setup.persona, setup.policy
         self.grammar: Grammar = grammar_of(setup.persona)
         self.client_ip = client_ip
         self.state = states.opened()
         self.tls = tls  # inside TLS (implicit TLS: from the first byte)
+        self.tls_info = tls_info  # version and cipher, for the Received: field
         self.tls_restarted = False  # STARTTLS done: a fresh EHLO is needed before MAIL
         self.helo: str | None = None
         self.extended = False  # greeted with EHLO
@@ -81,6 +85,7 @@ class Session:
         self.mail_from: str | None = None
         self.mail_options: list[str] = []
         self.rcpt_tos: list[str] = []
+        self._last_rcpt: str | None = None  # the last RCPT's address, accepted or not
         self.rcpt_options: list[str] = []
         self.errors = 0  # failed commands (Policy.hard_error_limit)
         self.unknown = 0  # unknown commands (Persona.unknown_command_limit)
@@ -102,9 +107,16 @@ class Session:
         """The greeting, pending like a command (a fault may answer instead)."""
         return Pending(Stage.CONNECT, None, "", "")
 
-    def refuse(self, key: str) -> list[Event]:
-        """Refuse the connection instead of greeting (too_many_connections, connection_refused)."""
-        return [self._answer(key, "CONNECT"), *self._move(states.closed(self.state))]
+    def refuse(self, key: str, reason: str | None = None) -> list[Event]:
+        """Refuse the connection instead of greeting (too_many_connections, connection_refused).
+
+        ``reason`` (an admission check's words) follows the persona's text, where
+        Postfix puts an access(5) rule's text, so the client learns why.
+        """
+        answer = self._answer(key, "CONNECT")
+        if reason:
+            answer = Answer((*answer.lines[:-1], f"{answer.lines[-1]}: {reason}"), answer.command)
+        return [answer, *self._move(states.closed(self.state))]
 
     def receive(self, data: bytes) -> None:
         """Bytes the client sent."""
@@ -144,10 +156,11 @@ class Session:
             self.errors += 1
         return self._finish(events, count=False)
 
-    def tls_started(self) -> list[Event]:
+    def tls_started(self, info: TlsInfo | None = None) -> list[Event]:
         """The TLS handshake after STARTTLS succeeded: the session starts over (RFC 3207 §4.2)."""
         self._tls_pending = False
         self.tls = self.tls_restarted = True
+        self.tls_info = info
         self.helo, self.extended, self.user = None, False, None
         self._reset_transaction()
         return []
@@ -353,6 +366,7 @@ class Session:
         path = self.grammar.path(arg, "TO:")
         if path is None or not path.address:
             return self._reply(Command.RCPT, "rcpt_syntax", "RCPT")
+        self._last_rcpt = path.address  # OpenSMTPD's Received: names the last RCPT given
         refused = self.grammar.parameters(Command.RCPT, path, self.policy.message_size_limit)
         if refused is not None:
             return self._reply(Command.RCPT, refused.key, "RCPT", arg=refused.arg)
@@ -393,17 +407,39 @@ class Session:
 
     def _end_of_data(self, arg: str, verb: str) -> list[Event]:
         queue_id = self._new_queue_id()
+        now = self.setup.clock()
+        ptr, confirmed = self.setup.reverse_of(self.client_ip)
+        facts = trace.TraceFacts(
+            helo_verb=("EHLO" if self.extended else "HELO") if self.helo else None,
+            helo_name=self.helo,
+            client_ip=self.client_ip,
+            client_ptr=ptr,
+            client_ptr_confirmed=confirmed,
+            server_name=self.setup.hostname,
+            queue_id=queue_id,
+            recipients=tuple(self.rcpt_tos),
+            sender=self.mail_from or "",
+            date=now,
+            tls=self.tls_info,
+            auth_user=self.user,
+            last_rcpt=self._last_rcpt,
+        )
+        # RFC 5321 §4.4: a Received: field on top, in the persona's own format; the lab's
+        # mailbox is final delivery, so Return-Path: (and the program's other delivery
+        # fields) too.
+        stamped = trace.stamp(self._content, trace.trace(facts, self.persona.name))
         stored = MessageAccepted(
             queue_id=queue_id,
             mail_from=self.mail_from or "",
             rcpt_tos=tuple(self.rcpt_tos),
-            content=self._content,  # issue 12: the Received: trace field goes in front here
+            content=stamped,
             helo=self.helo,
             client_ip=self.client_ip,
-            client_name=self.setup.reverse_names.get(self.client_ip),
+            client_name=ptr if confirmed else None,
             server_name=self.setup.hostname,
             protocol=self._protocol_keyword(),
-            received=self.setup.clock(),
+            received=now,
+            sent=self._content,
         )
         events: list[Event] = [stored]  # stored before its 250 goes out
         events += self._reply(Command.END_OF_DATA, "data_ok", ".", queue_id=queue_id)
@@ -543,6 +579,7 @@ class Session:
     def _reset_transaction(self) -> None:
         self.mail_from, self.mail_options = None, []
         self.rcpt_tos, self.rcpt_options = [], []
+        self._last_rcpt = None
 
     @property
     def _helo_required(self) -> bool:

@@ -43,6 +43,16 @@ class Setup:
     queue_id: Callable[[], str] | None = None  # the next queue id; None: a random one
     clock: Callable[[], datetime.datetime] = _utcnow  # {date} in replies
     reverse_names: Mapping[str, str] = field(default_factory=lambda: REVERSE_NAMES)
+    # The client's reverse name and whether it is forward-confirmed, for the
+    # Received: field (use_zone plugs in its FCrDNS); None: reverse_names, confirmed.
+    reverse: Callable[[str], tuple[str | None, bool]] | None = None
+
+    def reverse_of(self, client_ip: str) -> tuple[str | None, bool]:
+        """(PTR name or None, forward-confirmed?) of the client's address."""
+        if self.reverse is not None:
+            return self.reverse(client_ip)
+        name = self.reverse_names.get(client_ip)
+        return name, name is not None
 
     @property
     def helo_required(self) -> bool:
