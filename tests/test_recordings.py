@@ -19,6 +19,7 @@ import pytest
 HERE = pathlib.Path(__file__).parent / "recordings"
 sys.path.insert(0, str(HERE))
 import generate  # noqa: E402
+import labdns  # noqa: E402
 import record  # noqa: E402
 import replay  # noqa: E402
 
@@ -53,6 +54,16 @@ def test_recording_was_made_from_this_corpus(program):
     assert [d["name"] for d in rec["dialogues"]] == [d["name"] for d in CORPUS["dialogues"]]
     # the settings are the committed snapshot, verbatim
     assert rec["settings"] == (HERE / "stock" / f"{program}.conf").read_text().rstrip("\n")
+
+
+@pytest.mark.parametrize("program", PROGRAMS)
+def test_recordings_saw_the_current_lab_zone(program):
+    """A changed DEFAULT_ZONE makes the recordings stale: record them again."""
+    snapshot = (HERE / "stock" / f"{program}.conf").read_text()
+    seen = snapshot.split("\n## DNS:", 1)[1].split("\n", 1)[1].strip().splitlines()
+    zone = labdns.default_zone_text().splitlines()
+    now = [ln for ln in zone if ln.strip() and not ln.startswith(";")]
+    assert seen == now
 
 
 def test_variant_recordings_name_their_variant():
