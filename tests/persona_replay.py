@@ -1,0 +1,145 @@
+"""Replay the real programs' recordings against the personas, in memory (issue 11).
+
+``memory_talk(persona)`` is a ``talk(dialogue)`` for ``tests/recordings/replay.py``:
+it plays one recorded dialogue into a fresh ``SessionPair`` (the lab's session
+core, no socket) through the recorder's *own* client logic (``record._Replay``),
+so every rule of how the recordings were made holds here too: N replies read
+per item, unasked replies kept with the item that caused them, a message sent
+only after a 354, STARTTLS taking effect after its 220.  Only time differs: a
+socket waits; memory does not.  A reply the session has not produced is "no
+reply within the timeout" (``<timeout>``), which is what the recorder writes
+when a real server says nothing (Exim waiting after ``<LF>.<LF>``, clamsmtpd
+waiting on its backend).
+
+    .venv/bin/python tests/persona_replay.py postfix            # figures and differences
+    .venv/bin/python tests/persona_replay.py exim --show 50
+    .venv/bin/python tests/persona_replay.py postfix --variant delay_reject_no
+
+Used by tests/test_persona_replay.py and by benchmarks/README figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any
+
+HERE = pathlib.Path(__file__).resolve().parent
+RECORDINGS = HERE / "recordings"
+sys.path.insert(0, str(RECORDINGS))
+import record  # noqa: E402  (the recorder's own client logic)
+import replay  # noqa: E402
+
+from labsmtp.protocol.pair import SessionPair  # noqa: E402
+
+PROGRAMS = ("postfix", "exim", "sendmail", "opensmtpd", "clamsmtpd")
+
+# The setting variants recorded by record_stock.sh (generated/variants/<program>-<variant>.json),
+# as LabServer / SessionPair settings on top of the persona's stock configuration.
+# The persona work fills this in: a variant missing here is replayed with no settings.
+VARIANT_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
+    "postfix": {"stock": {}},
+    "exim": {"stock": {}},
+    "sendmail": {"stock": {}},
+    "opensmtpd": {"stock": {}},
+}
+
+
+class MemoryConn(record.Conn):
+    """record.Conn's reading logic over a SessionPair's replies instead of a socket."""
+
+    def __init__(self, pair: SessionPair) -> None:
+        super().__init__(sock=None)  # type: ignore[arg-type]
+        self.pair = pair
+        self.buf = b"".join(r.raw for r in [pair.greeting])
+        self.eof = pair.closed
+
+    def send(self, data: bytes) -> None:
+        if self.eof:
+            raise record.Closed("the server has closed the connection")
+        for reply in self.pair.send(data):
+            self.buf += reply.raw
+        self.eof = self.pair.closed
+
+    def _fill(self, deadline: float) -> bool:
+        # Everything the server will say is already in buf: more never comes.
+        return self.eof
+
+    def has_data(self, wait: float) -> bool:
+        return bool(self.buf) or self.eof
+
+    def starttls(self) -> str:
+        return "TLSv1.3"  # the pair takes the handshake as done after the 220
+
+
+def memory_talk(persona: str, **settings: Any) -> Callable[[dict[str, Any]], list[dict[str, Any]]]:
+    """A talk() that replays one dialogue against ``persona`` in memory."""
+
+    def talk(dialogue: dict[str, Any]) -> list[dict[str, Any]]:
+        pair = SessionPair(persona, client_ip=dialogue.get("client", "127.0.0.1"), **settings)
+        run = record._Replay(MemoryConn(pair), timeout=1.0, after_timeout=1.0, settle=0.0)
+        run.reply(None)
+        try:
+            for item in dialogue["lines"]:
+                if run.closed:
+                    break
+                run.item(item)
+        except record.Closed as exc:
+            run.exchanges.append(
+                {"sent": None, "reply": None, "outcome": "closed", "detail": str(exc)}
+            )
+            run.closed = True
+        run.finish()
+        return run.exchanges
+
+    return talk
+
+
+def nondeterministic(program: str) -> set[str]:
+    """Dialogues the real program did not answer the same way twice (left out of figures)."""
+    data = json.loads((RECORDINGS / "generated" / "nondeterministic.json").read_text())
+    return set(data["checked"].get(program, []))
+
+
+def recording_path(program: str, variant: str | None = None) -> pathlib.Path:
+    if variant is None:
+        return RECORDINGS / "generated" / f"{program}.json"
+    return RECORDINGS / "generated" / "variants" / f"{program}-{variant}.json"
+
+
+def run(
+    program: str, variant: str | None = None, settings: Mapping[str, Any] | None = None
+) -> replay.Report:
+    """The persona against one recording of its real program, in memory."""
+    if settings is None:
+        settings = VARIANT_SETTINGS.get(program, {}).get(variant or "stock", {})
+    skip = nondeterministic(program)
+    return replay.replay(
+        recording_path(program, variant),
+        memory_talk(program, **settings),
+        only=lambda d: d["name"] not in skip,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("program", choices=PROGRAMS)
+    ap.add_argument("--variant", help="a setting variant, e.g. delay_reject_no")
+    ap.add_argument("--show", type=int, default=20, help="print this many differences")
+    ap.add_argument("--codes", action="store_true", help="show only differences in reply codes")
+    args = ap.parse_args(argv)
+    report = run(args.program, args.variant)
+    print(report.summary())
+    diffs = [d for d in report.differences if d.code_differs or not args.codes]
+    for d in diffs[: args.show]:
+        print(d)
+    if len(diffs) > args.show:
+        print(f"... and {len(diffs) - args.show} more")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
