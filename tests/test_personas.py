@@ -284,3 +284,45 @@ def test_queue_ids_look_like_each_servers():
     }
     for persona, shape in shapes.items():
         assert re.fullmatch(shape, LabServer(persona=persona, seed=1).new_queue_id()), persona
+
+
+# --- the program's own settings (issue 11): stock values, the lab's changes on top ----------
+
+
+def _with_settings():
+    import dataclasses
+
+    return dataclasses.replace(
+        get_persona("postfix"),
+        settings={"smtpd_delay_reject": True, "smtpd_recipient_limit": 1000, "x_hosts": ()},
+        policy_defaults={"message_size_limit": 5000},
+    )
+
+
+def test_persona_settings_take_the_programs_own_names_and_types():
+    from labsmtp import LabValueError, Policy
+
+    p = _with_settings()
+    policy, settings = p.configure(smtpd_delay_reject="no", x_hosts="a, b", max_recipients=5)
+    assert settings == {
+        "smtpd_delay_reject": False,
+        "smtpd_recipient_limit": 1000,
+        "x_hosts": ("a", "b"),
+    }
+    assert policy.max_recipients == 5 and policy.message_size_limit == 5000  # stock, then the lab's
+    assert p.configure(Policy())[0].message_size_limit == Policy().message_size_limit
+    with pytest.raises(LabValueError, match="smtpd_delay_reject"):
+        p.configure(smtpd_delay_reject="maybe")
+    with pytest.raises(LabValueError, match="own settings: smtpd_delay_reject"):
+        p.configure(no_such_switch=1)
+
+
+def test_lab_server_keeps_settings_per_persona():
+    p = _with_settings()
+    with LabServer(name="settings", persona=p, smtpd_delay_reject=False) as server:
+        assert server.settings["smtpd_delay_reject"] is False
+        assert server.setup().settings["smtpd_delay_reject"] is False
+        server.configure(smtpd_recipient_limit=3)
+        assert server.settings["smtpd_delay_reject"] is False  # earlier changes stay
+        server.configure(persona="generic")  # generic has no such settings: they go
+        assert dict(server.settings) == {} and server.policy.message_size_limit == 10_240_000

@@ -247,8 +247,9 @@ class LabServer:
         self.persona = get_persona(persona)
         if policy is not None and not isinstance(policy, Policy):
             raise LabValueError("policy must be a labsmtp.Policy (or leave it out)")
-        base = policy or Policy()
-        self.policy = base.with_(**policy_switches) if policy_switches else base
+        self._policy_arg = policy
+        self._switches: dict[str, Any] = dict(policy_switches)  # the lab's changes, by name
+        self.policy, self.settings = self.persona.configure(policy, **policy_switches)
         self.name = name if name is not None else (f"port {port}" if port else "lab")
         if self.policy.open_relay and mode == "mx":
             mode = "open-relay"  # open_relay=True is the open-relay mode: name it as such
@@ -504,10 +505,18 @@ class LabServer:
         **policy_switches: Any,
     ) -> LabServer:
         """Change the persona, the mode and/or policy switches; new connections see the change."""
-        if persona is not None:
-            self.persona = get_persona(persona)
+        if persona is not None or policy_switches:
+            new = get_persona(persona) if persona is not None else self.persona
+            switches = {**self._switches, **policy_switches}
+            if persona is not None:  # the old persona's own settings mean nothing to the new one
+                switches = {
+                    k: v
+                    for k, v in switches.items()
+                    if k in new.settings or k in policy_switches or k not in self.persona.settings
+                }
+            self.policy, self.settings = new.configure(self._policy_arg, **switches)
+            self.persona, self._switches = new, switches
         if policy_switches:
-            self.policy = self.policy.with_(**policy_switches)
             if "open_relay" in policy_switches and mode is None:
                 mode = "open-relay" if self.policy.open_relay else "mx"
         if mode is not None:
@@ -554,6 +563,7 @@ class LabServer:
             recipients=self.recipients,
             reverse=self.reverse,
             queue_id=self.new_queue_id,
+            settings=self.settings,
         )
 
     def new_queue_id(self) -> str:
@@ -658,6 +668,7 @@ class LabServer:
         self.users, self.auth_require_tls = users, auth_require_tls
         if self.policy.open_relay != (mode == "open-relay"):
             self.policy = self.policy.with_(open_relay=mode == "open-relay")
+            self._switches["open_relay"] = mode == "open-relay"
 
     @property
     def mode_about(self) -> str:

@@ -57,9 +57,7 @@ class SessionPair(CommandWriter):
         **policy_switches: object,
     ) -> None:
         persona = get_persona(persona)
-        policy = policy or Policy()
-        if policy_switches:
-            policy = policy.with_(**policy_switches)
+        policy, settings = persona.configure(policy, **policy_switches)
         if mode == "open-relay" and not policy.open_relay:
             policy = policy.with_(open_relay=True)
         rng = random.Random(seed)
@@ -73,6 +71,7 @@ class SessionPair(CommandWriter):
             auth_require_tls=auth_require_tls,
             identity=identity,
             queue_id=lambda: persona.new_queue_id(rng),
+            settings=settings,
         )
         self.session = Session(setup, client_ip, tls=implicit_tls)
         self.state = states.opened()  # the client's view, from the same table

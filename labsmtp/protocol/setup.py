@@ -46,6 +46,8 @@ class Setup:
     # The client's reverse name and whether it is forward-confirmed, for the
     # Received: field (use_zone plugs in its FCrDNS); None: reverse_names, confirmed.
     reverse: Callable[[str], tuple[str | None, bool]] | None = None
+    # The persona's own settings (Persona.settings: stock values, the lab's changes on top).
+    settings: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
 
     def reverse_of(self, client_ip: str) -> tuple[str | None, bool]:
         """(PTR name or None, forward-confirmed?) of the client's address."""

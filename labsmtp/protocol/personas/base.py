@@ -17,6 +17,7 @@ from ...errors import LabValueError  # a ValueError: callers catching ValueError
 
 if TYPE_CHECKING:
     from ..grammar import Grammar
+    from ..policy import Policy
 
 # Every situation the server can reply to; each persona must word all of them.
 REPLY_KEYS = (
@@ -127,10 +128,44 @@ class Persona:
     # when it was recorded (Exchange: its documented defaults).  LabServer(persona=p,
     # **p.platform_policy) plays the platform; compare() uses them.
     platform_policy: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    # The program's own parameters that the lab models, under the program's own
+    # names, with the values its stock (Debian) configuration has: Postfix's
+    # smtpd_delay_reject = yes, Exim's helo_verify_hosts, Sendmail's PrivacyOptions...
+    # LabServer(persona="postfix", smtpd_delay_reject=False) changes one; the
+    # session reads them as Setup.settings.  The type of each default is the type
+    # a value must have (bool, int, str, tuple of str).
+    settings: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    # Stock values of the lab's shared Policy switches where the program's differ
+    # from Policy's defaults (Postfix's), e.g. Exim's message_size_limit of 50 MB.
+    policy_defaults: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     # How this server reads command lines (verbs, paths, parameters); None: the
     # standard Grammar steered by the flags above.  A persona whose program parses
     # differently supplies its own (issue 11: one grammar per real program).
     grammar: Callable[[Persona], Grammar] | None = None
+
+    def configure(
+        self, policy: Policy | None = None, **switches: Any
+    ) -> tuple[Policy, Mapping[str, Any]]:
+        """This program's stock configuration with the lab's ``switches`` on top:
+        (the Policy, the program's own settings).  A switch is a Policy field or
+        one of ``settings``; anything else is a LabValueError naming both lists."""
+        from ..policy import Policy  # a leaf of protocol/, imported late: no cycle
+
+        own = {k: v for k, v in switches.items() if k in self.settings}
+        shared = {k: v for k, v in switches.items() if k not in self.settings}
+        base = policy if policy is not None else Policy().with_(**self.policy_defaults)
+        try:
+            configured = base.with_(**shared) if shared else base
+        except LabValueError as exc:
+            if not self.settings:
+                raise
+            raise LabValueError(
+                f"{exc}; and {self.name}'s own settings: {', '.join(sorted(self.settings))}"
+            ) from None
+        merged = dict(self.settings)
+        for name, value in own.items():
+            merged[name] = coerce_setting(name, value, self.settings[name])
+        return configured, MappingProxyType(merged)
 
     def template(self, key: str) -> str:
         try:
@@ -156,6 +191,36 @@ class Persona:
         """A queue id shaped like this server's (Postfix: 11 hex digits), drawn from ``rng``."""
         alphabet = self.queue_id_alphabet
         return "".join(rng.choice(alphabet) if ch == "#" else ch for ch in self.queue_id_format)
+
+
+def coerce_setting(name: str, value: Any, default: Any) -> Any:
+    """``value`` as the type of ``default``: Postfix-style yes/no for a bool, a whole
+    number for an int, a list or a comma/space-separated string for a tuple."""
+    if isinstance(default, bool):
+        if isinstance(value, str) and value.lower() in ("yes", "no", "true", "false"):
+            return value.lower() in ("yes", "true")
+        if isinstance(value, bool):
+            return value
+        raise LabValueError(f"{name} is yes or no (True or False), not {value!r}")
+    if isinstance(default, int):
+        if isinstance(value, str) and value.strip().isdigit():
+            return int(value)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+        raise LabValueError(f"{name} is a whole number, not {value!r}")
+    if isinstance(default, tuple):
+        if isinstance(value, str):
+            return tuple(v for v in value.replace(",", " ").split() if v)
+        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        raise LabValueError(
+            f"{name} is a list of names (or a comma-separated string), not {value!r}"
+        )
+    if isinstance(default, str) or default is None:
+        if value is None or isinstance(value, str):
+            return value
+        raise LabValueError(f"{name} is a string, not {value!r}")
+    return value
 
 
 def _merge(fields: Mapping[str, object] | None, more: dict[str, object]) -> Mapping[str, object]:
