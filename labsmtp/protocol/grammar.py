@@ -1,10 +1,15 @@
 """How a server reads the client's command lines: verbs, paths and ESMTP parameters.
 
-The session (``session.py``) asks its ``Grammar`` four questions about a line
-that arrived: which command it is, whether the command may carry an argument,
+The session (``session.py``) asks its ``Grammar`` about each line that
+arrived: its text (``decode``), its verb and argument (``split``), whether it
+is too long, which command it is, whether the command may carry an argument,
 what the path in ``MAIL FROM:<...>`` / ``RCPT TO:<...>`` is (RFC 5321 §4.1.2),
-and whether the ESMTP parameters after it are acceptable (§4.1.1.11).  The
-answers are reply keys, never wording: the persona words them.
+whether the ESMTP parameters after it are acceptable (§4.1.1.11), what the
+HELO name is, who may receive mail (``recipient``), and how message text is
+cut into lines and collected (``text_line``, ``message_text``).  The answers
+are reply keys, never wording: the persona words them.  A grammar is made for
+one session and bound to it (``bind``), so a program that keeps state while it
+reads (OpenSMTPD's DSN NOTIFY flags) keeps it here.
 
 Real servers differ here more than anywhere: quoting, source routes, a
 missing ``<>``, unknown parameters.  ``Grammar`` is today's reading, steered by
@@ -18,11 +23,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .states import Command
+from .lines import READ_LIMIT, MessageText
+from .states import Command, State
 
 if TYPE_CHECKING:
     from .personas import Persona
     from .policy import Policy
+    from .setup import Setup
 
 AUTH_LINE_LIMIT = 12288  # RFC 4954 §4: AUTH lines may be this long, whatever the command limit
 
@@ -53,12 +60,50 @@ class Refusal:
 class Grammar:
     """The lab's reading of command lines, steered by one persona's flags."""
 
-    # What ends a command line: LF, so a bare LF is tolerated as Postfix does
-    # (message text ends at CRLF only, whatever the grammar: §4.1.1.4).
+    # What ends a command line: LF, so a bare LF is tolerated as Postfix does.
     command_line_end = b"\n"
+    # What ends a line of message text: CRLF only (§4.1.1.4: only <CRLF>.<CRLF> ends it).
+    text_line_end = b"\r\n"
+    # Bytes kept of one line; a longer line is TooLong, answered with overflow_key
+    # (a command line) or counted and refused at the final dot (message text), unless
+    # text_overflow_key names a reply for it.  eager_overflow: say so as soon as the
+    # limit is passed, without waiting for the line's end.
+    read_limit = READ_LIMIT
+    eager_overflow = False
+    overflow_key = "line_too_long"
+    text_overflow_key: str | None = None
+    # False: input already waiting behind a command line (or behind the final dot)
+    # when the server reads it is refused with the reply "pipelining" (a server that
+    # does not offer PIPELINING, RFC 2920, and checks: OpenSMTPD).
+    pipelining = True
+    # The session this grammar reads for (bind).
+    setup: Setup | None = None
+    client_ip = ""
 
     def __init__(self, persona: Persona) -> None:
         self.persona = persona
+
+    def bind(self, setup: Setup, client_ip: str) -> None:
+        """Read for one session: its server's setup (settings, host name) and its client."""
+        self.setup, self.client_ip = setup, client_ip
+
+    def decode(self, line: bytes) -> str | None:
+        """The text of a command line (its line end removed), or None if it is not text
+        the server reads (answered ``bad_bytes``)."""
+        try:
+            return line.rstrip(b"\r\n").decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+
+    def split(self, text: str) -> tuple[str, str]:
+        """The verb (upper case) and the argument, as this grammar's other methods read it."""
+        word = text.split(" ", 1)[0]
+        return word.upper(), text[len(word) :].strip()
+
+    def too_long(self, line: bytes, text: str, verb: str, policy: Policy) -> bool:
+        """True if the command line is over ``line_limit`` (answered ``line_too_long``)."""
+        size = len(line if line.endswith(b"\r\n") else line + b"\r")
+        return size > self.line_limit(verb, policy)
 
     def line_limit(self, verb: str, policy: Policy) -> int:
         """The longest command line (CRLF included) answered normally; longer gets
@@ -83,6 +128,13 @@ class Grammar:
             if not argument.upper().startswith(keyword):
                 return None
         return cmd
+
+    def refusal(
+        self, state: State, command: Command | None, verb: str, argument: str
+    ) -> str | None:
+        """A reply key refusing the line before the standard checks (unknown command,
+        sequence), or None to go on with them.  None here: the standard order."""
+        return None
 
     def refuses_argument(self, command: Command, argument: str) -> bool:
         """True if this server answers an argument on ``command`` with a syntax error."""
@@ -113,6 +165,36 @@ class Grammar:
         if ":" in address and address.startswith("@"):  # source route (§4.1.2): drop it
             address = address.split(":", 1)[1]
         return Path(address, tuple(params))
+
+    def helo(self, verb: str, argument: str) -> tuple[Refusal | None, str]:
+        """(a refusal of HELO/EHLO's argument or None, the name the client gave).  The lab's
+        policy (smtpd_helo_restrictions) is checked after this, on the name."""
+        if not argument or " " in argument:
+            return Refusal("helo_syntax" if verb == "HELO" else "ehlo_syntax"), argument
+        return None, argument
+
+    def recipient(self, address: str, authenticated: bool) -> str | None:
+        """The reply key refusing RCPT to ``address``, or None to accept it: Postfix's
+        permit_sasl_authenticated, permit_mynetworks, reject_unauth_destination
+        (relay_denied), then local_recipient_maps (``Setup.recipients``, user_unknown)."""
+        setup = self.setup
+        assert setup is not None, "the session binds its grammar"
+        # A proxy without XCLIENT (clamsmtpd) makes its server see the proxy's address.
+        client_ip = self.persona.backend_client_ip or self.client_ip
+        if not authenticated and not setup.policy.may_deliver(address, client_ip, setup.hostname):
+            return "relay_denied"
+        known = setup.recipients
+        if known is not None and not known.knows(address):
+            return "user_unknown"
+        return None
+
+    def text_line(self, line: bytes) -> bytes:
+        """A line of message text as the server reads it, ending in CRLF."""
+        return line
+
+    def message_text(self, size_limit: int, line_limit: int) -> MessageText:
+        """What collects the message text after 354 (limits, un-stuffing, refusals)."""
+        return MessageText(size_limit, line_limit)
 
     def parameters(self, command: Command, path: Path, size_limit: int) -> Refusal | None:
         """The refusal of ``path``'s ESMTP parameters, or None if they are acceptable."""

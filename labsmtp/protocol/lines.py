@@ -29,13 +29,15 @@ class TooLong:
 class LineBuffer:
     """The client's bytes not yet read, handed out one line at a time."""
 
-    __slots__ = ("_data", "_pos", "_skipped", "limit")
+    __slots__ = ("_data", "_pos", "_skipped", "_reported", "limit", "eager")
 
-    def __init__(self, limit: int = READ_LIMIT) -> None:
+    def __init__(self, limit: int = READ_LIMIT, eager: bool = False) -> None:
         self._data = b""
         self._pos = 0
         self._skipped = -1  # >= 0: inside an over-long line, this many bytes dropped
+        self._reported = False  # that line was already reported (eager)
         self.limit = limit
+        self.eager = eager  # report an over-long line at once, not when its end arrives
 
     def feed(self, data: bytes) -> None:
         if self._pos:
@@ -53,11 +55,17 @@ class LineBuffer:
                 return None
             size = self._skipped + at + len(end) - pos
             self._skipped, self._pos = -1, at + len(end)
+            if self._reported:  # said already: its end is just dropped
+                self._reported = False
+                return self.line(end)
             return TooLong(size)
         if at < 0:
             if len(data) - pos > self.limit:  # no end in sight: stop keeping it
                 self._skipped = len(data) - pos
                 self._data, self._pos = b"", 0
+                if self.eager:
+                    self._reported = True
+                    return TooLong(self._skipped)
             return None
         self._pos = at + len(end)
         if at - pos > self.limit:
@@ -70,7 +78,7 @@ class LineBuffer:
 
     def clear(self) -> None:
         """Forget everything buffered (after STARTTLS: RFC 3207 §4.2)."""
-        self._data, self._pos, self._skipped = b"", 0, -1
+        self._data, self._pos, self._skipped, self._reported = b"", 0, -1, False
 
     def __bool__(self) -> bool:
         return self._pos < len(self._data) or self._skipped >= 0
@@ -105,11 +113,7 @@ class MessageText:
             self.too_long = True
             self.kept.clear()
             return False
-        show = self.shown < LINES_SHOWN
-        if show:
-            self.shown += 1
-        else:
-            self.hidden, self.hidden_bytes = self.hidden + 1, self.hidden_bytes + len(line)
+        show = self._show(len(line))
         self.size += len(line)
         stuffed = line.startswith(b".")  # §4.5.3.1.6: the stuffed dot does not count
         if len(line) - stuffed > self.line_limit:
@@ -120,6 +124,15 @@ class MessageText:
             self.kept.clear()
         else:
             self.kept.append(line[1:] if stuffed else line)  # §4.5.2 un-stuffing
+        return show
+
+    def _show(self, size: int) -> bool:
+        """Count one line of ``size`` bytes for the transcript; True if it is shown."""
+        show = self.shown < LINES_SHOWN
+        if show:
+            self.shown += 1
+        else:
+            self.hidden, self.hidden_bytes = self.hidden + 1, self.hidden_bytes + size
         return show
 
     @property

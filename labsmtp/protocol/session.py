@@ -74,6 +74,7 @@ class Session:
     ) -> None:
         self.setup, self.persona, self.policy = setup, setup.persona, setup.policy
         self.grammar: Grammar = grammar_of(setup.persona)
+        self.grammar.bind(setup, client_ip)
         self.client_ip = client_ip
         self.state = states.opened()
         self.tls = tls  # inside TLS (implicit TLS: from the first byte)
@@ -90,7 +91,7 @@ class Session:
         self.errors = 0  # failed commands (Policy.hard_error_limit)
         self.unknown = 0  # unknown commands (Persona.unknown_command_limit)
         self.hidden_keywords: frozenset[str] = frozenset()  # EHLO keywords left out (faults)
-        self._lines = LineBuffer()
+        self._lines = LineBuffer(self.grammar.read_limit, eager=self.grammar.eager_overflow)
         self._line = ""  # the command being answered: {line}, {verb}, {word}, {keyword}
         self._auth: auth.Exchange | None = None
         self._message: MessageText | None = None
@@ -99,6 +100,7 @@ class Session:
         self._content = b""
         self._tls_pending = False
         self._closing = False
+        self._close_after = False  # a reply the persona closes after was said
         self._rng: random.Random | None = None
 
     # --- the driver's side ---------------------------------------------------
@@ -219,22 +221,19 @@ class Session:
     def _command_turn(self, line: bytes | TooLong) -> Turn:
         if isinstance(line, TooLong):
             seen = ClientLine(b"", None, f"a command line of {line.size} bytes (not shown)")
-            return self._said(seen, [self._answer("line_too_long", None)])
-        try:
-            text: str | None = line.rstrip(b"\r\n").decode("utf-8")
-        except UnicodeDecodeError:
-            text = None
-        verb = (text or "").split(" ", 1)[0].upper()
+            return self._said(seen, [self._answer(self.grammar.overflow_key, None)])
+        text = self.grammar.decode(line)
+        verb, arg = self.grammar.split(text or "")
         self._line = text or ""
         seen = ClientLine(line, verb or None)
+        if self._pipelined():
+            return self._said(seen, [self._answer("pipelining", verb or None)])
         if text is None:
             return self._said(seen, [self._answer("bad_bytes", None)])
         if not text.strip():
             return self._said(seen, self._unknown("empty_line", None))
-        limit = self.grammar.line_limit(verb, self.policy)
-        if len(line if line.endswith(b"\r\n") else line + b"\r") > limit:
+        if self.grammar.too_long(line, text, verb, self.policy):
             return self._said(seen, [self._answer("line_too_long", verb)])
-        arg = text[len(verb) :].strip()
         cmd = self.grammar.command(verb, arg)
         refused = self._refusal(cmd, arg, verb)
         if refused is not None:
@@ -244,6 +243,9 @@ class Session:
 
     def _refusal(self, cmd: Command | None, arg: str, verb: str) -> list[Event] | None:
         """The answer to a command refused before any fault point, or None to go on."""
+        first = self.grammar.refusal(self.state, cmd, verb, arg)
+        if first is not None:
+            return [self._answer(first, verb, arg=arg)]
         if cmd is None:
             return self._unknown("unknown_command", verb)
         if cmd in (Command.EXPN, Command.HELP):
@@ -271,10 +273,17 @@ class Session:
         seen: list[ClientLine] = []
         progressed = False
         while True:
-            line = self._lines.line(b"\r\n")  # §4.1.1.4: only CRLF ends a text line
+            line = self._lines.line(self.grammar.text_line_end)  # §4.1.1.4: CRLF
             if line is None:
                 return Turn(tuple(seen)) if progressed else None
             progressed = True
+            if isinstance(line, TooLong) and self.grammar.text_overflow_key is not None:
+                self._message = None  # the server gives up on the message at once
+                seen.append(ClientLine(b"", None, f"a text line of {line.size} bytes (not shown)"))
+                answer = self._answer(self.grammar.text_overflow_key, None)
+                return Turn(tuple(seen), tuple(self._finish([answer])))
+            if isinstance(line, bytes):
+                line = self.grammar.text_line(line)
             if line == b".\r\n":
                 seen.append(ClientLine(line, "."))
                 return self._final_dot(tuple(seen), message)
@@ -284,6 +293,8 @@ class Session:
 
     def _final_dot(self, seen: tuple[ClientLine, ...], message: MessageText) -> Turn:
         self._message = None
+        if self._pipelined():  # more was sent behind the final dot: nothing is stored
+            return Turn(seen, tuple(self._finish([self._answer("pipelining", ".")])))
         events: list[Event] = []
         if message.hidden:
             events.append(
@@ -319,26 +330,31 @@ class Session:
     def _said(self, seen: ClientLine, events: list[Event]) -> Turn:
         return Turn((seen,), tuple(self._finish(events)))
 
+    def _pipelined(self) -> bool:
+        """A server that refuses pipelining (Grammar.pipelining) finds more input waiting."""
+        return not self.grammar.pipelining and bool(self._lines)
+
     # --- one method per command (aiosmtpd's smtp_VERB) -------------------------
 
     def _helo(self, arg: str, verb: str) -> list[Event]:
         cmd = Command(verb)
-        if not arg or " " in arg:
-            return self._reply(cmd, "helo_syntax" if verb == "HELO" else "ehlo_syntax", verb)
-        verdict = self.policy.helo_verdict(arg, resolves=self.setup.resolves)
+        refused, name = self.grammar.helo(verb, arg)
+        if refused is not None:
+            return self._reply(cmd, refused.key, verb, arg=refused.arg or arg)
+        verdict = self.policy.helo_verdict(name, resolves=self.setup.resolves)
         if verdict:
-            return self._reply(cmd, verdict, verb, arg=arg)
-        self.helo, self.extended = arg, verb == "EHLO"
-        events: list[Event] = [Greeted(arg, self.extended)]
+            return self._reply(cmd, verdict, verb, arg=name)
+        self.helo, self.extended = name, verb == "EHLO"
+        events: list[Event] = [Greeted(name, self.extended)]
         if verb == "HELO":
             # §4.1.1.1: a server MUST NOT send the extended (multi-line) reply to HELO.
-            events += self._reply(cmd, "helo_ok", verb, arg=arg)
+            events += self._reply(cmd, "helo_ok", verb, arg=name)
         else:
-            lines = self.persona.ehlo(self.ehlo_keywords(), self._fields({"arg": arg}))
+            lines = self.persona.ehlo(self.ehlo_keywords(), self._fields({"arg": name}))
             events += [Answer(tuple(lines), verb), *self._advance(cmd, 250)]
         identity = self.setup.identity
         if identity is not None:
-            note = identity.at_helo(arg, self.client_ip)
+            note = identity.at_helo(name, self.client_ip)
             if note:
                 events.append(Note(f"{identity.name}: {note}"))
         return events
@@ -372,17 +388,9 @@ class Session:
             return self._reply(Command.RCPT, refused.key, "RCPT", arg=refused.arg)
         if len(self.rcpt_tos) >= self.policy.max_recipients:
             return self._reply(Command.RCPT, "too_many_recipients", "RCPT")
-        # A proxy without XCLIENT (clamsmtpd) makes its server see the proxy's address.
-        client_ip = self.persona.backend_client_ip or self.client_ip
-        # Postfix's permit_sasl_authenticated: an authenticated client may relay.
-        may = self.user is not None or self.policy.may_deliver(
-            path.address, client_ip, self.setup.hostname
-        )
-        if not may:
-            return self._reply(Command.RCPT, "relay_denied", "RCPT", addr=path.address)
-        known = self.setup.recipients
-        if known is not None and not known.knows(path.address):
-            return self._reply(Command.RCPT, "user_unknown", "RCPT", addr=path.address)
+        refusal = self.grammar.recipient(path.address, self.user is not None)
+        if refusal is not None:
+            return self._reply(Command.RCPT, refusal, "RCPT", addr=path.address)
         self.rcpt_tos.append(path.address)
         self.rcpt_options.extend(path.parameters)
         return self._reply(Command.RCPT, "rcpt_ok", "RCPT", addr=path.address)
@@ -403,7 +411,9 @@ class Session:
             before, helo_required=self._helo_required, variants=self._variants
         )
         self._data_from = before
-        self._message = MessageText(self.policy.message_size_limit, self.policy.text_line_limit)
+        self._message = self.grammar.message_text(
+            self.policy.message_size_limit, self.policy.text_line_limit
+        )
 
     def _end_of_data(self, arg: str, verb: str) -> list[Event]:
         queue_id = self._new_queue_id()
@@ -537,6 +547,8 @@ class Session:
         return Fields(self.setup, self.client_ip, self._line, self.helo, extra)
 
     def _answer(self, key: str, command: str | None, **fields: object) -> Answer:
+        if key in self.persona.closes_after:
+            self._close_after = True  # the server hangs up once this is said
         return Answer(tuple(self.persona.render(key, self._fields(fields))), command)
 
     def _reply(self, cmd: Command, key: str, label: str, **fields: object) -> list[Event]:
@@ -574,6 +586,8 @@ class Session:
             )
         if not self._closing and self.errors >= self.policy.hard_error_limit:
             events += self._closing_reply("too_many_errors")
+        if self._close_after and not self._closing:
+            events += self.hang_up()
         return events
 
     def _reset_transaction(self) -> None:

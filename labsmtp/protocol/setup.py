@@ -71,8 +71,9 @@ class Setup:
             extra.append("STARTTLS")
         if self.users and (tls or not self.auth_require_tls):
             extra.append("AUTH " + " ".join(auth.MECHANISMS))
-        # Where Postfix puts them: before ENHANCEDSTATUSCODES (or at the end).
-        at = next((i for i, w in enumerate(words) if w == "ENHANCEDSTATUSCODES"), len(words))
+        # Where the program puts them: Postfix before ENHANCEDSTATUSCODES (or at the end).
+        before = self.persona.extensions_before
+        at = next((i for i, w in enumerate(words) if w == before), len(words))
         words = words[:at] + extra + words[at:]
         return [w for w in words if w.split(" ", 1)[0].upper() not in hidden]
 

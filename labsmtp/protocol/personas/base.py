@@ -120,6 +120,8 @@ class Persona:
     unsupported_verbs: tuple[str, ...] = ()  # answered like unknown commands (OpenSMTPD: VRFY)
     no_argument_verbs: tuple[str, ...] = ("RSET", "DATA")  # refuse an argument (501/500)
     checks_size_param: bool = True  # MAIL ... SIZE=n above the limit gets 552 at once
+    closes_after: tuple[str, ...] = ()  # reply keys after which the server hangs up
+    extensions_before: str = "ENHANCEDSTATUSCODES"  # where EHLO lists STARTTLS and AUTH
     backend_client_ip: str | None = None  # a proxy's server sees this address, not the client's
     date_format: str = "{d:%a, %d %b %Y %H:%M:%S} +0000"  # {date} in templates (UTC)
     queue_id_format: str = "###########"  # each "#" is one character of queue_id_alphabet
@@ -195,7 +197,15 @@ class Persona:
 
 def coerce_setting(name: str, value: Any, default: Any) -> Any:
     """``value`` as the type of ``default``: Postfix-style yes/no for a bool, a whole
-    number for an int, a list or a comma/space-separated string for a tuple."""
+    number for an int, a list or a comma/space-separated string for a tuple; a
+    default with a ``coerce(name, value)`` class method reads the value itself."""
+    reader = getattr(type(default), "coerce", None)
+    if reader is not None:
+        return reader(name, value)
+    return _coerce_plain(name, value, default)
+
+
+def _coerce_plain(name: str, value: Any, default: Any) -> Any:
     if isinstance(default, bool):
         if isinstance(value, str) and value.lower() in ("yes", "no", "true", "false"):
             return value.lower() in ("yes", "true")
