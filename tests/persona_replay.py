@@ -44,7 +44,21 @@ VARIANT_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     "postfix": {"stock": {}},
     "exim": {"stock": {}},
     "sendmail": {"stock": {}},
-    "opensmtpd": {"stock": {}},
+    "opensmtpd": {
+        "stock": {},
+        # record_stock.sh VARIANT=helo_filter: the lines it adds to /etc/smtpd.conf.
+        "helo_filter": {
+            "filters": (
+                'table helo_bare { "^[^.]*$" }',
+                'filter "helo_fqdn" phase helo match helo regex <helo_bare> reject '
+                '"550 5.7.1 HELO name must be a fully-qualified domain name"',
+                'filter "ehlo_fqdn" phase ehlo match helo regex <helo_bare> reject '
+                '"550 5.7.1 EHLO name must be a fully-qualified domain name"',
+                'filter "fqdn" chain { "helo_fqdn", "ehlo_fqdn" }',
+                'listen on localhost filter "fqdn"',
+            )
+        },
+    },
 }
 
 

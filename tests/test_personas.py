@@ -60,12 +60,14 @@ CONFIGS = {
         smtpd_helo_restrictions=("reject_invalid_helo_hostname",),
         mydestination=("lab.example.org",),
     ),
-    # OpenSMTPD: no HELO policy, only its syntax check; "match from src 127.0.0.1
-    # for any" and "match from any for domain lab.example.org".
+    # OpenSMTPD: no HELO policy (its own syntax check is the persona's); "match from
+    # src 127.0.0.1 for any" and "match from any for domain lab.example.org", both to
+    # a catch-all virtual table (every user exists).
     "opensmtpd": dict(
         fixture="opensmtpd-6.8.0.json",
-        smtpd_helo_restrictions=("reject_invalid_helo_hostname",),
+        smtpd_helo_restrictions=(),
         mydestination=("lab.example.org",),
+        virtual=("@",),
     ),
     # clamsmtpd passes everything but its own replies to the Postfix behind it,
     # configured exactly as tests/recordings/postfix-3.7.json's Postfix.
