@@ -16,6 +16,7 @@ from types import MappingProxyType
 import pytest
 
 from labsmtp.errors import LabValueError
+from labsmtp.protocol.events import Answer
 from labsmtp.protocol.grammar import Grammar, Refusal
 from labsmtp.protocol.lines import MessageText
 from labsmtp.protocol.pair import SessionPair
@@ -162,6 +163,18 @@ def test_message_text_is_cut_and_collected_by_the_grammar():
     assert p.messages[-1].sent == b"Subject: x\r\n\r\nbody\r\n"
     p.mail("a@example.org"), p.rcpt("postmaster@lab.example.org"), p.command("DATA")
     assert [r.code for r in p.send(b"a: 1\nb: 2\n\nc\nd\n.\n")] == [552]
+
+
+@pytest.mark.parametrize("close", ["timed_out", "shutting_down"])
+def test_a_persona_may_close_an_idle_or_stopping_session_without_a_421(close):
+    p = SessionPair(persona(Grammar, closes_silently=("timeout", "shutdown")))
+    events = getattr(p.session, close)()
+    assert not [ev for ev in events if isinstance(ev, Answer)]
+    assert p.session.state is State.CLOSED and p.session.closing
+    loud = SessionPair(persona(Grammar))
+    assert [ev.lines[0][:3] for ev in getattr(loud.session, close)() if isinstance(ev, Answer)] == [
+        "421"
+    ]
 
 
 def test_extensions_before_says_where_starttls_and_auth_go():

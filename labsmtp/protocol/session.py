@@ -575,6 +575,10 @@ class Session:
         return events
 
     def _closing_reply(self, key: str) -> list[Event]:
+        if key in self.persona.closes_silently:  # the program just hangs up
+            why = {"timeout": "idle too long", "shutdown": "the server stops"}.get(key, key)
+            note = Note(f"{why}: {self.persona.software} closes without a reply")
+            return [note, *self.hang_up()]
         answer = self._answer(key, None)
         return [answer, *self._move(states.after_reply(self.state, None, _code(answer)))]
 

@@ -121,6 +121,7 @@ class Persona:
     no_argument_verbs: tuple[str, ...] = ("RSET", "DATA")  # refuse an argument (501/500)
     checks_size_param: bool = True  # MAIL ... SIZE=n above the limit gets 552 at once
     closes_after: tuple[str, ...] = ()  # reply keys after which the server hangs up
+    closes_silently: tuple[str, ...] = ()  # "timeout", "shutdown": no 421, it just hangs up
     extensions_before: str = "ENHANCEDSTATUSCODES"  # where EHLO lists STARTTLS and AUTH
     backend_client_ip: str | None = None  # a proxy's server sees this address, not the client's
     date_format: str = "{d:%a, %d %b %Y %H:%M:%S} +0000"  # {date} in templates (UTC)
