@@ -341,3 +341,13 @@ def test_a_lab_server_refuses_pipelining_over_a_socket_and_smtplib_still_deliver
             sock.sendall(b"NOOP\r\nNOOP\r\n")
             assert reader.readline() == b"500 5.5.1 Invalid command: Pipelining not supported\r\n"
             assert reader.readline() == b""  # and the server closed
+
+
+def test_an_idle_session_is_closed_without_a_reply():
+    with LabServer(persona="opensmtpd", name="test-opensmtpd-idle", idle_timeout=0.3) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            reader = sock.makefile("rb")
+            assert reader.readline().startswith(b"220 ")
+            assert reader.readline() == b""  # closed, no 421 (smtp_session.c IO_TIMEOUT)
+        notes = [ln.text for ln in server.transcript.lines() if "idle too long" in ln.text]
+        assert notes, "the transcript says why the connection ended"

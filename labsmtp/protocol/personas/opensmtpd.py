@@ -118,9 +118,9 @@ OPENSMTPD = dict(
         # OpenSMTPD 6.8 counts no errors: said only under the lab's hard_error_limit.
         "too_many_unknown": "421 4.7.0 {hostname} Too many errors, closing connection",
         "too_many_errors": "421 4.7.0 {hostname} Too many errors, closing connection",
-        "timeout": "421 4.4.2 {hostname} Timeout",
+        "timeout": "421 4.4.2 {hostname} Timeout",  # never said: closes_silently
         "too_many_connections": "421 4.7.0 {hostname} Too many connections, try again later",
-        "shutdown": "421 4.3.2 {hostname} Service shutting down",
+        "shutdown": "421 4.3.2 {hostname} Service shutting down",  # never said, as timeout
         "starttls_not_offered": _NOT_SUPPORTED,
         "starttls_go": "220 2.0.0 Ready to start TLS",
         "starttls_syntax": "501 5.5.4 Invalid command arguments: No parameters allowed",
@@ -361,6 +361,9 @@ register(
         no_argument_verbs=("RSET", "NOOP", "DATA", "QUIT", "HELP"),
         checks_size_param=False,
         closes_after=("line_too_long", "line_overflow", "pipelining", "filter_disconnect"),
+        # smtp_session.c: an idle session (300 s) is freed without a word, and so is
+        # every session when smtpd stops.
+        closes_silently=("timeout", "shutdown"),
         extensions_before="HELP",
         grammar=OpenSMTPDGrammar,
         settings=MappingProxyType(
