@@ -56,11 +56,17 @@ CONFIGS = {
         smtpd_helo_restrictions=("reject_invalid_helo_hostname", "reject_non_fqdn_helo_hostname"),
         mydestination=("lab.example.org",),
     ),
-    # Sendmail: checks HELO syntax only (accepts "client"); LOCAL_DOMAIN(lab.example.org).
+    # Sendmail: checks HELO syntax only (accepts "client"); LOCAL_DOMAIN(lab.example.org);
+    # upstream's cf files (the plain greeting), confAUTH_MECHANISMS empty,
+    # accept_unresolvable_domains, and a machine without DNS.
     "sendmail": dict(
         fixture="sendmail-8.17.json",
         smtpd_helo_restrictions=("reject_invalid_helo_hostname",),
         mydestination=("lab.example.org",),
+        SmtpGreetingMessage="$j Sendmail $v/$v; $b",
+        AuthMechanisms=(),
+        hosts=("files",),
+        accept_unresolvable_domains=True,
     ),
     # OpenSMTPD: no HELO policy, only its syntax check; "match from src 127.0.0.1
     # for any" and "match from any for domain lab.example.org".
