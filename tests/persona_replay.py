@@ -33,7 +33,9 @@ sys.path.insert(0, str(RECORDINGS))
 import record  # noqa: E402  (the recorder's own client logic)
 import replay  # noqa: E402
 
+from labsmtp.lab.dnszone import LabZone, zone_hooks  # noqa: E402
 from labsmtp.protocol.pair import SessionPair  # noqa: E402
+from labsmtp.protocol.personas import get_persona  # noqa: E402
 
 PROGRAMS = ("postfix", "exim", "sendmail", "opensmtpd", "clamsmtpd")
 
@@ -43,7 +45,11 @@ PROGRAMS = ("postfix", "exim", "sendmail", "opensmtpd", "clamsmtpd")
 VARIANT_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     "postfix": {"stock": {}},
     "exim": {"stock": {}},
-    "sendmail": {"stock": {}},
+    "sendmail": {
+        "stock": {},
+        "privacy_goaway": {"PrivacyOptions": ("goaway",)},
+        "privacy_authwarnings": {"PrivacyOptions": ("authwarnings",)},
+    },
     "opensmtpd": {
         "stock": {},
         # record_stock.sh VARIANT=helo_filter: the lines it adds to /etc/smtpd.conf.
@@ -92,8 +98,13 @@ class MemoryConn(record.Conn):
 def memory_talk(persona: str, **settings: Any) -> Callable[[dict[str, Any]], list[dict[str, Any]]]:
     """A talk() that replays one dialogue against ``persona`` in memory."""
 
+    # The recordings' DNS was the lab zone; a persona whose answers depend on DNS
+    # sees it here as LabServer plugs it in (Persona.lab_dns).
+    dns = zone_hooks(LabZone()) if get_persona(persona).lab_dns else {}
+
     def talk(dialogue: dict[str, Any]) -> list[dict[str, Any]]:
-        pair = SessionPair(persona, client_ip=dialogue.get("client", "127.0.0.1"), **settings)
+        client = dialogue.get("client", "127.0.0.1")
+        pair = SessionPair(persona, client_ip=client, **dns, **settings)
         run = record._Replay(MemoryConn(pair), timeout=1.0, after_timeout=1.0, settle=0.0)
         run.reply(None)
         try:

@@ -34,7 +34,9 @@ import pytest
 
 from labsmtp import LabServer
 from labsmtp.protocol import states
+from labsmtp.protocol.grammar import grammar_of
 from labsmtp.protocol.personas import REPLY_KEYS, get_persona, persona_names
+from labsmtp.protocol.setup import Fields, Setup
 from labsmtp.protocol.states import Command, State
 
 HERE = pathlib.Path(__file__).parent / "recordings"
@@ -54,11 +56,17 @@ CONFIGS = {
         smtpd_helo_restrictions=("reject_invalid_helo_hostname", "reject_non_fqdn_helo_hostname"),
         mydestination=("lab.example.org",),
     ),
-    # Sendmail: checks HELO syntax only (accepts "client"); LOCAL_DOMAIN(lab.example.org).
+    # Sendmail: checks HELO syntax only (accepts "client"); LOCAL_DOMAIN(lab.example.org);
+    # upstream's cf files (the plain greeting), confAUTH_MECHANISMS empty,
+    # accept_unresolvable_domains, and a machine without DNS.
     "sendmail": dict(
         fixture="sendmail-8.17.json",
         smtpd_helo_restrictions=("reject_invalid_helo_hostname",),
         mydestination=("lab.example.org",),
+        SmtpGreetingMessage="$j Sendmail $v/$v; $b",
+        AuthMechanisms=(),
+        hosts=("files",),
+        accept_unresolvable_domains=True,
     ),
     # OpenSMTPD: no HELO policy (its own syntax check is the persona's); "match from
     # src 127.0.0.1 for any" and "match from any for domain lab.example.org", both to
@@ -226,8 +234,11 @@ def test_every_template_renders_with_the_fields_the_server_gives(persona):
         enhanced="4.3.0",
         text="Requested action aborted: local error in processing",
     )
+    # The fields a persona's grammar computes itself (Sendmail's {authinfo}) come the
+    # way the session gives them: a Fields with the grammar's field() behind it.
+    given = Fields(Setup(p), "127.0.0.1", "FOO bar", None, fields, grammar_of(p).field)
     for key in REPLY_KEYS:
-        lines = p.render(key, **fields)
+        lines = p.render(key, given)
         assert all(re.match(r"^\d{3}[ -]", ln) for ln in lines), (key, lines)
     assert all(v in states.VARIANTS for v in p.sequence_variants)
     assert p.date_format.format(d=datetime.datetime.now(datetime.timezone.utc))

@@ -104,18 +104,20 @@ def test_a_text_overflow_key_answers_an_overlong_text_line_at_once():
 
 
 class Strict(Grammar):
-    def refusal(self, state, command, verb, argument):  # type: ignore[no-untyped-def]
-        if command is Command.NOOP and argument:
-            return "no_arguments"
+    def before(self, cmd, line, view):  # type: ignore[no-untyped-def]
+        if cmd is Command.NOOP and line.arg:
+            return Refusal("no_arguments")
         return None
 
-    def helo(self, verb: str, argument: str) -> tuple[Refusal | None, str]:
+    def helo(self, verb, argument, view):  # type: ignore[no-untyped-def]
         if argument.startswith("bad"):
-            return Refusal("filter", f"550 5.7.1 {argument} is refused here"), argument
-        return None, argument.lower()
+            return Refusal("filter", f"550 5.7.1 {argument} is refused here")
+        return argument.lower()
 
-    def recipient(self, address: str, authenticated: bool) -> str | None:
-        return "user_unknown" if address.startswith("nobody@") else None
+    def recipient(self, path, standard, view):  # type: ignore[no-untyped-def]
+        if path.address.startswith("nobody@"):
+            return Refusal("user_unknown", fields={"addr": path.address})
+        return None
 
 
 def test_a_grammars_refusal_comes_before_the_standard_checks():
@@ -142,7 +144,7 @@ def test_the_grammar_decides_who_may_receive():
 class LfText(Grammar):
     text_line_end = b"\n"
 
-    def text_line(self, line: bytes) -> bytes:
+    def text_bytes(self, line: bytes) -> bytes:
         return line.rstrip(b"\r\n") + b"\r\n"
 
     def message_text(self, size_limit: int, line_limit: int) -> MessageText:

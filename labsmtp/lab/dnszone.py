@@ -191,6 +191,11 @@ class LabZone:
         check = self.fcrdns(address)
         return (check.names[0] if check.names else None), check.verdict == "pass"
 
+    def mail_domain_exists(self, name: str) -> bool:
+        """True if ``name`` has an A, AAAA or MX record: what a sender-domain check asks
+        (Sendmail's check_mail: "Domain of sender address ... does not exist")."""
+        return bool(self.addresses(name) or self.mx(name))
+
     def helo_matches(self, name: str, address: str) -> bool:
         """True if the HELO ``name`` resolves to the client's ``address``."""
         return address in self.addresses(name)
@@ -291,6 +296,19 @@ def use_zone(
     if not isinstance(zone, LabZone):
         raise LabValueError("zone must be a LabZone or zone-file text")
     checks = None if identity == "off" else ZoneIdentity(zone, identity)
-    server.use_checks(resolves=zone.resolves, identity=checks, reverse=zone.reverse)
+    server.use_checks(identity=checks, **zone_hooks(zone))
     server.zone = zone
     return zone
+
+
+ZONE_HOOKS = ("resolves", "reverse", "domain_resolves")  # the session hooks a zone answers
+
+
+def zone_hooks(zone: LabZone) -> dict[str, Any]:
+    """The DNS a session consults, answered from ``zone``: HELO names (``resolves``),
+    the client's reverse name (``reverse``) and sender domains (``domain_resolves``)."""
+    return {
+        "resolves": zone.resolves,
+        "reverse": zone.reverse,
+        "domain_resolves": zone.mail_domain_exists,
+    }

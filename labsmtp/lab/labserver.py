@@ -39,6 +39,7 @@ from ..protocol.policy import MODE_ABOUT, IdentityCheck, Policy, RecipientCheck,
 from ..protocol.session import Setup
 from . import peeruid
 from .client import StepClient
+from .dnszone import DEFAULT_ZONE, ZONE_HOOKS, LabZone, zone_hooks
 from .faults import FaultEngine
 from .mailbox import Mailbox
 from .server import Admission, Connection
@@ -271,6 +272,11 @@ class LabServer:
         self.recipients: RecipientCheck | None = None  # local_recipient_maps (a lab net)
         # The client's reverse name for Received: (use_zone); None: the lab's /etc/hosts.
         self.reverse: Callable[[str], tuple[str | None, bool]] | None = None
+        # Sender domains' DNS (use_zone); None: every domain exists.
+        self.domain_resolves: Callable[[str], bool] | None = None
+        self.zone: LabZone | None = None
+        self._lab_dns = False  # the lab zone was plugged in for the persona (Persona.lab_dns)
+        self._follow_lab_dns()
         self.admission: Admission | None = None  # may refuse a connection before its greeting
         self.owner_only = _owner_only(owner_only)  # other users' connections: 554 (peeruid.py)
         self._rng = random.Random(seed)
@@ -516,6 +522,7 @@ class LabServer:
                 }
             self.policy, self.settings = new.configure(self._policy_arg, **switches)
             self.persona, self._switches = new, switches
+            self._follow_lab_dns()
         if policy_switches:
             if "open_relay" in policy_switches and mode is None:
                 mode = "open-relay" if self.policy.open_relay else "mx"
@@ -529,20 +536,36 @@ class LabServer:
             )
         return self
 
+    _CHECKS = ("resolves", "identity", "recipients", "reverse", "domain_resolves")
+
     def use_checks(self, **hooks: Any) -> None:
         """Plug in the session's policy hooks (only those named change; None removes one):
         ``resolves`` (DNS for reject_unknown_helo_hostname) and ``identity`` (a client
         identity policy), as ``use_zone`` sets them, and ``recipients`` (the users of
-        the server's own domains, as a lab net sets them), and ``reverse`` (the client's
-        reverse name for the Received: field).  New connections see them."""
-        unknown = set(hooks) - {"resolves", "identity", "recipients", "reverse"}
+        the server's own domains, as a lab net sets them), ``reverse`` (the client's
+        reverse name, for the Received: field and Sendmail's greeting) and
+        ``domain_resolves`` (sender domains' DNS).  New connections see them."""
+        unknown = set(hooks) - set(self._CHECKS)
         if unknown:
             raise LabValueError(
-                f"unknown check(s): {', '.join(sorted(unknown))}; "
-                "known: resolves, identity, recipients, reverse"
+                f"unknown check(s): {', '.join(sorted(unknown))}; known: {', '.join(self._CHECKS)}"
             )
         for name, hook in hooks.items():
             setattr(self, name, hook)
+        self._lab_dns = False  # the lesson's DNS now, not the persona's default
+
+    def _follow_lab_dns(self) -> None:
+        """A persona whose answers depend on DNS (Persona.lab_dns, Sendmail) sees the lab
+        zone its recordings saw, as use_zone(server, identity="off") would plug it in;
+        a lesson's own use_zone or use_checks wins, and another persona drops it."""
+        if self.persona.lab_dns and self.zone is None:
+            self.zone = LabZone(DEFAULT_ZONE)
+            for name, hook in zone_hooks(self.zone).items():
+                setattr(self, name, hook)
+            self._lab_dns = True
+        elif not self.persona.lab_dns and self._lab_dns:
+            self.use_checks(**dict.fromkeys(ZONE_HOOKS))
+            self.zone = None
 
     def on_line(self, callback: Callable[[Line], None]) -> None:
         """Call ``callback(line)`` for every transcript line (from the server thread)."""
@@ -562,6 +585,7 @@ class LabServer:
             identity=self.identity,
             recipients=self.recipients,
             reverse=self.reverse,
+            domain_resolves=self.domain_resolves,
             queue_id=self.new_queue_id,
             settings=self.settings,
         )

@@ -91,6 +91,25 @@ class Exchange:
         return "", self.user, text
 
 
+@dataclass
+class Unverifiable(Exchange):
+    """A challenge-response mechanism (CRAM-MD5, DIGEST-MD5) a server offers with no
+    secrets to check it against: a stock Sendmail with Cyrus SASL and an empty sasldb
+    advertises them, sends its challenge, and fails whatever comes back."""
+
+    challenge_text: str = ""
+
+    def __post_init__(self) -> None:
+        self.challenge = self.challenge_text
+        self.user = None
+
+    def respond(self, response: str | None) -> str | tuple[str, str, str]:
+        if response is None:
+            return self.challenge
+        decode_response(response)  # "*" cancels, bad base64 is refused, as for any mechanism
+        return "", "", ""  # no user matches: the exchange fails
+
+
 def check_users(users: object) -> dict[str, str]:
     """Validate a learner's ``users=`` argument: a dict of user name -> password."""
     if users is None:

@@ -11,6 +11,14 @@ are reply keys, never wording: the persona words them.  A grammar is made for
 one session and bound to it (``bind``), so a program that keeps state while it
 reads (OpenSMTPD's DSN NOTIFY flags) keeps it here.
 
+A grammar is made for one session, so a program whose answers depend on what
+came before (Sendmail's bad-command counter, its "Command rejected" mode after
+a client pipelined too early) keeps that in its grammar.  The session asks a
+few more questions at fixed points (``read``, ``before``, ``helo``,
+``parse_path``, ``recipient``, ``vrfy``, ``argument_refusal``, ``text_line``,
+``keywords``, ``field``), always with a read-only ``View`` of itself; each
+default is the lab's standard behaviour.
+
 Real servers differ here more than anywhere: quoting, source routes, a
 missing ``<>``, unknown parameters.  ``Grammar`` is today's reading, steered by
 the persona's flags (``requires_brackets``, ``keyword_is_part_of_verb``,
@@ -20,16 +28,19 @@ that reads lines its own way names a subclass in ``Persona.grammar``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from .lines import READ_LIMIT, MessageText
 from .states import Command, State
 
 if TYPE_CHECKING:
+    from .auth import Exchange
     from .personas import Persona
     from .policy import Policy
-    from .setup import Setup
+    from .setup import Fields, Setup
 
 AUTH_LINE_LIMIT = 12288  # RFC 4954 §4: AUTH lines may be this long, whatever the command limit
 
@@ -47,14 +58,53 @@ class Path:
 
     address: str  # "" for the null reverse-path <> (§4.5.5)
     parameters: tuple[str, ...] = ()
+    # How the reply names the address ({addr}); None: ``address``.  Sendmail echoes
+    # the argument as typed ("<a@b>junk... Sender ok").
+    echo: str | None = None
 
 
 @dataclass(frozen=True)
 class Refusal:
-    """Why a line is refused: a persona reply key and the fields its wording may use."""
+    """A grammar's answer: a persona reply key and the fields its wording may use.
+
+    Mostly a refusal, hence the name; a grammar that words a success its own way
+    (``recipient``, ``vrfy``) returns one too.  ``close``: the server hangs up after
+    the reply (a 421 closes anyway, RFC 5321 §3.8).  ``count``: the reply counts
+    like an unknown command towards ``Persona.unknown_command_limit``.
+    ``exchange``: an AUTH exchange (RFC 4954) the session starts with it.
+    """
 
     key: str
     arg: str = ""
+    fields: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
+    close: bool = False
+    count: bool = False
+    exchange: Exchange | None = None
+
+
+@dataclass(frozen=True)
+class CommandLine:
+    """One command line as a server read it: the text, the verb (upper case), the argument."""
+
+    text: str
+    verb: str
+    arg: str
+
+
+@dataclass(frozen=True)
+class View:
+    """What a grammar may know of its session when it decides (a snapshot, read-only)."""
+
+    setup: Setup
+    client_ip: str
+    state: State
+    helo: str | None  # the accepted HELO/EHLO name
+    extended: bool  # greeted with EHLO
+    sender: str | None  # MAIL FROM's address in the open transaction
+    recipients: tuple[str, ...]  # the recipients accepted in it
+    user: str | None  # authenticated as
+    tls: bool
+    input_waiting: bool  # more bytes had already arrived after this line (pipelined)
 
 
 class Grammar:
@@ -105,6 +155,76 @@ class Grammar:
         size = len(line if line.endswith(b"\r\n") else line + b"\r")
         return size > self.line_limit(verb, policy)
 
+    def read(self, raw: bytes) -> CommandLine | None:
+        """The command line in ``raw`` (its line end included); None: bytes this server
+        cannot read (``bad_bytes``).  By default ``decode``, then ``split``."""
+        text = self.decode(raw)
+        if text is None:
+            return None
+        verb, arg = self.split(text)
+        return CommandLine(text, verb, arg)
+
+    def before(self, cmd: Command | None, line: CommandLine, view: View) -> Refusal | None:
+        """This program's own answer to a command before the lab looks at it (the
+        sequence table, fault points); None: no such answer.  ``cmd`` is None for a
+        verb the table does not know: answering it makes it one of the program's own
+        commands (Sendmail's ETRN), None leaves it an unknown command."""
+        return None
+
+    def helo(self, verb: str, arg: str, view: View) -> Refusal | str:
+        """The program's own check of a HELO/EHLO argument: its refusal, or the name the
+        client is known by from now on (the lab's smtpd_helo_restrictions still apply
+        to that name after it)."""
+        if not arg or " " in arg:
+            return Refusal("helo_syntax" if verb == "HELO" else "ehlo_syntax")
+        return arg
+
+    def keywords(self, words: list[str], view: View) -> list[str]:
+        """The EHLO keywords this session offers, from the lab's list."""
+        return words
+
+    def parse_path(self, command: Command, argument: str, view: View) -> Path | Refusal:
+        """The path of MAIL (``FROM:``) or RCPT (``TO:``), or the refusal of the argument."""
+        keyword, syntax = (
+            ("FROM:", "mail_syntax") if command is Command.MAIL else ("TO:", "rcpt_syntax")
+        )
+        path = self.path(argument, keyword)
+        if path is None or (command is Command.RCPT and not path.address):
+            return Refusal(syntax)
+        return path
+
+    def path_parameters(self, command: Command, path: Path, view: View) -> Refusal | None:
+        """The refusal of ``path``'s ESMTP parameters, or None (see ``parameters``)."""
+        return self.parameters(command, path, view.setup.policy.message_size_limit)
+
+    def recipient(self, path: Path, standard: str | None, view: View) -> Refusal | None:
+        """The answer to an RCPT whose path and parameters passed.  ``standard`` is the
+        lab's own verdict (``relay_denied``, ``user_unknown``, or None to accept); a
+        program that checks more, or in another order, decides here.  None accepts."""
+        return Refusal(standard, fields={"addr": path.address}) if standard else None
+
+    def vrfy(self, argument: str, view: View) -> Refusal | None:
+        """The answer to VRFY with ``argument``; None: the lab's (``vrfy_syntax``,
+        ``vrfy_ok``)."""
+        return None
+
+    def argument_refusal(self, command: Command, argument: str, view: View) -> Refusal | None:
+        """The refusal of DATA, RSET or NOOP with ``argument``, or None to go on."""
+        if self.refuses_argument(command, argument):
+            return Refusal(f"{command.value.lower()}_syntax")
+        return None
+
+    def text_line(self, line: bytes) -> Refusal | None:
+        """The refusal of a line of message text (``close``: at once, then hang up;
+        otherwise after the final dot), or None."""
+        return None
+
+    def field(self, key: str, fields: Fields) -> object:
+        """A reply field the lab does not compute (``{key}`` in this persona's wording);
+        ``fields`` are the reply's other fields (and its setup, client, line).  KeyError
+        if unknown."""
+        raise KeyError(key)
+
     def line_limit(self, verb: str, policy: Policy) -> int:
         """The longest command line (CRLF included) answered normally; longer gets
         ``line_too_long``.  §4.5.3.1.4's 512 by default, RFC 4954's 12,288 for AUTH."""
@@ -128,13 +248,6 @@ class Grammar:
             if not argument.upper().startswith(keyword):
                 return None
         return cmd
-
-    def refusal(
-        self, state: State, command: Command | None, verb: str, argument: str
-    ) -> str | None:
-        """A reply key refusing the line before the standard checks (unknown command,
-        sequence), or None to go on with them.  None here: the standard order."""
-        return None
 
     def refuses_argument(self, command: Command, argument: str) -> bool:
         """True if this server answers an argument on ``command`` with a syntax error."""
@@ -166,30 +279,9 @@ class Grammar:
             address = address.split(":", 1)[1]
         return Path(address, tuple(params))
 
-    def helo(self, verb: str, argument: str) -> tuple[Refusal | None, str]:
-        """(a refusal of HELO/EHLO's argument or None, the name the client gave).  The lab's
-        policy (smtpd_helo_restrictions) is checked after this, on the name."""
-        if not argument or " " in argument:
-            return Refusal("helo_syntax" if verb == "HELO" else "ehlo_syntax"), argument
-        return None, argument
-
-    def recipient(self, address: str, authenticated: bool) -> str | None:
-        """The reply key refusing RCPT to ``address``, or None to accept it: Postfix's
-        permit_sasl_authenticated, permit_mynetworks, reject_unauth_destination
-        (relay_denied), then local_recipient_maps (``Setup.recipients``, user_unknown)."""
-        setup = self.setup
-        assert setup is not None, "the session binds its grammar"
-        # A proxy without XCLIENT (clamsmtpd) makes its server see the proxy's address.
-        client_ip = self.persona.backend_client_ip or self.client_ip
-        if not authenticated and not setup.policy.may_deliver(address, client_ip, setup.hostname):
-            return "relay_denied"
-        known = setup.recipients
-        if known is not None and not known.knows(address):
-            return "user_unknown"
-        return None
-
-    def text_line(self, line: bytes) -> bytes:
-        """A line of message text as the server reads it, ending in CRLF."""
+    def text_bytes(self, line: bytes) -> bytes:
+        """A line of message text as the server reads it, ending in CRLF (before
+        ``text_line`` judges it)."""
         return line
 
     def message_text(self, size_limit: int, line_limit: int) -> MessageText:

@@ -97,6 +97,7 @@ class MessageText:
         "shown",
         "hidden",
         "hidden_bytes",
+        "refused",
     )
 
     def __init__(self, size_limit: int, line_limit: int) -> None:
@@ -105,6 +106,7 @@ class MessageText:
         self.size = 0
         self.too_big = self.too_long = False
         self.shown = self.hidden = self.hidden_bytes = 0
+        self.refused: str | None = None  # a grammar's refusal of a line (Grammar.text_line)
 
     def add(self, line: bytes | TooLong) -> bool:
         """Take one line of text (CRLF included); True if the transcript should show it."""
@@ -120,7 +122,7 @@ class MessageText:
             self.too_long = True
         if self.size > self.size_limit:
             self.too_big = True
-        if self.too_big or self.too_long:
+        if self.too_big or self.too_long or self.refused is not None:
             self.kept.clear()
         else:
             self.kept.append(line[1:] if stuffed else line)  # §4.5.2 un-stuffing
@@ -135,9 +137,17 @@ class MessageText:
             self.hidden, self.hidden_bytes = self.hidden + 1, self.hidden_bytes + size
         return show
 
+    def refuse(self, key: str) -> None:
+        """Refuse the message after its final dot with reply ``key`` (the first refusal wins)."""
+        if self.refused is None:
+            self.refused = key
+        self.kept.clear()
+
     @property
     def refusal(self) -> str | None:
         """The reply key refusing this message, or None if it may be stored."""
+        if self.refused is not None:
+            return self.refused
         if self.too_big:
             return "data_too_big"
         if self.too_long:

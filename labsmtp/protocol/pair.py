@@ -15,7 +15,7 @@ behaviour, which is what the dialogue rules are.
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from . import states
 from .commands import CommandWriter
@@ -54,8 +54,13 @@ class SessionPair(CommandWriter):
         auth_require_tls: bool = True,
         identity: IdentityCheck | None = None,
         seed: int = 0,
+        resolves: Callable[[str], bool] | None = None,
+        reverse: Callable[[str], tuple[str | None, bool]] | None = None,
+        domain_resolves: Callable[[str], bool] | None = None,
         **policy_switches: object,
     ) -> None:
+        """The DNS hooks (``resolves``, ``reverse``, ``domain_resolves``) are Setup's; a
+        zone gives them as lab/dnszone.py's zone_hooks(zone)."""
         persona = get_persona(persona)
         policy, settings = persona.configure(policy, **policy_switches)
         if mode == "open-relay" and not policy.open_relay:
@@ -72,6 +77,9 @@ class SessionPair(CommandWriter):
             identity=identity,
             queue_id=lambda: persona.new_queue_id(rng),
             settings=settings,
+            resolves=resolves,
+            reverse=reverse,
+            domain_resolves=domain_resolves,
         )
         self.session = Session(setup, client_ip, tls=implicit_tls)
         self.state = states.opened()  # the client's view, from the same table

@@ -47,7 +47,7 @@ from .events import (
     TLSRequested,
     Turn,
 )
-from .grammar import AUTH_LINE_LIMIT, Grammar, grammar_of
+from .grammar import AUTH_LINE_LIMIT, CommandLine, Grammar, Path, Refusal, View, grammar_of
 from .lines import LineBuffer, MessageText, TooLong
 from .setup import REVERSE_NAMES, Fields, Setup
 from .states import Command, Stage, State
@@ -221,31 +221,32 @@ class Session:
     def _command_turn(self, line: bytes | TooLong) -> Turn:
         if isinstance(line, TooLong):
             seen = ClientLine(b"", None, f"a command line of {line.size} bytes (not shown)")
-            return self._said(seen, [self._answer(self.grammar.overflow_key, None)])
-        text = self.grammar.decode(line)
-        verb, arg = self.grammar.split(text or "")
-        self._line = text or ""
+            return self._said(seen, self._line_reply(self.grammar.overflow_key, None))
+        read = self.grammar.read(line)
+        verb = read.verb if read is not None else ""
+        self._line = read.text if read is not None else ""
         seen = ClientLine(line, verb or None)
         if self._pipelined():
             return self._said(seen, [self._answer("pipelining", verb or None)])
-        if text is None:
+        if read is None:
             return self._said(seen, [self._answer("bad_bytes", None)])
-        if not text.strip():
+        if not read.text.strip():
             return self._said(seen, self._unknown("empty_line", None))
-        if self.grammar.too_long(line, text, verb, self.policy):
-            return self._said(seen, [self._answer("line_too_long", verb)])
-        cmd = self.grammar.command(verb, arg)
-        refused = self._refusal(cmd, arg, verb)
+        if self.grammar.too_long(line, read.text, verb, self.policy):
+            return self._said(seen, self._line_reply("line_too_long", verb))
+        cmd = self.grammar.command(verb, read.arg)
+        refused = self._refusal(cmd, read)
         if refused is not None:
             return self._said(seen, refused)
         assert cmd is not None
-        return Turn((seen,), pending=Pending(_STAGES[cmd], cmd, verb, arg))
+        return Turn((seen,), pending=Pending(_STAGES[cmd], cmd, verb, read.arg))
 
-    def _refusal(self, cmd: Command | None, arg: str, verb: str) -> list[Event] | None:
+    def _refusal(self, cmd: Command | None, line: CommandLine) -> list[Event] | None:
         """The answer to a command refused before any fault point, or None to go on."""
-        first = self.grammar.refusal(self.state, cmd, verb, arg)
-        if first is not None:
-            return [self._answer(first, verb, arg=arg)]
+        arg, verb = line.arg, line.verb
+        own = self.grammar.before(cmd, line, self.view())
+        if own is not None:
+            return self._own(own, verb, cmd)
         if cmd is None:
             return self._unknown("unknown_command", verb)
         if cmd in (Command.EXPN, Command.HELP):
@@ -259,13 +260,45 @@ class Session:
         )
         return [self._answer(key, verb)] if key is not None else None
 
-    def _unknown(self, key: str, verb: str | None) -> list[Event]:
+    def _line_reply(self, key: str, verb: str | None) -> list[Event]:
+        """The reply to a line that is no command (too long): a 421 closes (§3.8)."""
+        answer = self._answer(key, verb)
+        return [answer, *self._advance(None, _code(answer))]
+
+    def _unknown(self, key: str, verb: str | None, **fields: object) -> list[Event]:
         """An unknown command; past the persona's unknown_command_limit, the last word and close."""
         self.unknown += 1
         limit = self.persona.unknown_command_limit
         if limit and self.unknown > limit:
             return [self._answer("too_many_unknown", verb), *self.hang_up()]
-        return [self._answer(key, verb)]
+        return [self._answer(key, verb, **fields)]
+
+    def _own(self, own: Refusal, label: str | None, cmd: Command | None) -> list[Event]:
+        """A grammar's own answer (``Grammar.before``): counted, closing, or an AUTH exchange."""
+        fields = {"arg": own.arg, **own.fields}
+        if own.count:
+            return self._unknown(own.key, label, **fields)
+        if own.exchange is not None:  # its challenge (334) is the answer
+            self._auth = own.exchange
+            return self._auth_step(own.arg or None)
+        answer = self._answer(own.key, label, **fields)
+        events: list[Event] = [answer, *self._advance(cmd, _code(answer))]
+        return [*events, *self.hang_up()] if own.close else events
+
+    def view(self) -> View:
+        """What the grammar may know of this session now."""
+        return View(
+            self.setup,
+            self.client_ip,
+            self.state,
+            self.helo,
+            self.extended,
+            self.mail_from,
+            tuple(self.rcpt_tos),
+            self.user,
+            self.tls,
+            bool(self._lines),
+        )
 
     def _text_turn(self) -> Turn | None:
         message = self._message
@@ -273,7 +306,8 @@ class Session:
         seen: list[ClientLine] = []
         progressed = False
         while True:
-            line = self._lines.line(self.grammar.text_line_end)  # §4.1.1.4: CRLF
+            # §4.1.1.4: only CRLF ends a text line (a grammar may read to any LF, to judge it)
+            line = self._lines.line(self.grammar.text_line_end)
             if line is None:
                 return Turn(tuple(seen)) if progressed else None
             progressed = True
@@ -283,10 +317,16 @@ class Session:
                 answer = self._answer(self.grammar.text_overflow_key, None)
                 return Turn(tuple(seen), tuple(self._finish([answer])))
             if isinstance(line, bytes):
-                line = self.grammar.text_line(line)
+                line = self.grammar.text_bytes(line)
             if line == b".\r\n":
                 seen.append(ClientLine(line, "."))
                 return self._final_dot(tuple(seen), message)
+            if isinstance(line, bytes) and (own := self.grammar.text_line(line)) is not None:
+                if own.close:  # said at once, and the connection ends
+                    seen.append(ClientLine(line, None, "message text"))
+                    self._message = None
+                    return Turn(tuple(seen), (*self._closing_reply(own.key), *self.hang_up()))
+                message.refuse(own.key)
             if message.add(line):
                 assert isinstance(line, bytes)
                 seen.append(ClientLine(line, None, "message text"))
@@ -338,9 +378,10 @@ class Session:
 
     def _helo(self, arg: str, verb: str) -> list[Event]:
         cmd = Command(verb)
-        refused, name = self.grammar.helo(verb, arg)
-        if refused is not None:
-            return self._reply(cmd, refused.key, verb, arg=refused.arg or arg)
+        own = self.grammar.helo(verb, arg, self.view())
+        if isinstance(own, Refusal):
+            return self._own(own, verb, cmd)
+        name = own
         verdict = self.policy.helo_verdict(name, resolves=self.setup.resolves)
         if verdict:
             return self._reply(cmd, verdict, verb, arg=name)
@@ -363,14 +404,14 @@ class Session:
         if self.setup.mode == "submission" and self.user is None:
             # RFC 6409 §4.3 / RFC 4954 §6: a submission server wants to know who you are.
             return self._reply(Command.MAIL, "auth_required", "MAIL")
-        path = self.grammar.path(arg, "FROM:")
-        if path is None:
-            return self._reply(Command.MAIL, "mail_syntax", "MAIL")
-        refused = self.grammar.parameters(Command.MAIL, path, self.policy.message_size_limit)
+        path = self.grammar.parse_path(Command.MAIL, arg, self.view())
+        if isinstance(path, Refusal):
+            return self._own(path, "MAIL", Command.MAIL)
+        refused = self.grammar.path_parameters(Command.MAIL, path, self.view())
         if refused is not None:
-            return self._reply(Command.MAIL, refused.key, "MAIL", arg=refused.arg)
+            return self._own(refused, "MAIL", Command.MAIL)
         self.mail_from, self.mail_options = path.address, list(path.parameters)
-        return self._reply(Command.MAIL, "mail_ok", "MAIL", addr=path.address)
+        return self._reply(Command.MAIL, "mail_ok", "MAIL", addr=_echo(path))
 
     def _rcpt(self, arg: str, verb: str) -> list[Event]:
         identity = self.setup.identity
@@ -379,25 +420,42 @@ class Session:
             if key is not None:
                 note = Note(f"{identity.name}: refused at RCPT")
                 return [note, *self._reply(Command.RCPT, key, "RCPT", helo=self.helo or "")]
-        path = self.grammar.path(arg, "TO:")
-        if path is None or not path.address:
-            return self._reply(Command.RCPT, "rcpt_syntax", "RCPT")
+        path = self.grammar.parse_path(Command.RCPT, arg, self.view())
+        if isinstance(path, Refusal):
+            return self._own(path, "RCPT", Command.RCPT)
         self._last_rcpt = path.address  # OpenSMTPD's Received: names the last RCPT given
-        refused = self.grammar.parameters(Command.RCPT, path, self.policy.message_size_limit)
+        refused = self.grammar.path_parameters(Command.RCPT, path, self.view())
         if refused is not None:
-            return self._reply(Command.RCPT, refused.key, "RCPT", arg=refused.arg)
+            return self._own(refused, "RCPT", Command.RCPT)
         if len(self.rcpt_tos) >= self.policy.max_recipients:
             return self._reply(Command.RCPT, "too_many_recipients", "RCPT")
-        refusal = self.grammar.recipient(path.address, self.user is not None)
-        if refusal is not None:
-            return self._reply(Command.RCPT, refusal, "RCPT", addr=path.address)
+        own = self.grammar.recipient(path, self._standard_verdict(path), self.view())
+        if own is not None and own.key != "rcpt_ok":
+            return self._own(own, "RCPT", Command.RCPT)
         self.rcpt_tos.append(path.address)
         self.rcpt_options.extend(path.parameters)
-        return self._reply(Command.RCPT, "rcpt_ok", "RCPT", addr=path.address)
+        fields = {"addr": _echo(path), **(own.fields if own is not None else {})}
+        return self._reply(Command.RCPT, "rcpt_ok", "RCPT", **fields)
+
+    def _standard_verdict(self, path: Path) -> str | None:
+        """The lab's relay and local-recipient checks for an RCPT (None: accept)."""
+        # A proxy without XCLIENT (clamsmtpd) makes its server see the proxy's address.
+        client_ip = self.persona.backend_client_ip or self.client_ip
+        # Postfix's permit_sasl_authenticated: an authenticated client may relay.
+        may = self.user is not None or self.policy.may_deliver(
+            path.address, client_ip, self.setup.hostname
+        )
+        if not may:
+            return "relay_denied"
+        known = self.setup.recipients
+        if known is not None and not known.knows(path.address):
+            return "user_unknown"
+        return None
 
     def _data(self, arg: str, verb: str) -> list[Event]:
-        if self.grammar.refuses_argument(Command.DATA, arg):
-            return self._reply(Command.DATA, "data_syntax", "DATA")
+        own = self.grammar.argument_refusal(Command.DATA, arg, self.view())
+        if own is not None:
+            return self._own(own, "DATA", Command.DATA)
         before = self.state
         events = self._reply(Command.DATA, "data_go", "DATA")
         self._begin_message(before)
@@ -457,17 +515,22 @@ class Session:
         return events
 
     def _rset(self, arg: str, verb: str) -> list[Event]:
-        if self.grammar.refuses_argument(Command.RSET, arg):
-            return self._reply(Command.RSET, "rset_syntax", "RSET")
+        own = self.grammar.argument_refusal(Command.RSET, arg, self.view())
+        if own is not None:
+            return self._own(own, "RSET", Command.RSET)
         self._reset_transaction()
         return self._reply(Command.RSET, "rset_ok", "RSET")
 
     def _noop(self, arg: str, verb: str) -> list[Event]:
-        if self.grammar.refuses_argument(Command.NOOP, arg):  # §4.1.1.9 says ignore it
-            return self._reply(Command.NOOP, "noop_syntax", "NOOP")
+        own = self.grammar.argument_refusal(Command.NOOP, arg, self.view())
+        if own is not None:  # §4.1.1.9 says ignore the argument; some servers refuse it
+            return self._own(own, "NOOP", Command.NOOP)
         return self._reply(Command.NOOP, "noop_ok", "NOOP")
 
     def _vrfy(self, arg: str, verb: str) -> list[Event]:
+        own = self.grammar.vrfy(arg, self.view())
+        if own is not None:
+            return self._own(own, "VRFY", Command.VRFY)
         if not arg:
             return self._reply(Command.VRFY, "vrfy_syntax", "VRFY")
         return self._reply(Command.VRFY, "vrfy_ok", "VRFY", arg=arg.strip("<>"))
@@ -515,7 +578,8 @@ class Session:
             return self._reply(Command.AUTH, "auth_cancelled", "AUTH")
         except auth.Undecodable:
             self._auth = None
-            return self._reply(Command.AUTH, "auth_undecodable", "AUTH")
+            shown = response if isinstance(response, str) else ""
+            return self._reply(Command.AUTH, "auth_undecodable", "AUTH", arg=shown)
         if isinstance(got, str):
             return [self._answer("auth_challenge", "AUTH", arg=got)]
         self._auth = None
@@ -544,7 +608,7 @@ class Session:
     # --- replies, states and counters -------------------------------------------
 
     def _fields(self, extra: dict[str, object]) -> Fields:
-        return Fields(self.setup, self.client_ip, self._line, self.helo, extra)
+        return Fields(self.setup, self.client_ip, self._line, self.helo, extra, self.grammar.field)
 
     def _answer(self, key: str, command: str | None, **fields: object) -> Answer:
         if key in self.persona.closes_after:
@@ -624,7 +688,8 @@ class Session:
 
     def ehlo_keywords(self) -> list[str]:
         """The EHLO keywords for this session: STARTTLS before TLS, AUTH inside it."""
-        return self.setup.ehlo_keywords(tls=self.tls, hidden=self.hidden_keywords)
+        words = self.setup.ehlo_keywords(tls=self.tls, hidden=self.hidden_keywords)
+        return self.grammar.keywords(words, self.view())
 
     @property
     def sender(self) -> str:
@@ -635,6 +700,11 @@ class Session:
     def recipients(self) -> tuple[str, ...]:
         """The recipients accepted in the open transaction."""
         return tuple(self.rcpt_tos)
+
+
+def _echo(path: Path) -> str:
+    """How a reply names the path's address ({addr})."""
+    return path.address if path.echo is None else path.echo
 
 
 # The stage each command reaches (a fault point).

@@ -38,6 +38,10 @@ class Setup:
     users: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     auth_require_tls: bool = True  # RFC 4954 §4: AUTH only inside TLS
     resolves: Callable[[str], bool] | None = None  # reject_unknown_helo_hostname's DNS
+    # Does a mail domain exist (an A, AAAA or MX record)?  Sender-domain checks
+    # (Sendmail's check_mail: "Domain of sender address ... does not exist");
+    # use_zone plugs in the lab zone's.  None: no DNS, every domain passes.
+    domain_resolves: Callable[[str], bool] | None = None
     identity: IdentityCheck | None = None  # a client identity policy (lab/dnszone.py)
     recipients: RecipientCheck | None = None  # local_recipient_maps (lab/mailnet.py)
     queue_id: Callable[[], str] | None = None  # the next queue id; None: a random one
@@ -48,6 +52,10 @@ class Setup:
     reverse: Callable[[str], tuple[str | None, bool]] | None = None
     # The persona's own settings (Persona.settings: stock values, the lab's changes on top).
     settings: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
+
+    def __post_init__(self) -> None:
+        if not self.settings:  # Setup(persona) alone: the program's stock settings
+            object.__setattr__(self, "settings", self.persona.settings)
 
     def reverse_of(self, client_ip: str) -> tuple[str | None, bool]:
         """(PTR name or None, forward-confirmed?) of the client's address."""
@@ -83,10 +91,17 @@ class Fields(dict[str, object]):
     only for what it needs)."""
 
     def __init__(
-        self, setup: Setup, client_ip: str, line: str, helo: str | None, extra: dict[str, object]
+        self,
+        setup: Setup,
+        client_ip: str,
+        line: str,
+        helo: str | None,
+        extra: dict[str, object],
+        more: Callable[[str, Fields], object] | None = None,
     ) -> None:
         super().__init__(extra)
         self.setup, self.client_ip, self.line, self.helo = setup, client_ip, line, helo
+        self.more = more  # the fields a persona's grammar computes (Grammar.field)
 
     def __missing__(self, key: str) -> object:
         value = self[key] = self._compute(key)
@@ -115,4 +130,6 @@ class Fields(dict[str, object]):
             return arg.partition(":")[0].strip() if ":" in arg else arg.strip().split(" ", 1)[0]
         if key == "helo":
             return self.helo or ""
+        if self.more is not None:
+            return self.more(key, self)
         raise KeyError(key)

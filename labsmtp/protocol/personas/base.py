@@ -145,6 +145,20 @@ class Persona:
     # standard Grammar steered by the flags above.  A persona whose program parses
     # differently supplies its own (issue 11: one grammar per real program).
     grammar: Callable[[Persona], Grammar] | None = None
+    # How the program's own settings and the lab's shared switches meet:
+    # derive(settings, switches) gives (settings changes, Policy changes), e.g.
+    # Sendmail's PrivacyOptions=needmailhelo is the lab's smtpd_helo_required.  A
+    # switch the caller gave explicitly always wins over a derived one.
+    derive: (
+        Callable[
+            [Mapping[str, Any], Mapping[str, Any]], tuple[Mapping[str, Any], Mapping[str, Any]]
+        ]
+        | None
+    ) = None
+    # The program's answers depend on DNS (reverse names, sender domains) and its
+    # stock recordings' DNS was the lab zone (lab/dnszone.py DEFAULT_ZONE):
+    # LabServer and the in-memory replay plug that zone in unless told otherwise.
+    lab_dns: bool = False
 
     def configure(
         self, policy: Policy | None = None, **switches: Any
@@ -168,6 +182,14 @@ class Persona:
         merged = dict(self.settings)
         for name, value in own.items():
             merged[name] = coerce_setting(name, value, self.settings[name])
+        if self.derive is not None:
+            settings_changes, policy_changes = self.derive(merged, switches)
+            merged.update({k: v for k, v in settings_changes.items() if k not in own})
+            # like policy_defaults: an explicit Policy object is taken as it is
+            derived = {
+                k: v for k, v in policy_changes.items() if k not in shared and policy is None
+            }
+            configured = configured.with_(**derived) if derived else configured
         return configured, MappingProxyType(merged)
 
     def template(self, key: str) -> str:

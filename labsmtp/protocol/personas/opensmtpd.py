@@ -38,7 +38,7 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from ..grammar import Grammar, Path, Refusal
+from ..grammar import CommandLine, Grammar, Path, Refusal, View
 from ..lines import MessageText
 from ..states import Command, State
 from .base import Persona, recorded_policy, register
@@ -222,37 +222,37 @@ class OpenSMTPDGrammar(Grammar):
             return Command.RCPT if argument[:4].upper() == " TO:" else None
         return Command(verb) if verb in _VERBS else None
 
-    def refusal(
-        self, state: State, command: Command | None, verb: str, argument: str
-    ) -> str | None:
+    def before(self, cmd: Command | None, line: CommandLine, view: View) -> Refusal | None:
+        verb, argument = line.verb, line.arg
         if verb == "WIZ":
-            return "no_arguments" if argument else "wiz"
-        if command in _NO_ARGUMENT and argument:
-            return "no_arguments"  # checked before anything else, a trailing space too
-        if command in (Command.STARTTLS, Command.AUTH) and state is not State.GREETED:
-            return "bad_sequence"  # after HELO and outside a transaction, offered or not
+            return Refusal("no_arguments" if argument else "wiz", argument)
+        if cmd in _NO_ARGUMENT and argument:
+            # checked before anything else, a trailing space too
+            return Refusal("no_arguments", argument)
+        if cmd in (Command.STARTTLS, Command.AUTH) and view.state is not State.GREETED:
+            return Refusal("bad_sequence", argument)  # after HELO, outside a transaction
         return None
 
     def refuses_argument(self, command: Command, argument: str) -> bool:
         return False  # refusal() said it already
 
-    def helo(self, verb: str, argument: str) -> tuple[Refusal | None, str]:
+    def helo(self, verb: str, argument: str, view: View) -> Refusal | str:
         if not argument:
-            return Refusal("helo_syntax" if verb == "HELO" else "ehlo_syntax"), ""
+            return Refusal("helo_syntax" if verb == "HELO" else "ehlo_syntax")
         name = argument[1:].lstrip(SPACE)
         if not valid_domainpart(name):
-            return Refusal("helo_invalid"), name
+            return Refusal("helo_invalid", argument)
         assert self.setup is not None
         filters = self.setup.settings.get("filters")
         if not isinstance(filters, Filters) or not filters:
-            return None, name
+            return name
         ptr, confirmed = self.setup.reverse_of(self.client_ip)
         verdict = filters.at_helo(verb, name, self.client_ip, ptr, confirmed and ptr is not None)
         if verdict.key is not None:
-            return Refusal(verdict.key, verdict.text), name
+            return Refusal(verdict.key, verdict.text)
         if not valid_domainpart(verdict.name):  # a rewritten name is checked again
-            return Refusal("helo_invalid"), name
-        return None, verdict.name
+            return Refusal("helo_invalid", argument)
+        return verdict.name
 
     def path(self, argument: str, keyword: str) -> Path | None:
         prefix = " " + keyword
@@ -296,9 +296,13 @@ class OpenSMTPDGrammar(Grammar):
             return None if orcpt_ok(option[6:]) else Refusal("orcpt_syntax")
         return Refusal("rcpt_param_unknown", option)
 
-    def recipient(self, address: str, authenticated: bool) -> str | None:
+    def recipient(self, path: Path, standard: str | None, view: View) -> Refusal | None:
         """Debian's match rules, in order: local delivery for mydestination from anyone,
         and for the server's own names from local clients; relaying for local clients."""
+        key = self._verdict(path.address, view.user is not None)
+        return Refusal(key, fields={"addr": path.address}) if key is not None else None
+
+    def _verdict(self, address: str, authenticated: bool) -> str | None:
         setup = self.setup
         assert setup is not None
         policy = setup.policy
@@ -329,7 +333,7 @@ class OpenSMTPDGrammar(Grammar):
             return None
         return None if untagged in _names(settings.get("userbase")) else "user_unknown"
 
-    def text_line(self, line: bytes) -> bytes:
+    def text_bytes(self, line: bytes) -> bytes:
         raw = line[:-1] if line.endswith(b"\n") else line
         raw = raw[:-1] if raw.endswith(b"\r") else raw
         return raw.split(b"\0", 1)[0] + b"\r\n"
