@@ -18,11 +18,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .lines import LineBuffer, TooLong
 from .states import Command
 
 if TYPE_CHECKING:
+    from .events import ClientLine, Event
     from .personas import Persona
     from .policy import Policy
+    from .session import Session
 
 AUTH_LINE_LIMIT = 12288  # RFC 4954 §4: AUTH lines may be this long, whatever the command limit
 
@@ -59,6 +62,52 @@ class Grammar:
 
     def __init__(self, persona: Persona) -> None:
         self.persona = persona
+
+    # --- how the bytes become command lines (session.py asks these first) ------
+
+    def read_command(self, lines: LineBuffer) -> bytes | TooLong | None:
+        """The next command line from the client's bytes (None: not complete yet)."""
+        return lines.line(self.command_line_end)
+
+    def screen(
+        self, session: Session, line: bytes | TooLong, more: bool
+    ) -> tuple[ClientLine, list[Event]] | None:
+        """A program's own answer to a command line before the session reads it as a
+        command (its limits, its counters, its pipelining checks; ``more``: the client's
+        next bytes are already here), as (the line for the transcript, the events);
+        None: the session reads the line as usual."""
+        return None
+
+    def decode(self, line: bytes) -> str | None:
+        """The command line as text, without its line end (None: not UTF-8)."""
+        try:
+            return line.rstrip(b"\r\n").decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+
+    def split(self, text: str) -> tuple[str, str]:
+        """(verb in upper case, argument): the verb ends at the first space."""
+        verb = text.split(" ", 1)[0].upper()
+        return verb, text[len(verb) :].strip()
+
+    def respond(self, session: Session, cmd: Command, arg: str, verb: str) -> list[Event] | None:
+        """A program's own answer to a command that passed the sequence checks
+        (None: the session's handler answers)."""
+        return None
+
+    def requires_helo(self, session: Session) -> bool | None:
+        """Whether MAIL needs a HELO/EHLO first for this client (None: Setup.helo_required)."""
+        return None
+
+    def read_text(self, lines: LineBuffer) -> bytes | TooLong | None:
+        """The next line of message text: only CRLF ends one (§4.1.1.4)."""
+        return lines.line(b"\r\n")
+
+    def final_dot(self, line: bytes) -> bool:
+        """True for the line that ends the message text (<CRLF>.<CRLF>, §4.1.1.4)."""
+        return line == b".\r\n"
+
+    # --- what the lines say -----------------------------------------------------
 
     def line_limit(self, verb: str, policy: Policy) -> int:
         """The longest command line (CRLF included) answered normally; longer gets
