@@ -291,6 +291,8 @@ def use_zone(
     if not isinstance(zone, LabZone):
         raise LabValueError("zone must be a LabZone or zone-file text")
     checks = None if identity == "off" else ZoneIdentity(zone, identity)
-    server.use_checks(resolves=zone.resolves, identity=checks, reverse=zone.reverse)
+    server.use_checks(
+        resolves=zone.resolves, identity=checks, reverse=zone.reverse, addresses=zone.addresses
+    )
     server.zone = zone
     return zone

@@ -271,6 +271,7 @@ class LabServer:
         self.recipients: RecipientCheck | None = None  # local_recipient_maps (a lab net)
         # The client's reverse name for Received: (use_zone); None: the lab's /etc/hosts.
         self.reverse: Callable[[str], tuple[str | None, bool]] | None = None
+        self.addresses: Callable[[str], list[str]] | None = None  # a name's A/AAAA (use_zone)
         self.admission: Admission | None = None  # may refuse a connection before its greeting
         self.owner_only = _owner_only(owner_only)  # other users' connections: 554 (peeruid.py)
         self._rng = random.Random(seed)
@@ -535,11 +536,11 @@ class LabServer:
         identity policy), as ``use_zone`` sets them, and ``recipients`` (the users of
         the server's own domains, as a lab net sets them), and ``reverse`` (the client's
         reverse name for the Received: field).  New connections see them."""
-        unknown = set(hooks) - {"resolves", "identity", "recipients", "reverse"}
+        unknown = set(hooks) - {"resolves", "identity", "recipients", "reverse", "addresses"}
         if unknown:
             raise LabValueError(
                 f"unknown check(s): {', '.join(sorted(unknown))}; "
-                "known: resolves, identity, recipients, reverse"
+                "known: resolves, identity, recipients, reverse, addresses"
             )
         for name, hook in hooks.items():
             setattr(self, name, hook)
@@ -562,6 +563,7 @@ class LabServer:
             identity=self.identity,
             recipients=self.recipients,
             reverse=self.reverse,
+            addresses=self.addresses,
             queue_id=self.new_queue_id,
             settings=self.settings,
         )
@@ -655,7 +657,7 @@ class LabServer:
                 "users to log in as: add users={'alice': 'wonderland'}"
             )
         if tls is None:
-            tls = bool(users) or implicit_tls is not False
+            tls = bool(users) or implicit_tls is not False or self.persona.stock_tls
         if not tls and implicit_tls is not False:
             raise LabValueError("implicit_tls needs TLS: leave out tls=False")
         if not tls and users and auth_require_tls:

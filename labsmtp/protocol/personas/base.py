@@ -120,6 +120,9 @@ class Persona:
     unsupported_verbs: tuple[str, ...] = ()  # answered like unknown commands (OpenSMTPD: VRFY)
     no_argument_verbs: tuple[str, ...] = ("RSET", "DATA")  # refuse an argument (501/500)
     checks_size_param: bool = True  # MAIL ... SIZE=n above the limit gets 552 at once
+    # The stock program offers STARTTLS (Exim 4.96 makes itself a certificate): a lab
+    # server with tls left unset offers it too.
+    stock_tls: bool = False
     backend_client_ip: str | None = None  # a proxy's server sees this address, not the client's
     date_format: str = "{d:%a, %d %b %Y %H:%M:%S} +0000"  # {date} in templates (UTC)
     queue_id_format: str = "###########"  # each "#" is one character of queue_id_alphabet
