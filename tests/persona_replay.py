@@ -33,6 +33,7 @@ sys.path.insert(0, str(RECORDINGS))
 import record  # noqa: E402  (the recorder's own client logic)
 import replay  # noqa: E402
 
+from labsmtp.lab.dnszone import DEFAULT_ZONE, LabZone  # noqa: E402
 from labsmtp.protocol.pair import SessionPair  # noqa: E402
 
 PROGRAMS = ("postfix", "exim", "sendmail", "opensmtpd", "clamsmtpd")
@@ -42,7 +43,17 @@ PROGRAMS = ("postfix", "exim", "sendmail", "opensmtpd", "clamsmtpd")
 # The persona work fills this in: a variant missing here is replayed with no settings.
 VARIANT_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     "postfix": {"stock": {}},
-    "exim": {"stock": {}},
+    "exim": {
+        "stock": {},
+        "helo_verify": {"helo_verify_hosts": "*"},
+        "helo_try_verify": {"helo_try_verify_hosts": "*"},
+        # record_stock.sh's acl_check_helo, as a learner writes it (Exim's own syntax).
+        "acl_helo": {
+            "acl_smtp_helo": "deny message = HELO/EHLO argument must be a fully-qualified "
+            "domain name\n  condition = ${if match{$sender_helo_name}{\\N\\.\\N}{no}{yes}}"
+            "\naccept"
+        },
+    },
     "sendmail": {"stock": {}},
     "opensmtpd": {"stock": {}},
 }
@@ -76,10 +87,14 @@ class MemoryConn(record.Conn):
 
 
 def memory_talk(persona: str, **settings: Any) -> Callable[[dict[str, Any]], list[dict[str, Any]]]:
-    """A talk() that replays one dialogue against ``persona`` in memory."""
+    """A talk() that replays one dialogue against ``persona`` in memory, with the
+    lab zone as its DNS (as the recordings had: record_stock.sh's labdns.py)."""
+    zone = LabZone(DEFAULT_ZONE)
+    dns = dict(reverse=zone.reverse, addresses=zone.addresses, resolves=zone.resolves)
 
     def talk(dialogue: dict[str, Any]) -> list[dict[str, Any]]:
-        pair = SessionPair(persona, client_ip=dialogue.get("client", "127.0.0.1"), **settings)
+        client = dialogue.get("client", "127.0.0.1")
+        pair = SessionPair(persona, client_ip=client, **dns, **settings)
         run = record._Replay(MemoryConn(pair), timeout=1.0, after_timeout=1.0, settle=0.0)
         run.reply(None)
         try:
