@@ -11,12 +11,12 @@ from __future__ import annotations
 import pytest
 
 from labsmtp import LabServer
+from labsmtp.errors import LabValueError
 from labsmtp.lab.dnszone import DEFAULT_ZONE, LabZone
 from labsmtp.protocol.pair import SessionPair
 from labsmtp.protocol.personas import get_persona
 from labsmtp.protocol.personas.exim_parse import extract_option, parse_extract_address
 from labsmtp.protocol.states import State
-from labsmtp.errors import LabValueError
 
 ZONE = LabZone(DEFAULT_ZONE)
 DNS = dict(reverse=ZONE.reverse, addresses=ZONE.addresses, resolves=ZONE.resolves)
