@@ -354,3 +354,23 @@ def test_a_stock_exim_lab_server_offers_starttls_and_says_hello_by_name():
             "214 AUTH STARTTLS HELO EHLO MAIL RCPT DATA BDAT NOOP QUIT RSET HELP"
         )
         client.quit()
+
+
+def test_input_before_the_greeting():
+    from labsmtp.protocol.events import Answer, HangUp
+    from labsmtp.protocol.session import Session, Setup
+
+    def greet(**settings):
+        persona = get_persona("exim")
+        policy, merged = persona.configure(**settings)
+        s = Session(Setup(persona, policy, settings=merged), "127.0.0.1")
+        s.receive(b"EHLO client.example.org\r\n")  # sent without waiting for the banner
+        return s.respond(s.connect())
+
+    # PIPECONNECT offered to every host (4.96's default): early input is welcome.
+    assert greet()[0].lines[0].startswith("220 mx.lab.example.org ESMTP Exim 4.96")
+    events = greet(pipelining_connect_advertise_hosts="")
+    assert [e.lines for e in events if isinstance(e, Answer)] == [
+        ("554 SMTP synchronization error",)
+    ]
+    assert any(isinstance(e, HangUp) for e in events)

@@ -90,9 +90,11 @@ class Grammar:
         verb = text.split(" ", 1)[0].upper()
         return verb, text[len(verb) :].strip()
 
-    def respond(self, session: Session, cmd: Command, arg: str, verb: str) -> list[Event] | None:
-        """A program's own answer to a command that passed the sequence checks
-        (None: the session's handler answers)."""
+    def respond(
+        self, session: Session, cmd: Command | None, arg: str, verb: str
+    ) -> list[Event] | None:
+        """A program's own answer to a command that passed the sequence checks, or to
+        the connection (``cmd`` None: the greeting is due); None: the session's own."""
         return None
 
     def requires_helo(self, session: Session) -> bool | None:

@@ -138,9 +138,9 @@ class Session:
 
     def respond(self, pending: Pending) -> list[Event]:
         """The normal answer to ``pending``: what this server does with the command."""
-        if pending.command is None:
-            return [self._answer("greeting", "CONNECT")]
         own = self.grammar.respond(self, pending.command, pending.argument, pending.verb)
+        if pending.command is None:
+            return own if own is not None else [self._answer("greeting", "CONNECT")]
         if own is not None:  # the program answers this command its own way
             return self._finish(own)
         handler = self._HANDLERS[pending.command]

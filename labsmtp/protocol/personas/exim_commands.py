@@ -103,7 +103,7 @@ def screen(
     if "\x00" in text:  # NULs are shown as '?' in the log and refused
         counted = g.count_only(s)
         return seen, [g.emit(s, s.answer("exim_nul", None).lines, None), *counted]
-    check_sync = not g.pipe_connect and bool(g.setting(s, "smtp_enforce_sync"))
+    check_sync = not g.pipe_connect and g.enforce_sync(s)
     if name is None:
         return seen, (g.sync_failure(s, None) if more and check_sync else g.unknown_command(s))
     needs_sync = name in SYNC_ALWAYS or (name in SYNC_NO_PIPELINING and not g.sync_pipelining)
@@ -311,7 +311,7 @@ def _helo_acl(g: EximGrammar, s: Session, verb: str) -> list[Event] | None:
             answer = s.answer("exim_acl_refusal", verb, code=verdict.code, message=verdict.message)
             events: list[Event] = [answer, *s.advance(Command(verb), verdict.code)]
             return events + (s.hang_up() if verdict.drop else [])
-        if not g.pipe_connect and s.pending_input and g.setting(s, "smtp_enforce_sync"):
+        if not g.pipe_connect and s.pending_input and g.enforce_sync(s):
             return g.sync_failure(s, verb)
     return None
 
@@ -398,7 +398,7 @@ def mail(g: EximGrammar, s: Session, data: str) -> list[Event]:
             s, s.answer("exim_sender_unqualified", "MAIL", data=text_of(data)).lines, "MAIL"
         )
         return [answer, *s.advance(Command.MAIL, 501)]
-    if not g.pipelining and s.pending_input and g.setting(s, "smtp_enforce_sync"):
+    if not g.pipelining and s.pending_input and g.enforce_sync(s):
         return g.sync_failure(s, "MAIL")
     s.mail_from, s.mail_options = stored(got.address), []
     g.was_rej_mail = False
@@ -447,7 +447,7 @@ def rcpt(g: EximGrammar, s: Session, data: str) -> list[Event]:
         g.note_rcpt_response(verdict.message)  # an ACL's refusal: DATA quotes its message
         answer = s.answer("exim_acl_refusal", "RCPT", code=verdict.code, message=verdict.message)
         return [answer, *s.advance(Command.RCPT, verdict.code)]
-    if not g.pipelining and s.pending_input and g.setting(s, "smtp_enforce_sync"):
+    if not g.pipelining and s.pending_input and g.enforce_sync(s):
         return g.sync_failure(s, "RCPT")
     s.rcpt_tos.append(stored(address))
     return [g.emit(s, s.answer("rcpt_ok", "RCPT").lines, "RCPT"), *s.advance(Command.RCPT, 250)]

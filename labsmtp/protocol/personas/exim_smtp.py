@@ -74,7 +74,6 @@ class EximGrammar(Grammar):
         self.rcpt_count = 0
         self.message_size = -1
         self.prdr = False
-        self._started = False
 
     # --- state --------------------------------------------------------------------
 
@@ -91,9 +90,6 @@ class EximGrammar(Grammar):
 
     def start_command(self, s: Session) -> None:
         """The top of Exim's command loop: remember what the last command was."""
-        if not self._started:  # at the greeting: PIPECONNECT offered to this host?
-            self._started = True
-            self.pipe_connect = self.host_in(s, "pipelining_connect_advertise_hosts")
         if s.tls and not self.tls_seen:  # a STARTTLS handshake: forget the greeting
             self.tls_seen = True
             self.helo_seen = self.esmtp = self.auth_advertised = self.pipelining = False
@@ -183,8 +179,18 @@ class EximGrammar(Grammar):
     ) -> tuple[ClientLine, list[Event]] | None:
         return cmds.screen(self, session, line, more)
 
-    def respond(self, session: Session, cmd: Command, arg: str, verb: str) -> list[Event] | None:
+    def respond(
+        self, session: Session, cmd: Command | None, arg: str, verb: str
+    ) -> list[Event] | None:
+        if cmd is None:  # the greeting: PIPECONNECT offered to this host, or input too early
+            self.pipe_connect = self.host_in(session, "pipelining_connect_advertise_hosts")
+            if not self.pipe_connect and session.pending_input and self.enforce_sync(session):
+                return self.sync_failure(session, "CONNECT")
+            return None
         return cmds.respond(self, session, cmd, arg, verb)
+
+    def enforce_sync(self, s: Session) -> bool:
+        return bool(self.setting(s, "smtp_enforce_sync"))
 
     # --- replies and Exim's counters -------------------------------------------------
 
