@@ -35,7 +35,6 @@ import replay  # noqa: E402
 
 from labsmtp.lab.dnszone import LabZone, zone_hooks  # noqa: E402
 from labsmtp.protocol.pair import SessionPair  # noqa: E402
-from labsmtp.protocol.personas import get_persona  # noqa: E402
 
 PROGRAMS = ("postfix", "exim", "sendmail", "opensmtpd", "clamsmtpd")
 
@@ -44,7 +43,17 @@ PROGRAMS = ("postfix", "exim", "sendmail", "opensmtpd", "clamsmtpd")
 # The persona work fills this in: a variant missing here is replayed with no settings.
 VARIANT_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     "postfix": {"stock": {}},
-    "exim": {"stock": {}},
+    "exim": {
+        "stock": {},
+        "helo_verify": {"helo_verify_hosts": "*"},
+        "helo_try_verify": {"helo_try_verify_hosts": "*"},
+        # record_stock.sh's acl_check_helo, as a learner writes it (Exim's own syntax).
+        "acl_helo": {
+            "acl_smtp_helo": "deny message = HELO/EHLO argument must be a fully-qualified "
+            "domain name\n  condition = ${if match{$sender_helo_name}{\\N\\.\\N}{no}{yes}}"
+            "\naccept"
+        },
+    },
     "sendmail": {
         "stock": {},
         "privacy_goaway": {"PrivacyOptions": ("goaway",)},
@@ -96,11 +105,9 @@ class MemoryConn(record.Conn):
 
 
 def memory_talk(persona: str, **settings: Any) -> Callable[[dict[str, Any]], list[dict[str, Any]]]:
-    """A talk() that replays one dialogue against ``persona`` in memory."""
-
-    # The recordings' DNS was the lab zone; a persona whose answers depend on DNS
-    # sees it here as LabServer plugs it in (Persona.lab_dns).
-    dns = zone_hooks(LabZone()) if get_persona(persona).lab_dns else {}
+    """A talk() that replays one dialogue against ``persona`` in memory, with the
+    lab zone as its DNS (as the recordings had: record_stock.sh's labdns.py)."""
+    dns = zone_hooks(LabZone())
 
     def talk(dialogue: dict[str, Any]) -> list[dict[str, Any]]:
         client = dialogue.get("client", "127.0.0.1")

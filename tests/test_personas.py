@@ -50,11 +50,18 @@ SCRIPTS = {d["name"]: d for d in json.loads((HERE / "dialogues.json").read_text(
 _COMMON = dict(mynetworks=("127.0.0.1/32",), message_size_limit=1048576, smtpd_helo_required=True)
 CONFIGS = {
     # Exim: built-in HELO syntax check (501) + the ACL refusing a name without a dot
-    # (the recording's acl_check_helo); local_domains = lab.example.org.
+    # (the recording's acl_check_helo, in Exim's own syntax); local_domains =
+    # lab.example.org; no host_lookup, no TLS, no data ACL, Exim's default PRDR and
+    # SMTPUTF8 settings (record_exim.sh's exim.conf).
     "exim": dict(
         fixture="exim-4.96.json",
-        smtpd_helo_restrictions=("reject_invalid_helo_hostname", "reject_non_fqdn_helo_hostname"),
         mydestination=("lab.example.org",),
+        host_lookup="",
+        acl_smtp_helo=get_persona("exim").platform_policy["acl_smtp_helo"],
+        acl_smtp_data="",
+        prdr_enable=False,
+        smtputf8_advertise_hosts="*",
+        tls=False,
     ),
     # Sendmail: checks HELO syntax only (accepts "client"); LOCAL_DOMAIN(lab.example.org);
     # upstream's cf files (the plain greeting), confAUTH_MECHANISMS empty,

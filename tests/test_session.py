@@ -8,6 +8,7 @@ tests stay for the server adapter and the real clients.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pathlib
@@ -20,7 +21,8 @@ import pytest
 from labsmtp.lab.dnszone import LabZone, ZoneIdentity
 from labsmtp.protocol import states
 from labsmtp.protocol.events import Answer, ClientLine, HangUp, StateChanged
-from labsmtp.protocol.lines import dot_stuff
+from labsmtp.protocol.grammar import Grammar
+from labsmtp.protocol.lines import LineBuffer, TooLong, dot_stuff
 from labsmtp.protocol.pair import SessionPair
 from labsmtp.protocol.personas import get_persona
 from labsmtp.protocol.policy import Policy
@@ -602,3 +604,64 @@ def test_what_arrives_inside_tls_before_the_session_hears_of_the_handshake_is_ke
     turn = s.next_turn()
     assert turn is not None and turn.received[0].raw == b"EHLO a.example.org\r\n"
     assert s.next_turn() is None  # and the injected MAIL is gone
+
+
+# --- the grammar hooks: a program reads and answers lines its own way ------------
+
+
+class _ShoutingGrammar(Grammar):
+    """A made-up program: a 40-byte command buffer, '#' lines answered before they are
+    read as commands, NOOP answered its own way, MAIL always needing HELO."""
+
+    def read_command(self, lines):
+        return lines.piece(b"\n", 40)
+
+    def screen(self, session, line, more):
+        if isinstance(line, TooLong):
+            return ClientLine(b"", None, "piece"), [session.answer("unknown_command", None)]
+        if line.startswith(b"#"):
+            note = "more" if more else "last"
+            return ClientLine(line, None), [Answer((f"250 {note}",), None)]
+        return None
+
+    def respond(self, session, cmd, arg, verb):
+        if cmd is Command.NOOP:
+            return [Answer(("250 shouted",), verb), *session.advance(cmd, 250)]
+        return None
+
+    def requires_helo(self, session):
+        return True
+
+
+def _shouting_pair() -> SessionPair:
+    base = get_persona("generic")
+    persona = dataclasses.replace(base, name="shouting", grammar=_ShoutingGrammar)
+    return SessionPair(persona, smtpd_helo_required=None)
+
+
+def test_a_grammar_reads_lines_with_its_own_buffer():
+    p = _shouting_pair()
+    # 40 bytes then the next one are one piece; the rest is read as the next line.
+    replies = p.send(b"NOOP " + b"x" * 60 + b"\r\n")
+    assert [r.code for r in replies] == [500, 500]
+    assert p.send(b"NOOP\r\n")[0].text == "shouted"
+
+
+def test_a_grammar_screens_lines_and_knows_what_is_already_buffered():
+    p = _shouting_pair()
+    assert [r.text for r in p.send(b"#a\r\n#b\r\n")] == ["more", "last"]
+    assert p.send(b"RSET\r\n")[0].code == 250  # not screened: the session's own
+
+
+def test_a_grammar_decides_whether_mail_needs_helo():
+    p = _shouting_pair()
+    assert p.mail("a@example.org").code == 503
+    assert p.server_state is State.CONNECTED
+
+
+def test_line_buffer_skip_drops_bytes_still_to_come():
+    lines = LineBuffer()
+    lines.feed(b"abc")
+    lines.skip(5)  # 3 here, 2 to come
+    lines.feed(b"deNOOP\r\n")
+    assert lines.line() == b"NOOP\r\n"

@@ -44,7 +44,7 @@ def persona(grammar: type[Grammar], **fields: object) -> Persona:
 
 
 class NoPipelining(Grammar):
-    pipelining = False
+    refuses_pipelining = True
 
 
 def test_a_grammar_that_refuses_pipelining_answers_the_first_line_and_hangs_up():

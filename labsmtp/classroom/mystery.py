@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 
 from ..errors import LabValueError
 from ..lab.dnszone import DEFAULT_ZONE, use_zone
-from ..lab.faults import Fault, ReplyWith
 from ..lab.labserver import LabServer
 
 # What can be wrong; each mystery has exactly one of these as its cause.
@@ -124,10 +123,10 @@ def _server(number: int, persona: str = "postfix", **kw) -> LabServer:
 
 
 def _m1() -> Mystery:
-    # Exim with a host blocklist in its HELO ACL: a plain "deny" says "Administrative
-    # prohibition" (Exim's default message), with no enhanced code, as Exim does.
-    s = _server(1, persona="exim")
-    s.faults.add(Fault("helo", ReplyWith(550, "Administrative prohibition"), client="127.0.0.1"))
+    # Exim with a host blocklist in its HELO ACL (Exim's own acl_smtp_helo): a plain
+    # "deny" says "550 Administrative prohibition" (Exim's default message), with no
+    # enhanced code, and leaves the client without a HELO, as Exim does.
+    s = _server(1, persona="exim", acl_smtp_helo="deny hosts = 127.0.0.1\naccept")
     return Mystery(
         1,
         "the 550 after HELO",

@@ -301,14 +301,21 @@ def use_zone(
     return zone
 
 
-ZONE_HOOKS = ("resolves", "reverse", "domain_resolves")  # the session hooks a zone answers
+ZONE_HOOKS = (
+    "resolves",
+    "reverse",
+    "domain_resolves",
+    "addresses",
+)  # the session hooks a zone answers
 
 
 def zone_hooks(zone: LabZone) -> dict[str, Any]:
     """The DNS a session consults, answered from ``zone``: HELO names (``resolves``),
-    the client's reverse name (``reverse``) and sender domains (``domain_resolves``)."""
+    the client's reverse name (``reverse``), sender domains (``domain_resolves``) and
+    a name's addresses (``addresses``, Exim's helo_verify_hosts)."""
     return {
         "resolves": zone.resolves,
         "reverse": zone.reverse,
         "domain_resolves": zone.mail_domain_exists,
+        "addresses": zone.addresses,
     }

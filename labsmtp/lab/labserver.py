@@ -277,6 +277,7 @@ class LabServer:
         self.zone: LabZone | None = None
         self._lab_dns = False  # the lab zone was plugged in for the persona (Persona.lab_dns)
         self._follow_lab_dns()
+        self.addresses: Callable[[str], list[str]] | None = None  # a name's A/AAAA (use_zone)
         self.admission: Admission | None = None  # may refuse a connection before its greeting
         self.owner_only = _owner_only(owner_only)  # other users' connections: 554 (peeruid.py)
         self._rng = random.Random(seed)
@@ -536,7 +537,7 @@ class LabServer:
             )
         return self
 
-    _CHECKS = ("resolves", "identity", "recipients", "reverse", "domain_resolves")
+    _CHECKS = ("resolves", "identity", "recipients", "reverse", "domain_resolves", "addresses")
 
     def use_checks(self, **hooks: Any) -> None:
         """Plug in the session's policy hooks (only those named change; None removes one):
@@ -544,7 +545,8 @@ class LabServer:
         identity policy), as ``use_zone`` sets them, and ``recipients`` (the users of
         the server's own domains, as a lab net sets them), ``reverse`` (the client's
         reverse name, for the Received: field and Sendmail's greeting) and
-        ``domain_resolves`` (sender domains' DNS).  New connections see them."""
+        ``domain_resolves`` (sender domains' DNS) and ``addresses`` (a name's A and AAAA
+        records, for Exim's helo_verify_hosts).  New connections see them."""
         unknown = set(hooks) - set(self._CHECKS)
         if unknown:
             raise LabValueError(
@@ -586,6 +588,7 @@ class LabServer:
             recipients=self.recipients,
             reverse=self.reverse,
             domain_resolves=self.domain_resolves,
+            addresses=self.addresses,
             queue_id=self.new_queue_id,
             settings=self.settings,
         )
@@ -679,7 +682,7 @@ class LabServer:
                 "users to log in as: add users={'alice': 'wonderland'}"
             )
         if tls is None:
-            tls = bool(users) or implicit_tls is not False
+            tls = bool(users) or implicit_tls is not False or self.persona.stock_tls
         if not tls and implicit_tls is not False:
             raise LabValueError("implicit_tls needs TLS: leave out tls=False")
         if not tls and users and auth_require_tls:

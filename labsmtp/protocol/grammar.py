@@ -33,13 +33,15 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from .lines import READ_LIMIT, MessageText
+from .lines import READ_LIMIT, LineBuffer, MessageText, TooLong
 from .states import Command, State
 
 if TYPE_CHECKING:
     from .auth import Exchange
+    from .events import ClientLine, Event
     from .personas import Persona
     from .policy import Policy
+    from .session import Session
     from .setup import Fields, Setup
 
 AUTH_LINE_LIMIT = 12288  # RFC 4954 §4: AUTH lines may be this long, whatever the command limit
@@ -122,10 +124,10 @@ class Grammar:
     eager_overflow = False
     overflow_key = "line_too_long"
     text_overflow_key: str | None = None
-    # False: input already waiting behind a command line (or behind the final dot)
+    # True: input already waiting behind a command line (or behind the final dot)
     # when the server reads it is refused with the reply "pipelining" (a server that
     # does not offer PIPELINING, RFC 2920, and checks: OpenSMTPD).
-    pipelining = True
+    refuses_pipelining = False
     # The session this grammar reads for (bind).
     setup: Setup | None = None
     client_ip = ""
@@ -136,6 +138,21 @@ class Grammar:
     def bind(self, setup: Setup, client_ip: str) -> None:
         """Read for one session: its server's setup (settings, host name) and its client."""
         self.setup, self.client_ip = setup, client_ip
+
+    # --- how the bytes become command lines (session.py asks these first) ------
+
+    def read_command(self, lines: LineBuffer) -> bytes | TooLong | None:
+        """The next command line from the client's bytes (None: not complete yet)."""
+        return lines.line(self.command_line_end)
+
+    def screen(
+        self, session: Session, line: bytes | TooLong, more: bool
+    ) -> tuple[ClientLine, list[Event]] | None:
+        """A program's own answer to a command line before the session reads it as a
+        command (its limits, its counters, its pipelining checks; ``more``: the client's
+        next bytes are already here), as (the line for the transcript, the events);
+        None: the session reads the line as usual."""
+        return None
 
     def decode(self, line: bytes) -> str | None:
         """The text of a command line (its line end removed), or None if it is not text
@@ -224,6 +241,28 @@ class Grammar:
         ``fields`` are the reply's other fields (and its setup, client, line).  KeyError
         if unknown."""
         raise KeyError(key)
+
+    def respond(
+        self, session: Session, cmd: Command | None, arg: str, verb: str
+    ) -> list[Event] | None:
+        """A program's own answer to a command that passed the sequence checks, or to
+        the connection (``cmd`` None: the greeting is due); None: the session's own."""
+        return None
+
+    def requires_helo(self, session: Session) -> bool | None:
+        """Whether MAIL needs a HELO/EHLO first for this client (None: Setup.helo_required)."""
+        return None
+
+    def read_text(self, lines: LineBuffer) -> bytes | TooLong | None:
+        """The next line of message text, up to ``text_line_end`` (§4.1.1.4: CRLF; a
+        grammar may read to any LF, to judge the line in ``text_line``)."""
+        return lines.line(self.text_line_end)
+
+    def final_dot(self, line: bytes) -> bool:
+        """True for the line that ends the message text (<CRLF>.<CRLF>, §4.1.1.4)."""
+        return line == b".\r\n"
+
+    # --- what the lines say -----------------------------------------------------
 
     def line_limit(self, verb: str, policy: Policy) -> int:
         """The longest command line (CRLF included) answered normally; longer gets

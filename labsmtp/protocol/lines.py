@@ -29,20 +29,32 @@ class TooLong:
 class LineBuffer:
     """The client's bytes not yet read, handed out one line at a time."""
 
-    __slots__ = ("_data", "_pos", "_skipped", "_reported", "limit", "eager")
+    __slots__ = ("_data", "_pos", "_skipped", "_reported", "_drop", "limit", "eager")
 
     def __init__(self, limit: int = READ_LIMIT, eager: bool = False) -> None:
         self._data = b""
         self._pos = 0
         self._skipped = -1  # >= 0: inside an over-long line, this many bytes dropped
         self._reported = False  # that line was already reported (eager)
+        self._drop = 0  # bytes still to drop as they arrive (skip)
         self.limit = limit
         self.eager = eager  # report an over-long line at once, not when its end arrives
 
     def feed(self, data: bytes) -> None:
+        if self._drop:
+            n = min(self._drop, len(data))
+            self._drop -= n
+            data = data[n:]
         if self._pos:
             self._data, self._pos = self._data[self._pos :], 0
         self._data += data
+
+    def skip(self, n: int) -> None:
+        """Drop the next ``n`` bytes, those here now and those still to come (a
+        refused BDAT chunk, RFC 3030 §2: the server reads it anyway)."""
+        here = min(n, len(self._data) - self._pos)
+        self._pos += here
+        self._drop = n - here
 
     def line(self, end: bytes = b"\n") -> bytes | TooLong | None:
         """The next line with its ending, ``TooLong`` for an over-long one, None until more arrive."""
@@ -72,13 +84,29 @@ class LineBuffer:
             return TooLong(at + len(end) - pos)
         return data[pos : self._pos]
 
+    def piece(self, end: bytes, size: int) -> bytes | TooLong | None:
+        """Like ``line``, for a reader with a fixed buffer of ``size`` bytes (Exim's
+        16,384): a line whose end is not within ``size`` bytes is cut after
+        ``size + 1`` bytes (reported as ``TooLong``), and what follows is read as
+        further lines.  None until either is complete."""
+        data, pos = self._data, self._pos
+        at = data.find(end, pos, pos + size + len(end))
+        if at >= 0:
+            self._pos = at + len(end)
+            return data[pos : self._pos]
+        if len(data) - pos > size:
+            self._pos = pos + size + 1
+            return TooLong(size + 1)
+        return None
+
     def rest(self) -> bytes:
         """The bytes of an unfinished line (what a closed connection leaves behind)."""
         return self._data[self._pos :]
 
     def clear(self) -> None:
         """Forget everything buffered (after STARTTLS: RFC 3207 §4.2)."""
-        self._data, self._pos, self._skipped, self._reported = b"", 0, -1, False
+        self._data, self._pos, self._skipped = b"", 0, -1
+        self._reported, self._drop = False, 0
 
     def __bool__(self) -> bool:
         return self._pos < len(self._data) or self._skipped >= 0

@@ -53,13 +53,14 @@ class SessionPair(CommandWriter):
         users: Mapping[str, str] | None = None,
         auth_require_tls: bool = True,
         identity: IdentityCheck | None = None,
-        seed: int = 0,
-        resolves: Callable[[str], bool] | None = None,
         reverse: Callable[[str], tuple[str | None, bool]] | None = None,
+        addresses: Callable[[str], list[str]] | None = None,
+        resolves: Callable[[str], bool] | None = None,
+        seed: int = 0,
         domain_resolves: Callable[[str], bool] | None = None,
         **policy_switches: object,
     ) -> None:
-        """The DNS hooks (``resolves``, ``reverse``, ``domain_resolves``) are Setup's; a
+        """The DNS hooks (``resolves``, ``reverse``, ``addresses``, ``domain_resolves``) are Setup's; a
         zone gives them as lab/dnszone.py's zone_hooks(zone)."""
         persona = get_persona(persona)
         policy, settings = persona.configure(policy, **policy_switches)
@@ -71,14 +72,15 @@ class SessionPair(CommandWriter):
             policy,
             hostname,
             mode,
-            tls_offered=bool(users) if tls is None else tls,
+            tls_offered=(bool(users) or persona.stock_tls) if tls is None else tls,
             users=dict(users or {}),
             auth_require_tls=auth_require_tls,
+            resolves=resolves,
             identity=identity,
+            reverse=reverse,
+            addresses=addresses,
             queue_id=lambda: persona.new_queue_id(rng),
             settings=settings,
-            resolves=resolves,
-            reverse=reverse,
             domain_resolves=domain_resolves,
         )
         self.session = Session(setup, client_ip, tls=implicit_tls)

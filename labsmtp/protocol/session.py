@@ -130,17 +130,21 @@ class Session:
             return None
         if self._message is not None:
             return self._text_turn()
-        line = self._lines.line(self.grammar.command_line_end)
+        if self._auth is not None:
+            line = self._lines.line(self.grammar.command_line_end)
+            return None if line is None else self._auth_turn(line)
+        line = self.grammar.read_command(self._lines)
         if line is None:
             return None
-        if self._auth is not None:
-            return self._auth_turn(line)
         return self._command_turn(line)
 
     def respond(self, pending: Pending) -> list[Event]:
         """The normal answer to ``pending``: what this server does with the command."""
+        own = self.grammar.respond(self, pending.command, pending.argument, pending.verb)
         if pending.command is None:
-            return [self._answer("greeting", "CONNECT")]
+            return own if own is not None else [self._answer("greeting", "CONNECT")]
+        if own is not None:  # the program answers this command its own way
+            return self._finish(own)
         handler = self._HANDLERS[pending.command]
         return self._finish(handler(self, pending.argument, pending.verb))
 
@@ -219,6 +223,10 @@ class Session:
     # --- reading lines ---------------------------------------------------------
 
     def _command_turn(self, line: bytes | TooLong) -> Turn:
+        own = self.grammar.screen(self, line, more=bool(self._lines))
+        if own is not None:  # the program's own answer to this line (its reader, its limits)
+            seen, events = own
+            return self._said(seen, events)
         if isinstance(line, TooLong):
             seen = ClientLine(b"", None, f"a command line of {line.size} bytes (not shown)")
             return self._said(seen, self._line_reply(self.grammar.overflow_key, None))
@@ -306,8 +314,7 @@ class Session:
         seen: list[ClientLine] = []
         progressed = False
         while True:
-            # §4.1.1.4: only CRLF ends a text line (a grammar may read to any LF, to judge it)
-            line = self._lines.line(self.grammar.text_line_end)
+            line = self.grammar.read_text(self._lines)
             if line is None:
                 return Turn(tuple(seen)) if progressed else None
             progressed = True
@@ -318,7 +325,7 @@ class Session:
                 return Turn(tuple(seen), tuple(self._finish([answer])))
             if isinstance(line, bytes):
                 line = self.grammar.text_bytes(line)
-            if line == b".\r\n":
+            if isinstance(line, bytes) and self.grammar.final_dot(line):
                 seen.append(ClientLine(line, "."))
                 return self._final_dot(tuple(seen), message)
             if isinstance(line, bytes) and (own := self.grammar.text_line(line)) is not None:
@@ -371,8 +378,8 @@ class Session:
         return Turn((seen,), tuple(self._finish(events)))
 
     def _pipelined(self) -> bool:
-        """A server that refuses pipelining (Grammar.pipelining) finds more input waiting."""
-        return not self.grammar.pipelining and bool(self._lines)
+        """A server that refuses pipelining (Grammar.refuses_pipelining) finds more input waiting."""
+        return self.grammar.refuses_pipelining and bool(self._lines)
 
     # --- one method per command (aiosmtpd's smtp_VERB) -------------------------
 
@@ -605,6 +612,39 @@ class Session:
         Command.AUTH: _auth_command,
     }
 
+    # --- for a grammar that answers commands its own way (Grammar.respond) -----
+
+    def answer(self, key: str, label: str | None, **fields: object) -> Answer:
+        """Reply ``key`` in the persona's words, with this session's fields; no state change."""
+        return self._answer(key, label, **fields)
+
+    def advance(self, cmd: Command | None, code: int | None) -> list[Event]:
+        """Move along the state table as a ``code`` reply to ``cmd`` says (states.py)."""
+        return self._advance(cmd, code)
+
+    def begin_message(self, before: State) -> None:
+        """354 went out for a DATA entered from ``before``: message text follows."""
+        self._begin_message(before)
+
+    def reset_transaction(self) -> None:
+        """Forget the sender and recipients (RSET, HELO, a refused MAIL)."""
+        self._reset_transaction()
+
+    def discard_input(self, n: int) -> None:
+        """Read and drop the client's next ``n`` bytes (a refused BDAT's chunk)."""
+        self._lines.skip(n)
+
+    @property
+    def pending_input(self) -> bool:
+        """True if the client's next bytes are already here: sent before the reply
+        now due could have reached it (what a synchronisation check looks at)."""
+        return bool(self._lines)
+
+    @property
+    def message_content(self) -> bytes:
+        """The message text of the final dot being answered (un-stuffed)."""
+        return self._content
+
     # --- replies, states and counters -------------------------------------------
 
     def _fields(self, extra: dict[str, object]) -> Fields:
@@ -667,7 +707,9 @@ class Session:
     def _helo_required(self) -> bool:
         # After STARTTLS the client MUST send EHLO again (RFC 3207 §4.2), whatever the
         # persona's leniency about MAIL before HELO on a fresh connection.
-        return self.setup.helo_required or self.tls_restarted
+        own = self.grammar.requires_helo(self)
+        required = self.setup.helo_required if own is None else own
+        return required or self.tls_restarted
 
     @property
     def _variants(self) -> tuple[str, ...]:

@@ -50,6 +50,8 @@ class Setup:
     # The client's reverse name and whether it is forward-confirmed, for the
     # Received: field (use_zone plugs in its FCrDNS); None: reverse_names, confirmed.
     reverse: Callable[[str], tuple[str | None, bool]] | None = None
+    # A name's addresses (A and AAAA; use_zone plugs in its zone); None: reverse_names.
+    addresses: Callable[[str], list[str]] | None = None
     # The persona's own settings (Persona.settings: stock values, the lab's changes on top).
     settings: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
 
@@ -63,6 +65,12 @@ class Setup:
             return self.reverse(client_ip)
         name = self.reverse_names.get(client_ip)
         return name, name is not None
+
+    def addresses_of(self, name: str) -> list[str]:
+        """The addresses a name resolves to (the lab's zone, or its /etc/hosts)."""
+        if self.addresses is not None:
+            return self.addresses(name)
+        return [ip for ip, n in self.reverse_names.items() if n.lower() == name.lower()]
 
     @property
     def helo_required(self) -> bool:

@@ -123,6 +123,9 @@ class Persona:
     closes_after: tuple[str, ...] = ()  # reply keys after which the server hangs up
     closes_silently: tuple[str, ...] = ()  # "timeout", "shutdown": no 421, it just hangs up
     extensions_before: str = "ENHANCEDSTATUSCODES"  # where EHLO lists STARTTLS and AUTH
+    # The stock program offers STARTTLS (Exim 4.96 makes itself a certificate): a lab
+    # server with tls left unset offers it too.
+    stock_tls: bool = False
     backend_client_ip: str | None = None  # a proxy's server sees this address, not the client's
     date_format: str = "{d:%a, %d %b %Y %H:%M:%S} +0000"  # {date} in templates (UTC)
     queue_id_format: str = "###########"  # each "#" is one character of queue_id_alphabet

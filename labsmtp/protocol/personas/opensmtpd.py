@@ -195,7 +195,7 @@ class OpenSMTPDGrammar(Grammar):
     eager_overflow = True  # said as soon as 64 KiB wait without an end
     overflow_key = "line_overflow"
     text_overflow_key = "line_overflow"
-    pipelining = False
+    refuses_pipelining = True
 
     def __init__(self, persona: Persona) -> None:
         super().__init__(persona)
