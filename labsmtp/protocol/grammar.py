@@ -1,10 +1,13 @@
 """How a server reads the client's command lines: verbs, paths and ESMTP parameters.
 
-The session (``session.py``) asks its ``Grammar`` four questions about a line
-that arrived: which command it is, whether the command may carry an argument,
-what the path in ``MAIL FROM:<...>`` / ``RCPT TO:<...>`` is (RFC 5321 §4.1.2),
-and whether the ESMTP parameters after it are acceptable (§4.1.1.11).  The
-answers are reply keys, never wording: the persona words them.
+The session (``session.py``) asks its ``Grammar`` about a line that arrived:
+how much of it the server reads (``read``) and as what text (``decode``),
+its verb and argument (``split``), which command it is (``command``, and
+``unknown`` for a line that names none), whether the command may carry an
+argument, which HELO name it gives (``helo_name``), what the path in
+``MAIL FROM:<...>`` / ``RCPT TO:<...>`` is (RFC 5321 §4.1.2), and whether the
+ESMTP parameters after it are acceptable (§4.1.1.11).  The answers are reply
+keys, never wording: the persona words them.
 
 Real servers differ here more than anywhere: quoting, source routes, a
 missing ``<>``, unknown parameters.  ``Grammar`` is today's reading, steered by
@@ -15,14 +18,18 @@ that reads lines its own way names a subclass in ``Persona.grammar``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 
+from .lines import TooLong
 from .states import Command
 
 if TYPE_CHECKING:
     from .personas import Persona
     from .policy import Policy
+    from .session import Session
 
 AUTH_LINE_LIMIT = 12288  # RFC 4954 §4: AUTH lines may be this long, whatever the command limit
 
@@ -48,6 +55,7 @@ class Refusal:
 
     key: str
     arg: str = ""
+    close: bool = False  # the server hangs up after this reply (Postfix's non-SMTP commands)
 
 
 class Grammar:
@@ -57,8 +65,36 @@ class Grammar:
     # (message text ends at CRLF only, whatever the grammar: §4.1.1.4).
     command_line_end = b"\n"
 
-    def __init__(self, persona: Persona) -> None:
+    def __init__(self, persona: Persona, settings: Mapping[str, Any] | None = None) -> None:
         self.persona = persona
+        self.settings: Mapping[str, Any] = settings or MappingProxyType({})
+
+    def read(self, line: bytes | TooLong) -> bytes | TooLong:
+        """What the server keeps of a command line: all of it (``TooLong`` past the
+        buffer).  Postfix reads the first line_length_limit octets and drops the rest."""
+        return line
+
+    def decode(self, line: bytes) -> str | None:
+        """The command line as text without its line end; None if it is not UTF-8."""
+        try:
+            return line.rstrip(b"\r\n").decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+
+    def split(self, text: str) -> tuple[str, str]:
+        """(verb in upper case, argument): the first word and the rest, trimmed."""
+        verb = text.split(" ", 1)[0].upper()
+        return verb, text[len(verb) :].strip()
+
+    def unknown(self, verb: str, text: str, session: Session) -> Refusal:
+        """The answer to a line whose verb names no command the lab knows.  A program
+        that has more commands (Postfix's ETRN, XCLIENT) or that hangs up on some
+        lines (Postfix's ``smtpd_forbidden_commands``) says so here."""
+        return Refusal("unknown_command")
+
+    def helo_name(self, argument: str) -> str | None:
+        """The name HELO/EHLO gives, or None for a syntax error (no name, or several words)."""
+        return argument if argument and " " not in argument else None
 
     def line_limit(self, verb: str, policy: Policy) -> int:
         """The longest command line (CRLF included) answered normally; longer gets
@@ -88,8 +124,9 @@ class Grammar:
         """True if this server answers an argument on ``command`` with a syntax error."""
         return bool(argument) and command.value in self.persona.no_argument_verbs
 
-    def path(self, argument: str, keyword: str) -> Path | None:
-        """Split 'FROM:<a@b> SIZE=10' into Path('a@b', ('SIZE=10',)); None if malformed."""
+    def path(self, argument: str, keyword: str) -> Path | Refusal | None:
+        """Split 'FROM:<a@b> SIZE=10' into Path('a@b', ('SIZE=10',)); None if malformed
+        (the command's syntax reply), or a ``Refusal`` naming the server's own reply."""
         if argument[: len(keyword)].upper() != keyword:
             return None
         rest = argument[len(keyword) :].strip()
@@ -129,6 +166,7 @@ class Grammar:
         return None
 
 
-def grammar_of(persona: Persona) -> Grammar:
-    """The grammar ``persona`` reads command lines with."""
-    return persona.grammar(persona) if persona.grammar is not None else Grammar(persona)
+def grammar_of(persona: Persona, settings: Mapping[str, Any] | None = None) -> Grammar:
+    """The grammar ``persona`` reads command lines with, under its ``settings``."""
+    make = persona.grammar if persona.grammar is not None else Grammar
+    return make(persona, settings)

@@ -3,8 +3,10 @@
 ``LineBuffer`` holds what arrived and hands out one line at a time: a command
 line ends at LF (a bare LF is tolerated, as Postfix does), message text at
 CRLF only (RFC 5321 §4.1.1.4: only <CRLF>.<CRLF> ends it).  A line longer
-than ``READ_LIMIT`` is never kept whole: its bytes are counted and dropped,
-and the buffer reports it as ``TooLong`` once its end arrives.
+than ``READ_LIMIT`` is never kept whole: its first ``READ_LIMIT`` bytes are
+kept, the rest counted and dropped, and the buffer reports it as ``TooLong``
+once its end arrives (a server that cuts long lines, as Postfix does, reads
+the head).
 
 ``MessageText`` is what DATA collects between the 354 and the final dot:
 the size and line-length limits (§4.5.3.1.6, §4.5.3.1.7), dot-unstuffing
@@ -21,20 +23,22 @@ LINES_SHOWN = 200  # message lines recorded per message; the rest are summarised
 
 @dataclass(frozen=True)
 class TooLong:
-    """A line longer than ``READ_LIMIT``: only its size is known."""
+    """A line longer than ``READ_LIMIT``: its size and its first ``READ_LIMIT`` bytes."""
 
     size: int
+    head: bytes = b""
 
 
 class LineBuffer:
     """The client's bytes not yet read, handed out one line at a time."""
 
-    __slots__ = ("_data", "_pos", "_skipped", "limit")
+    __slots__ = ("_data", "_pos", "_skipped", "_head", "limit")
 
     def __init__(self, limit: int = READ_LIMIT) -> None:
         self._data = b""
         self._pos = 0
         self._skipped = -1  # >= 0: inside an over-long line, this many bytes dropped
+        self._head = b""  # the first ``limit`` bytes of that line
         self.limit = limit
 
     def feed(self, data: bytes) -> None:
@@ -53,15 +57,16 @@ class LineBuffer:
                 return None
             size = self._skipped + at + len(end) - pos
             self._skipped, self._pos = -1, at + len(end)
-            return TooLong(size)
+            return TooLong(size, self._head)
         if at < 0:
             if len(data) - pos > self.limit:  # no end in sight: stop keeping it
                 self._skipped = len(data) - pos
+                self._head = data[pos : pos + self.limit]
                 self._data, self._pos = b"", 0
             return None
         self._pos = at + len(end)
         if at - pos > self.limit:
-            return TooLong(at + len(end) - pos)
+            return TooLong(at + len(end) - pos, data[pos : pos + self.limit])
         return data[pos : self._pos]
 
     def rest(self) -> bytes:
@@ -70,7 +75,7 @@ class LineBuffer:
 
     def clear(self) -> None:
         """Forget everything buffered (after STARTTLS: RFC 3207 §4.2)."""
-        self._data, self._pos, self._skipped = b"", 0, -1
+        self._data, self._pos, self._skipped, self._head = b"", 0, -1, b""
 
     def __bool__(self) -> bool:
         return self._pos < len(self._data) or self._skipped >= 0

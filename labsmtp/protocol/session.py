@@ -32,6 +32,7 @@ import random
 from collections.abc import Callable
 
 from . import auth, states, trace
+from .checks import Checks, checks_of
 from .events import (
     Answer,
     Authenticated,
@@ -47,7 +48,7 @@ from .events import (
     TLSRequested,
     Turn,
 )
-from .grammar import AUTH_LINE_LIMIT, Grammar, grammar_of
+from .grammar import AUTH_LINE_LIMIT, Grammar, Refusal, grammar_of
 from .lines import LineBuffer, MessageText, TooLong
 from .setup import REVERSE_NAMES, Fields, Setup
 from .states import Command, Stage, State
@@ -73,7 +74,8 @@ class Session:
         self, setup: Setup, client_ip: str, *, tls: bool = False, tls_info: TlsInfo | None = None
     ) -> None:
         self.setup, self.persona, self.policy = setup, setup.persona, setup.policy
-        self.grammar: Grammar = grammar_of(setup.persona)
+        self.grammar: Grammar = grammar_of(setup.persona, setup.settings)
+        self.checks: Checks = checks_of(setup.persona, setup.settings)
         self.client_ip = client_ip
         self.state = states.opened()
         self.tls = tls  # inside TLS (implicit TLS: from the first byte)
@@ -111,12 +113,13 @@ class Session:
         """Refuse the connection instead of greeting (too_many_connections, connection_refused).
 
         ``reason`` (an admission check's words) follows the persona's text, where
-        Postfix puts an access(5) rule's text, so the client learns why.
+        Postfix puts an access(5) rule's text, so the client learns why.  A 421
+        closes at once (§3.8); after a 554 the session waits for QUIT (§3.1).
         """
         answer = self._answer(key, "CONNECT")
         if reason:
             answer = Answer((*answer.lines[:-1], f"{answer.lines[-1]}: {reason}"), answer.command)
-        return [answer, *self._move(states.closed(self.state))]
+        return [answer, *self._move(states.after_greeting(_code(answer)))]
 
     def receive(self, data: bytes) -> None:
         """Bytes the client sent."""
@@ -138,20 +141,24 @@ class Session:
     def respond(self, pending: Pending) -> list[Event]:
         """The normal answer to ``pending``: what this server does with the command."""
         if pending.command is None:
-            return [self._answer("greeting", "CONNECT")]
+            refused = self.checks.at_connect(self)
+            if refused is None:
+                return [self._answer("greeting", "CONNECT")]
+            answer = self._answer(refused.key, "CONNECT", arg=refused.arg)
+            return [answer, *self._move(states.after_greeting(_code(answer)))]
         handler = self._HANDLERS[pending.command]
         return self._finish(handler(self, pending.argument, pending.verb))
 
     def answered(self, pending: Pending, code: int | None) -> list[Event]:
         """The driver answered ``pending`` itself with a ``code`` reply (None: a malformed one)."""
+        if pending.stage is Stage.CONNECT:
+            return self._move(states.after_greeting(code))  # a greeting is not a failed command
         before = self.state
         events = self._advance(pending.command, code)
         if pending.command is Command.END_OF_DATA:
             self._reset_transaction()
         elif pending.command is Command.DATA and self.state is State.DATA:
             self._begin_message(before)  # a 354 is a 354, whoever said it
-        if pending.stage is Stage.CONNECT:
-            return events  # a greeting is not a failed command
         if _counts_as_error(code):
             self.errors += 1
         return self._finish(events, count=False)
@@ -216,17 +223,17 @@ class Session:
 
     # --- reading lines ---------------------------------------------------------
 
-    def _command_turn(self, line: bytes | TooLong) -> Turn:
+    def _command_turn(self, got: bytes | TooLong) -> Turn:
+        line = self.grammar.read(got)  # what the server reads of it (Postfix: its head)
+        if isinstance(got, TooLong):
+            seen = ClientLine(b"", None, f"a command line of {got.size} bytes (not shown)")
         if isinstance(line, TooLong):
-            seen = ClientLine(b"", None, f"a command line of {line.size} bytes (not shown)")
             return self._said(seen, [self._answer("line_too_long", None)])
-        try:
-            text: str | None = line.rstrip(b"\r\n").decode("utf-8")
-        except UnicodeDecodeError:
-            text = None
-        verb = (text or "").split(" ", 1)[0].upper()
+        text = self.grammar.decode(line)
+        verb, arg = self.grammar.split(text or "")
         self._line = text or ""
-        seen = ClientLine(line, verb or None)
+        if not isinstance(got, TooLong):
+            seen = ClientLine(line, verb or None)
         if text is None:
             return self._said(seen, [self._answer("bad_bytes", None)])
         if not text.strip():
@@ -234,18 +241,19 @@ class Session:
         limit = self.grammar.line_limit(verb, self.policy)
         if len(line if line.endswith(b"\r\n") else line + b"\r") > limit:
             return self._said(seen, [self._answer("line_too_long", verb)])
-        arg = text[len(verb) :].strip()
         cmd = self.grammar.command(verb, arg)
-        refused = self._refusal(cmd, arg, verb)
+        refused = self._refusal(cmd, arg, verb, text)
         if refused is not None:
             return self._said(seen, refused)
         assert cmd is not None
         return Turn((seen,), pending=Pending(_STAGES[cmd], cmd, verb, arg))
 
-    def _refusal(self, cmd: Command | None, arg: str, verb: str) -> list[Event] | None:
+    def _refusal(self, cmd: Command | None, arg: str, verb: str, text: str) -> list[Event] | None:
         """The answer to a command refused before any fault point, or None to go on."""
         if cmd is None:
-            return self._unknown("unknown_command", verb)
+            return self._unknown_verb(verb, text)
+        if self.state is State.REFUSED and cmd is not Command.QUIT:
+            return [self._answer("access_denied", verb)]  # §3.1: only QUIT after a 554
         if cmd in (Command.EXPN, Command.HELP):
             return [self._answer(cmd.value.lower(), verb, arg=arg)]
         if cmd is Command.STARTTLS and not self.setup.tls_offered:
@@ -256,6 +264,18 @@ class Session:
             self.state, cmd, helo_required=self._helo_required, variants=self._variants
         )
         return [self._answer(key, verb)] if key is not None else None
+
+    def _unknown_verb(self, verb: str, text: str) -> list[Event]:
+        """A line whose verb the lab's table does not know: the program's own answer."""
+        refused = self.grammar.unknown(verb, text, self)
+        answer = self._answer(refused.key, verb, arg=refused.arg)
+        if refused.close:  # Postfix's "I can break rules, too": the session ends here
+            return [answer, *self.hang_up()]
+        if self.state is State.REFUSED:
+            return [self._answer("access_denied", verb)]
+        if refused.key != "unknown_command":  # a command of the program's own (ETRN)
+            return [answer]
+        return self._unknown("unknown_command", verb)
 
     def _unknown(self, key: str, verb: str | None) -> list[Event]:
         """An unknown command; past the persona's unknown_command_limit, the last word and close."""
@@ -323,11 +343,13 @@ class Session:
 
     def _helo(self, arg: str, verb: str) -> list[Event]:
         cmd = Command(verb)
-        if not arg or " " in arg:
+        name = self.grammar.helo_name(arg)
+        if name is None:
             return self._reply(cmd, "helo_syntax" if verb == "HELO" else "ehlo_syntax", verb)
-        verdict = self.policy.helo_verdict(arg, resolves=self.setup.resolves)
-        if verdict:
-            return self._reply(cmd, verdict, verb, arg=arg)
+        refused = self.checks.at_helo(self, name)
+        if refused is not None:
+            return self._reply(cmd, refused.key, verb, arg=refused.arg)
+        arg = name
         self.helo, self.extended = arg, verb == "EHLO"
         events: list[Event] = [Greeted(arg, self.extended)]
         if verb == "HELO":
@@ -348,6 +370,8 @@ class Session:
             # RFC 6409 §4.3 / RFC 4954 §6: a submission server wants to know who you are.
             return self._reply(Command.MAIL, "auth_required", "MAIL")
         path = self.grammar.path(arg, "FROM:")
+        if isinstance(path, Refusal):
+            return self._reply(Command.MAIL, path.key, "MAIL", arg=path.arg)
         if path is None:
             return self._reply(Command.MAIL, "mail_syntax", "MAIL")
         refused = self.grammar.parameters(Command.MAIL, path, self.policy.message_size_limit)
@@ -364,25 +388,18 @@ class Session:
                 note = Note(f"{identity.name}: refused at RCPT")
                 return [note, *self._reply(Command.RCPT, key, "RCPT", helo=self.helo or "")]
         path = self.grammar.path(arg, "TO:")
+        if isinstance(path, Refusal):
+            return self._reply(Command.RCPT, path.key, "RCPT", arg=path.arg)
         if path is None or not path.address:
             return self._reply(Command.RCPT, "rcpt_syntax", "RCPT")
         self._last_rcpt = path.address  # OpenSMTPD's Received: names the last RCPT given
         refused = self.grammar.parameters(Command.RCPT, path, self.policy.message_size_limit)
         if refused is not None:
             return self._reply(Command.RCPT, refused.key, "RCPT", arg=refused.arg)
-        if len(self.rcpt_tos) >= self.policy.max_recipients:
-            return self._reply(Command.RCPT, "too_many_recipients", "RCPT")
-        # A proxy without XCLIENT (clamsmtpd) makes its server see the proxy's address.
-        client_ip = self.persona.backend_client_ip or self.client_ip
-        # Postfix's permit_sasl_authenticated: an authenticated client may relay.
-        may = self.user is not None or self.policy.may_deliver(
-            path.address, client_ip, self.setup.hostname
-        )
-        if not may:
-            return self._reply(Command.RCPT, "relay_denied", "RCPT", addr=path.address)
-        known = self.setup.recipients
-        if known is not None and not known.knows(path.address):
-            return self._reply(Command.RCPT, "user_unknown", "RCPT", addr=path.address)
+        refused = self.checks.at_rcpt(self, path.address)
+        if refused is not None:
+            fields = {"addr": path.address, "arg": refused.arg}
+            return self._reply(Command.RCPT, refused.key, "RCPT", **fields)
         self.rcpt_tos.append(path.address)
         self.rcpt_options.extend(path.parameters)
         return self._reply(Command.RCPT, "rcpt_ok", "RCPT", addr=path.address)
@@ -458,9 +475,8 @@ class Session:
         return self._reply(Command.NOOP, "noop_ok", "NOOP")
 
     def _vrfy(self, arg: str, verb: str) -> list[Event]:
-        if not arg:
-            return self._reply(Command.VRFY, "vrfy_syntax", "VRFY")
-        return self._reply(Command.VRFY, "vrfy_ok", "VRFY", arg=arg.strip("<>"))
+        said = self.checks.vrfy(self, arg)
+        return self._reply(Command.VRFY, said.key, "VRFY", arg=said.arg, addr=said.arg)
 
     def _quit(self, arg: str, verb: str) -> list[Event]:
         return self._reply(Command.QUIT, "quit", "QUIT")  # the table moves the session to CLOSED

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ...errors import LabValueError  # a ValueError: callers catching ValueError still work
 
 if TYPE_CHECKING:
+    from ..checks import Checks
     from ..grammar import Grammar
     from ..policy import Policy
 
@@ -94,6 +95,7 @@ REPLY_KEYS = (
     "fault_reply",  # a fault's reply with the lab's default text: {status} {text}
     "fault_reply_host",  # the same for replies that name the host (421; 220/554 greetings)
     "connection_refused",  # a connection the server's admission check refuses
+    "access_denied",  # 503 to anything but QUIT after a 554 greeting (RFC 5321 §3.1)
     "user_unknown",  # local_recipient_maps: no such user in the server's own domain
 )
 
@@ -141,7 +143,13 @@ class Persona:
     # How this server reads command lines (verbs, paths, parameters); None: the
     # standard Grammar steered by the flags above.  A persona whose program parses
     # differently supplies its own (issue 11: one grammar per real program).
-    grammar: Callable[[Persona], Grammar] | None = None
+    grammar: Callable[[Persona, Mapping[str, Any] | None], Grammar] | None = None
+    # Where the program applies its restrictions (HELO, relaying, its users); None:
+    # the lab's own order (checks.Checks), Postfix's with smtpd_delay_reject = no.
+    checks: Callable[[Persona, Mapping[str, Any] | None], Checks] | None = None
+    # The program's own names for Policy switches (Postfix's smtpd_recipient_limit is
+    # Policy.max_recipients): LabServer(persona=p, smtpd_recipient_limit=3) sets it.
+    policy_aliases: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     def configure(
         self, policy: Policy | None = None, **switches: Any
@@ -151,6 +159,7 @@ class Persona:
         one of ``settings``; anything else is a LabValueError naming both lists."""
         from ..policy import Policy  # a leaf of protocol/, imported late: no cycle
 
+        switches = {self.policy_aliases.get(k, k): v for k, v in switches.items()}
         own = {k: v for k, v in switches.items() if k in self.settings}
         shared = {k: v for k, v in switches.items() if k not in self.settings}
         base = policy if policy is not None else Policy().with_(**self.policy_defaults)

@@ -78,6 +78,7 @@ EXIM = dict(
         "fault_reply": "{code} {text}",
         "fault_reply_host": "{code} {hostname} {text}",
         "connection_refused": "554 {hostname} Access denied for [{client}]",
+        "access_denied": "503 Access denied for [{client}]: only QUIT is served",
         "user_unknown": "550 Unrouteable address",  # Exim's own, for an unknown local part
     },
 )

@@ -84,6 +84,7 @@ OPENSMTPD = dict(
         "helo_mismatch": "450 4.7.1 Temporary failure: HELO name {helo} does not match [{client}]",
         "internal_error": "421 4.3.0 {hostname} Temporary failure",
         "connection_refused": "554 5.7.1 {hostname} Connection refused for [{client}]",
+        "access_denied": "503 5.5.1 Invalid command: Access denied for [{client}]",
         "user_unknown": "550 Invalid recipient: <{addr}>",  # OpenSMTPD's own
     },
 )

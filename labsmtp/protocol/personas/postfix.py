@@ -83,6 +83,8 @@ POSTFIX = dict(
         # internal error and the refused connection are the lab's words in its style.
         "internal_error": "421 4.3.0 {hostname} Error: internal error, closing connection",
         "connection_refused": "554 5.7.1 <unknown[{client}]>: Client host rejected: Access denied",
+        # smtpd.c after a refused client (smtpd_delay_reject = no): all but QUIT get 503.
+        "access_denied": "503 5.7.0 Error: access denied for unknown[{client}]",
     },
 )
 

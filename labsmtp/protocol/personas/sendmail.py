@@ -89,6 +89,7 @@ SENDMAIL = dict(
         "helo_mismatch": "450 4.7.1 <{helo}>... Host name does not match your address [{client}]",
         "internal_error": "421 4.3.0 {hostname} Internal software error, closing connection",
         "connection_refused": "554 5.7.1 {hostname} Access denied for [{client}]",
+        "access_denied": "503 5.7.0 {hostname} Access denied for [{client}]: only QUIT is served",
         "user_unknown": "550 5.1.1 <{addr}>... User unknown",  # Sendmail's own
     },
 )
