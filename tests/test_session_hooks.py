@@ -46,10 +46,10 @@ def test_a_554_greeting_waits_for_quit_and_answers_everything_else_503():
     session = Session(Setup(get_persona("postfix")), "127.0.0.1")
     events = session.refuse("connection_refused", reason="not you")
     assert _lines(events) == [
-        "554 5.7.1 <unknown[127.0.0.1]>: Client host rejected: Access denied: not you"
+        "554 5.7.1 <localhost[127.0.0.1]>: Client host rejected: Access denied: not you"
     ]
     assert session.state is State.REFUSED and not session.closing
-    denied = "503 5.7.0 Error: access denied for unknown[127.0.0.1]"
+    denied = "503 5.7.0 Error: access denied for localhost[127.0.0.1]"
     for line in (b"EHLO client.example.org\r\n", b"NOOP\r\n", b"FOO\r\n", b"STARTTLS\r\n"):
         assert _drive(session, line) == [denied]
         assert session.state is State.REFUSED

@@ -24,14 +24,16 @@ from .grammar import Refusal
 if TYPE_CHECKING:
     from .personas import Persona
     from .session import Session
+    from .setup import Setup
 
 
 class Checks:
     """The lab's restrictions, applied where the lab has always applied them."""
 
-    def __init__(self, persona: Persona, settings: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, persona: Persona, setup: Setup | None = None) -> None:
         self.persona = persona
-        self.settings: Mapping[str, Any] = settings or MappingProxyType({})
+        self.setup = setup  # the server's settings (None: checks on their own, in tests)
+        self.settings: Mapping[str, Any] = setup.settings if setup else MappingProxyType({})
 
     def at_connect(self, session: Session) -> Refusal | None:
         """A refusal instead of the 220 greeting (a 554 leaves the session refused, §3.1)."""
@@ -66,7 +68,7 @@ class Checks:
         return Refusal("vrfy_ok", argument.strip("<>"))
 
 
-def checks_of(persona: Persona, settings: Mapping[str, Any] | None = None) -> Checks:
-    """The checks ``persona``'s program applies, under its ``settings``."""
+def checks_of(persona: Persona, setup: Setup | None = None) -> Checks:
+    """The checks ``persona``'s program applies on the server ``setup`` describes."""
     make = persona.checks if persona.checks is not None else Checks
-    return make(persona, settings)
+    return make(persona, setup)

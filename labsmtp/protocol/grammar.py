@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from .personas import Persona
     from .policy import Policy
     from .session import Session
+    from .setup import Setup
 
 AUTH_LINE_LIMIT = 12288  # RFC 4954 §4: AUTH lines may be this long, whatever the command limit
 
@@ -61,13 +62,23 @@ class Refusal:
 class Grammar:
     """The lab's reading of command lines, steered by one persona's flags."""
 
-    # What ends a command line: LF, so a bare LF is tolerated as Postfix does
-    # (message text ends at CRLF only, whatever the grammar: §4.1.1.4).
+    # What ends a command line: LF, so a bare LF is tolerated as Postfix does.
     command_line_end = b"\n"
+    # What ends a line of message text: CRLF (§4.1.1.4); Postfix reads a bare LF too.
+    text_line_end = b"\r\n"
 
-    def __init__(self, persona: Persona, settings: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, persona: Persona, setup: Setup | None = None) -> None:
         self.persona = persona
-        self.settings: Mapping[str, Any] = settings or MappingProxyType({})
+        self.setup = setup  # the server's settings (None: a grammar on its own, in tests)
+        self.settings: Mapping[str, Any] = setup.settings if setup else MappingProxyType({})
+
+    def is_final_dot(self, line: bytes) -> bool:
+        """True for the line that ends message text: '.' and its line end (§4.1.1.4)."""
+        return line == b".\r\n"
+
+    def reset(self) -> None:
+        """The transaction is over (RSET, HELO, the final dot): forget what the grammar
+        kept from it (Postfix keeps a refused MAIL's SIZE until then)."""
 
     def read(self, line: bytes | TooLong) -> bytes | TooLong:
         """What the server keeps of a command line: all of it (``TooLong`` past the
@@ -82,7 +93,10 @@ class Grammar:
             return None
 
     def split(self, text: str) -> tuple[str, str]:
-        """(verb in upper case, argument): the first word and the rest, trimmed."""
+        """(verb in upper case, argument): the first word and the rest, trimmed;
+        ("", "") for an empty line (only white space)."""
+        if not text.strip():
+            return "", ""
         verb = text.split(" ", 1)[0].upper()
         return verb, text[len(verb) :].strip()
 
@@ -166,7 +180,7 @@ class Grammar:
         return None
 
 
-def grammar_of(persona: Persona, settings: Mapping[str, Any] | None = None) -> Grammar:
-    """The grammar ``persona`` reads command lines with, under its ``settings``."""
+def grammar_of(persona: Persona, setup: Setup | None = None) -> Grammar:
+    """The grammar ``persona`` reads command lines with, on the server ``setup`` describes."""
     make = persona.grammar if persona.grammar is not None else Grammar
-    return make(persona, settings)
+    return make(persona, setup)

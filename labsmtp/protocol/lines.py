@@ -46,8 +46,10 @@ class LineBuffer:
             self._data, self._pos = self._data[self._pos :], 0
         self._data += data
 
-    def line(self, end: bytes = b"\n") -> bytes | TooLong | None:
-        """The next line with its ending, ``TooLong`` for an over-long one, None until more arrive."""
+    def line(self, end: bytes = b"\n", limit: int | None = None) -> bytes | TooLong | None:
+        """The next line with its ending, ``TooLong`` for one over ``limit`` bytes (the
+        buffer's own by default), None until more arrive."""
+        limit = self.limit if limit is None else limit
         data, pos = self._data, self._pos
         at = data.find(end, pos)
         if self._skipped >= 0:
@@ -59,14 +61,14 @@ class LineBuffer:
             self._skipped, self._pos = -1, at + len(end)
             return TooLong(size, self._head)
         if at < 0:
-            if len(data) - pos > self.limit:  # no end in sight: stop keeping it
+            if len(data) - pos > limit:  # no end in sight: stop keeping it
                 self._skipped = len(data) - pos
-                self._head = data[pos : pos + self.limit]
+                self._head = data[pos : pos + limit]
                 self._data, self._pos = b"", 0
             return None
         self._pos = at + len(end)
-        if at - pos > self.limit:
-            return TooLong(at + len(end) - pos, data[pos : pos + self.limit])
+        if at - pos > limit:
+            return TooLong(at + len(end) - pos, data[pos : pos + limit])
         return data[pos : self._pos]
 
     def rest(self) -> bytes:

@@ -15,7 +15,7 @@ behaviour, which is what the dialogue rules are.
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from . import states
 from .commands import CommandWriter
@@ -53,6 +53,7 @@ class SessionPair(CommandWriter):
         users: Mapping[str, str] | None = None,
         auth_require_tls: bool = True,
         identity: IdentityCheck | None = None,
+        resolves: Callable[[str], bool] | None = None,
         seed: int = 0,
         **policy_switches: object,
     ) -> None:
@@ -66,10 +67,11 @@ class SessionPair(CommandWriter):
             policy,
             hostname,
             mode,
-            tls_offered=bool(users) if tls is None else tls,
+            tls_offered=(bool(users) or persona.stock_tls) if tls is None else tls,
             users=dict(users or {}),
             auth_require_tls=auth_require_tls,
             identity=identity,
+            resolves=resolves,
             queue_id=lambda: persona.new_queue_id(rng),
             settings=settings,
         )

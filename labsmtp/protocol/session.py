@@ -49,7 +49,8 @@ from .events import (
     Turn,
 )
 from .grammar import AUTH_LINE_LIMIT, Grammar, Refusal, grammar_of
-from .lines import LineBuffer, MessageText, TooLong
+from .lines import READ_LIMIT, LineBuffer, MessageText, TooLong
+from .relay import Relay
 from .setup import REVERSE_NAMES, Fields, Setup
 from .states import Command, Stage, State
 from .trace import TlsInfo
@@ -74,8 +75,10 @@ class Session:
         self, setup: Setup, client_ip: str, *, tls: bool = False, tls_info: TlsInfo | None = None
     ) -> None:
         self.setup, self.persona, self.policy = setup, setup.persona, setup.policy
-        self.grammar: Grammar = grammar_of(setup.persona, setup.settings)
-        self.checks: Checks = checks_of(setup.persona, setup.settings)
+        self.grammar: Grammar = grammar_of(setup.persona, setup)
+        self.checks: Checks = checks_of(setup.persona, setup)
+        # A proxy persona (clamsmtpd) relays to a server of its own: it reads every line.
+        self.relay: Relay | None = setup.persona.relay(self) if setup.persona.relay else None
         self.client_ip = client_ip
         self.state = states.opened()
         self.tls = tls  # inside TLS (implicit TLS: from the first byte)
@@ -129,6 +132,8 @@ class Session:
         """What the next complete line(s) make; None until more bytes arrive (or once closing)."""
         if self._closing or self._tls_pending:
             return None
+        if self.relay is not None:
+            return self.relay.next_turn()
         if self._message is not None:
             return self._text_turn()
         line = self._lines.line(self.grammar.command_line_end)
@@ -141,6 +146,8 @@ class Session:
     def respond(self, pending: Pending) -> list[Event]:
         """The normal answer to ``pending``: what this server does with the command."""
         if pending.command is None:
+            if self.relay is not None:
+                return self.relay.greeting()
             refused = self.checks.at_connect(self)
             if refused is None:
                 return [self._answer("greeting", "CONNECT")]
@@ -190,7 +197,7 @@ class Session:
 
     def eof(self) -> Turn:
         """The client closed its side: what was left unfinished."""
-        if self._message is not None:
+        if self._message is not None or (self.relay is not None and self.relay.collecting):
             self._message = None
             return Turn((), (Note("connection lost in the middle of the message; nothing stored"),))
         rest = self._lines.rest()
@@ -206,6 +213,10 @@ class Session:
     def hide_keywords(self, keywords: frozenset[str]) -> None:
         """Leave these keywords out of later EHLO replies (smtp-sink's -P, -8, -E)."""
         self.hidden_keywords = self.hidden_keywords | keywords
+
+    def move(self, state: State) -> list[Event]:
+        """A relay's session takes the state of the server behind it (``relay.py``)."""
+        return self._move(state)
 
     def render(self, key: str, **fields: object) -> list[str]:
         """Reply ``key`` in this server's words, with this session's fields."""
@@ -236,7 +247,7 @@ class Session:
             seen = ClientLine(line, verb or None)
         if text is None:
             return self._said(seen, [self._answer("bad_bytes", None)])
-        if not text.strip():
+        if not verb and not arg:
             return self._said(seen, self._unknown("empty_line", None))
         limit = self.grammar.line_limit(verb, self.policy)
         if len(line if line.endswith(b"\r\n") else line + b"\r") > limit:
@@ -291,11 +302,12 @@ class Session:
         seen: list[ClientLine] = []
         progressed = False
         while True:
-            line = self._lines.line(b"\r\n")  # §4.1.1.4: only CRLF ends a text line
+            # §4.1.1.4: only CRLF ends a text line (unless the program reads a bare LF too)
+            line = self._lines.line(self.grammar.text_line_end, self._text_read_limit)
             if line is None:
                 return Turn(tuple(seen)) if progressed else None
             progressed = True
-            if line == b".\r\n":
+            if not isinstance(line, TooLong) and self.grammar.is_final_dot(line):
                 seen.append(ClientLine(line, "."))
                 return self._final_dot(tuple(seen), message)
             if message.add(line):
@@ -424,6 +436,24 @@ class Session:
 
     def _end_of_data(self, arg: str, verb: str) -> list[Event]:
         queue_id = self._new_queue_id()
+        stored = self.accepted(
+            queue_id, self.mail_from or "", tuple(self.rcpt_tos), self._content, self._last_rcpt
+        )
+        events: list[Event] = [stored]  # stored before its 250 goes out
+        events += self._reply(Command.END_OF_DATA, "data_ok", ".", queue_id=queue_id)
+        self._reset_transaction()
+        return events
+
+    def accepted(
+        self,
+        queue_id: str,
+        sender: str,
+        recipients: tuple[str, ...],
+        content: bytes,
+        last_rcpt: str | None = None,
+    ) -> MessageAccepted:
+        """The message this session's server takes, stamped with its trace fields
+        (a relay calls it for what the server behind it accepted)."""
         now = self.setup.clock()
         ptr, confirmed = self.setup.reverse_of(self.client_ip)
         facts = trace.TraceFacts(
@@ -434,21 +464,21 @@ class Session:
             client_ptr_confirmed=confirmed,
             server_name=self.setup.hostname,
             queue_id=queue_id,
-            recipients=tuple(self.rcpt_tos),
-            sender=self.mail_from or "",
+            recipients=recipients,
+            sender=sender,
             date=now,
             tls=self.tls_info,
             auth_user=self.user,
-            last_rcpt=self._last_rcpt,
+            last_rcpt=last_rcpt,
         )
         # RFC 5321 §4.4: a Received: field on top, in the persona's own format; the lab's
         # mailbox is final delivery, so Return-Path: (and the program's other delivery
         # fields) too.
-        stamped = trace.stamp(self._content, trace.trace(facts, self.persona.name))
-        stored = MessageAccepted(
+        stamped = trace.stamp(content, trace.trace(facts, self.persona.name))
+        return MessageAccepted(
             queue_id=queue_id,
-            mail_from=self.mail_from or "",
-            rcpt_tos=tuple(self.rcpt_tos),
+            mail_from=sender,
+            rcpt_tos=recipients,
             content=stamped,
             helo=self.helo,
             client_ip=self.client_ip,
@@ -456,12 +486,8 @@ class Session:
             server_name=self.setup.hostname,
             protocol=self._protocol_keyword(),
             received=now,
-            sent=self._content,
+            sent=content,
         )
-        events: list[Event] = [stored]  # stored before its 250 goes out
-        events += self._reply(Command.END_OF_DATA, "data_ok", ".", queue_id=queue_id)
-        self._reset_transaction()
-        return events
 
     def _rset(self, arg: str, verb: str) -> list[Event]:
         if self.grammar.refuses_argument(Command.RSET, arg):
@@ -592,16 +618,24 @@ class Session:
             events += self._closing_reply("too_many_errors")
         return events
 
+    @property
+    def _text_read_limit(self) -> int:
+        # A server that takes long text lines (Postfix) keeps them whole, up to the size limit.
+        longest = min(self.policy.text_line_limit, self.policy.message_size_limit) + 2
+        return max(READ_LIMIT, longest)
+
     def _reset_transaction(self) -> None:
+        self.grammar.reset()
         self.mail_from, self.mail_options = None, []
         self.rcpt_tos, self.rcpt_options = [], []
         self._last_rcpt = None
 
     @property
     def _helo_required(self) -> bool:
-        # After STARTTLS the client MUST send EHLO again (RFC 3207 §4.2), whatever the
-        # persona's leniency about MAIL before HELO on a fresh connection.
-        return self.setup.helo_required or self.tls_restarted
+        # After STARTTLS the client MUST send EHLO again (RFC 3207 §4.2); most servers
+        # insist, whatever their leniency about MAIL before HELO on a fresh connection.
+        again = self.tls_restarted and self.persona.tls_needs_new_helo
+        return self.setup.helo_required or again
 
     @property
     def _variants(self) -> tuple[str, ...]:

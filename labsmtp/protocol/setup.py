@@ -97,6 +97,9 @@ class Fields(dict[str, object]):
             return self.setup.hostname
         if key == "client":
             return self.client_ip
+        if key == "client_name":  # Postfix's name[addr]: a forward-confirmed name or "unknown"
+            name, confirmed = self.setup.reverse_of(self.client_ip)
+            return name if name and confirmed else "unknown"
         if key == "peer":  # as a reverse lookup names the client (Sendmail's greeting)
             name = self.setup.reverse_names.get(self.client_ip)
             return f"{name} [{self.client_ip}]" if name else f"[{self.client_ip}]"

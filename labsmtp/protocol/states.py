@@ -267,6 +267,14 @@ VARIANTS: Mapping[str, Variant] = {
         "RSET before HELO/EHLO is refused (OpenSMTPD)",
         forbids=frozenset({(S.CONNECTED, C.RSET)}),
     ),
+    # Postfix 3.7 (smtpd.c starttls_cmd): STARTTLS has no transaction check; the
+    # handshake resets the session, open transaction included (RFC 3207 §4.2).
+    "starttls_anytime": Variant(
+        "STARTTLS is allowed inside a transaction, which it ends (Postfix)",
+        allows=MappingProxyType(
+            {(S.MAIL, C.STARTTLS): S.CONNECTED, (S.RCPT, C.STARTTLS): S.CONNECTED}
+        ),
+    ),
     # clamsmtpd 1.10 answers DATA with its own 354 at once and spools the
     # message; only after the final dot does it send DATA to the server behind
     # it, whose refusal (this table's ordinary one) becomes the final reply.

@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     from ..checks import Checks
     from ..grammar import Grammar
     from ..policy import Policy
+    from ..relay import Relay
+    from ..session import Session
+    from ..setup import Setup
 
 # Every situation the server can reply to; each persona must word all of them.
 REPLY_KEYS = (
@@ -143,13 +146,26 @@ class Persona:
     # How this server reads command lines (verbs, paths, parameters); None: the
     # standard Grammar steered by the flags above.  A persona whose program parses
     # differently supplies its own (issue 11: one grammar per real program).
-    grammar: Callable[[Persona, Mapping[str, Any] | None], Grammar] | None = None
+    grammar: Callable[[Persona, Setup | None], Grammar] | None = None
     # Where the program applies its restrictions (HELO, relaying, its users); None:
     # the lab's own order (checks.Checks), Postfix's with smtpd_delay_reject = no.
-    checks: Callable[[Persona, Mapping[str, Any] | None], Checks] | None = None
+    checks: Callable[[Persona, Setup | None], Checks] | None = None
+    # A proxy in front of another server (clamsmtpd): it reads every line (relay.py).
+    relay: Callable[[Session], Relay] | None = None
     # The program's own names for Policy switches (Postfix's smtpd_recipient_limit is
     # Policy.max_recipients): LabServer(persona=p, smtpd_recipient_limit=3) sets it.
     policy_aliases: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # The names a list-valued setting may hold (Postfix's restriction names); a typo
+    # gets a LabValueError naming them.
+    setting_choices: Mapping[str, tuple[str, ...]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    # The program offers STARTTLS out of the box (Debian's Postfix: the snakeoil
+    # certificate): LabServer and SessionPair offer it unless told tls=False.
+    stock_tls: bool = False
+    # After STARTTLS, MAIL needs a new EHLO (RFC 3207 §4.2); Postfix (smtpd_helo_required
+    # = no) accepts MAIL at once.
+    tls_needs_new_helo: bool = True
 
     def configure(
         self, policy: Policy | None = None, **switches: Any
@@ -174,6 +190,13 @@ class Persona:
         merged = dict(self.settings)
         for name, value in own.items():
             merged[name] = coerce_setting(name, value, self.settings[name])
+            choices = self.setting_choices.get(name)
+            wrong = [v for v in merged[name] if v not in choices] if choices else []
+            if wrong:
+                raise LabValueError(
+                    f"{name}: {', '.join(map(repr, wrong))} unknown; the lab knows: "
+                    + ", ".join(choices or ())
+                )
         return configured, MappingProxyType(merged)
 
     def template(self, key: str) -> str:
