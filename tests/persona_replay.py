@@ -33,15 +33,36 @@ sys.path.insert(0, str(RECORDINGS))
 import record  # noqa: E402  (the recorder's own client logic)
 import replay  # noqa: E402
 
+from labsmtp.lab.dnszone import LabZone  # noqa: E402
 from labsmtp.protocol.pair import SessionPair  # noqa: E402
 
 PROGRAMS = ("postfix", "exim", "sendmail", "opensmtpd", "clamsmtpd")
+
+POSTFIX_HELO_RESTRICTIONS = (
+    "reject_invalid_helo_hostname",
+    "reject_non_fqdn_helo_hostname",
+    "reject_unknown_helo_hostname",
+)
+# The recordings' DNS: the lab zone (labdns.py served DEFAULT_ZONE), NXDOMAIN elsewhere.
+ZONE = LabZone()
 
 # The setting variants recorded by record_stock.sh (generated/variants/<program>-<variant>.json),
 # as LabServer / SessionPair settings on top of the persona's stock configuration.
 # The persona work fills this in: a variant missing here is replayed with no settings.
 VARIANT_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
-    "postfix": {"stock": {}},
+    "postfix": {
+        "stock": {},
+        "delay_reject_no": {"smtpd_delay_reject": False},
+        "helo_required": {"smtpd_helo_required": True},
+        "strict_rfc821": {"strict_rfc821_envelopes": True},
+        "helo_restrictions": {"smtpd_helo_restrictions": POSTFIX_HELO_RESTRICTIONS},
+        "helo_restrictions_no_delay": {
+            "smtpd_helo_restrictions": POSTFIX_HELO_RESTRICTIONS,
+            "smtpd_delay_reject": False,
+            "smtpd_helo_required": True,
+        },
+        "limits": {"smtpd_recipient_limit": 3, "message_size_limit": 2000},
+    },
     "exim": {"stock": {}},
     "sendmail": {"stock": {}},
     "opensmtpd": {"stock": {}},
@@ -79,7 +100,8 @@ def memory_talk(persona: str, **settings: Any) -> Callable[[dict[str, Any]], lis
     """A talk() that replays one dialogue against ``persona`` in memory."""
 
     def talk(dialogue: dict[str, Any]) -> list[dict[str, Any]]:
-        pair = SessionPair(persona, client_ip=dialogue.get("client", "127.0.0.1"), **settings)
+        client = dialogue.get("client", "127.0.0.1")
+        pair = SessionPair(persona, client_ip=client, resolves=ZONE.resolves, **settings)
         run = record._Replay(MemoryConn(pair), timeout=1.0, after_timeout=1.0, settle=0.0)
         run.reply(None)
         try:
