@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from labsmtp import LabServer, stop_all
+from labsmtp.protocol.personas import get_persona
 
 # Repository tooling (tools/make_index.py) is checked by the tests too.
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "tools"))
@@ -58,16 +59,13 @@ def server():
 
 @pytest.fixture
 def postfix_server():
-    """The postfix persona configured like tests/recordings/record_postfix.sh's Postfix."""
+    """The postfix persona configured like tests/recordings/record_postfix.sh's Postfix
+    (its platform_policy: the lab configuration, postfix-lab.cf)."""
     s = LabServer(
         persona="postfix",
         hostname="mx.lab.example.org",
         name=f"test-postfix-{id(object())}",
-        smtpd_helo_required=True,
-        smtpd_helo_restrictions=("reject_invalid_helo_hostname", "reject_non_fqdn_helo_hostname"),
-        mydestination=("mx.lab.example.org", "lab.example.org", "localhost"),
-        mynetworks=("127.0.0.1/32",),
-        message_size_limit=1048576,
+        **get_persona("postfix").platform_policy,
     ).start()
     yield s
     s.stop()

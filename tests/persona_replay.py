@@ -38,11 +38,31 @@ from labsmtp.protocol.pair import SessionPair  # noqa: E402
 
 PROGRAMS = ("postfix", "exim", "sendmail", "opensmtpd", "clamsmtpd")
 
+POSTFIX_HELO_RESTRICTIONS = (
+    "reject_invalid_helo_hostname",
+    "reject_non_fqdn_helo_hostname",
+    "reject_unknown_helo_hostname",
+)
+# The recordings' DNS: the lab zone (labdns.py served DEFAULT_ZONE), NXDOMAIN elsewhere.
+ZONE = LabZone()
+
 # The setting variants recorded by record_stock.sh (generated/variants/<program>-<variant>.json),
 # as LabServer / SessionPair settings on top of the persona's stock configuration.
 # The persona work fills this in: a variant missing here is replayed with no settings.
 VARIANT_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
-    "postfix": {"stock": {}},
+    "postfix": {
+        "stock": {},
+        "delay_reject_no": {"smtpd_delay_reject": False},
+        "helo_required": {"smtpd_helo_required": True},
+        "strict_rfc821": {"strict_rfc821_envelopes": True},
+        "helo_restrictions": {"smtpd_helo_restrictions": POSTFIX_HELO_RESTRICTIONS},
+        "helo_restrictions_no_delay": {
+            "smtpd_helo_restrictions": POSTFIX_HELO_RESTRICTIONS,
+            "smtpd_delay_reject": False,
+            "smtpd_helo_required": True,
+        },
+        "limits": {"smtpd_recipient_limit": 3, "message_size_limit": 2000},
+    },
     "exim": {
         "stock": {},
         "helo_verify": {"helo_verify_hosts": "*"},

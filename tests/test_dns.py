@@ -49,6 +49,7 @@ def unknown_helo_server():
         persona="postfix",
         name=f"dns-{id(object())}",
         smtpd_helo_restrictions=("reject_unknown_helo_hostname",),
+        smtpd_delay_reject=False,  # the verdict at HELO itself (stock: at RCPT)
     ).start()
     use_zone(s, identity="off")
     yield s
@@ -61,6 +62,25 @@ def test_reject_unknown_helo_hostname_uses_the_offline_zone(unknown_helo_server)
     assert str(r) == "450 4.7.1 <nowhere.example>: Helo command rejected: Host not found"
     assert c.helo("client.example.org").code == 250
     assert c.helo("[127.0.0.1]").code == 250  # an address literal needs no DNS
+
+
+def test_an_mx_record_is_enough_for_reject_unknown_helo_hostname():
+    # Postfix looks for A, AAAA, then MX (smtpd_check.c reject_unknown_hostname).
+    zone = LabZone(DEFAULT_ZONE + "only-mx.example.  MX  10 mx.lab.example.org.\n")
+    assert zone.resolves("only-mx.example") and not zone.resolves("nowhere.example")
+
+
+def test_a_stock_postfix_says_host_not_found_at_rcpt():
+    s = LabServer(
+        persona="postfix", name="dns-stock", smtpd_helo_restrictions="reject_unknown_helo_hostname"
+    )
+    with s:
+        use_zone(s, identity="off")
+        c = s.client()
+        assert c.helo("nowhere.example").code == 250
+        c.mail("ada@example.org")
+        r = c.rcpt("postmaster@lab.example.org")
+        assert str(r) == "450 4.7.1 <nowhere.example>: Helo command rejected: Host not found"
 
 
 def _deliver(server, source, helo):

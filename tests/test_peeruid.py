@@ -235,6 +235,7 @@ def test_another_users_swaks_is_refused_with_554_and_logged():
 def test_the_refusal_is_in_the_personas_words_then_the_reason():
     # Postfix refusing a client at connect time says "554 5.7.1 <name[addr]>: Client
     # host rejected: " and an access(5) rule's text; the reason goes where that text does.
+    # name is the client's forward-confirmed reverse name (localhost), else "unknown".
     require_root("a client run as another user (runuser -u nobody)")
     with LabServer(name="t-owner-postfix", persona="postfix", owner_only=True) as server:
         code = f"""
@@ -242,19 +243,24 @@ import socket
 s = socket.create_connection(("127.0.0.1", {server.port}), 10)
 f = s.makefile("rb")
 print(f.readline().decode().strip())
-try:  # the server closed after the 554: an empty read, or a reset if EHLO arrived first
-    s.sendall(b"EHLO x.example.org\\r\\n")
-    print(repr(f.readline()))
-except ConnectionError:
-    print("b''")
+s.sendall(b"EHLO x.example.org\\r\\n")  # RFC 5321 §3.1: 503 to all but QUIT
+print(f.readline().decode().strip())
+s.sendall(b"QUIT\\r\\n")
+print(f.readline().decode().strip())
+print(repr(f.readline()))  # then the server closes
 """
         run = _as_nobody("/usr/bin/python3", "-c", code)
         lines = run.stdout.splitlines()
         assert lines[0].startswith(
-            "554 5.7.1 <unknown[127.0.0.1]>: Client host rejected: Access denied: "
+            "554 5.7.1 <localhost[127.0.0.1]>: Client host rejected: Access denied: "
             "this lab server belongs to "
         ), lines
-        assert lines[1] == "b''", lines  # nothing more is served
+        # As Postfix with smtpd_client_restrictions = reject: only QUIT is served.
+        assert lines[1:] == [
+            "503 5.7.0 Error: access denied for localhost[127.0.0.1]",
+            "221 2.0.0 Bye",
+            "b''",
+        ], lines
         assert len(server.mailbox) == 0
 
 

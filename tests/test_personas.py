@@ -85,11 +85,15 @@ CONFIGS = {
         virtual=("@",),
     ),
     # clamsmtpd passes everything but its own replies to the Postfix behind it,
-    # configured exactly as tests/recordings/postfix-3.7.json's Postfix.
+    # configured exactly as tests/recordings/postfix-3.7.json's Postfix (postfix-lab.cf).
     "clamsmtpd": dict(
         fixture="clamsmtpd-1.10.json",
         smtpd_helo_restrictions=("reject_invalid_helo_hostname", "reject_non_fqdn_helo_hostname"),
         mydestination=("mx.lab.example.org", "lab.example.org", "localhost"),
+        smtpd_delay_reject=False,
+        smtpd_relay_restrictions=("permit_mynetworks", "reject_unauth_destination"),
+        local_recipient_maps=(),
+        tls=False,
     ),
 }
 
@@ -223,6 +227,7 @@ def test_every_template_renders_with_the_fields_the_server_gives(persona):
     fields = dict(
         hostname="mx.lab.example.org",
         client="127.0.0.1",
+        client_name="localhost",  # Postfix's name[addr]: the confirmed reverse name
         peer="localhost [127.0.0.1]",
         date="Fri, 27 Nov 2026 19:08:51 +0000",
         limit=1048576,

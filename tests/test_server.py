@@ -431,7 +431,10 @@ def test_helo_required_switch():
 
 @pytest.mark.parametrize("name,restrictions,code", HELO_RESTRICTIONS)
 def test_helo_restrictions_switch_on_and_off(name, restrictions, code):
-    with LabServer(persona="postfix", smtpd_helo_restrictions=restrictions) as s:
+    # smtpd_delay_reject = no: the verdict is HELO's own reply (stock: at RCPT, test_session).
+    with LabServer(
+        persona="postfix", smtpd_helo_restrictions=restrictions, smtpd_delay_reject=False
+    ) as s:
         assert s.client().helo(name).code == code
 
 
@@ -520,6 +523,10 @@ def test_the_admission_hook_refuses_a_connection_in_the_personas_words():
         refused = s.client(source="127.0.0.2")
         r = refused.history[0].reply
         assert (r.code, r.enhanced) == (554, "5.7.1") and "Client host rejected" in r.text
+        assert refused.state is State.REFUSED
+        # RFC 5321 §3.1: the server waits for QUIT and answers anything else with 503.
+        assert refused.noop().lines == ("503 5.7.0 Error: access denied for unknown[127.0.0.2]",)
+        assert refused.quit().code == 221
         with pytest.raises(ServerClosed):
             refused.noop()
         notes = [ln.note for ln in s.transcript.session() if ln.direction == "event"]

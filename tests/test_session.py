@@ -189,7 +189,17 @@ def test_helo_required_switch():
 
 @pytest.mark.parametrize("name,restrictions,code", HELO_RESTRICTIONS)
 def test_helo_restrictions_switch_on_and_off(name, restrictions, code):
-    assert SessionPair("postfix", smtpd_helo_restrictions=restrictions).helo(name).code == code
+    p = SessionPair("postfix", smtpd_helo_restrictions=restrictions, smtpd_delay_reject=False)
+    assert p.helo(name).code == code
+
+
+@pytest.mark.parametrize("name,restrictions,code", HELO_RESTRICTIONS)
+def test_stock_postfix_says_its_helo_verdict_at_rcpt(name, restrictions, code):
+    # smtpd_delay_reject = yes (stock): HELO gets 250, every RCPT the verdict.
+    p = SessionPair("postfix", smtpd_helo_restrictions=restrictions)
+    assert p.helo(name).code == 250 and p.mail("a@example.org").code == 250
+    r = p.rcpt("postmaster@lab.example.org")
+    assert r.code == code and (code == 250 or "Helo command rejected" in r.text)
 
 
 def test_message_size_limit_on_size_parameter_and_on_data():
@@ -274,11 +284,17 @@ def test_after_starttls_the_session_starts_over_and_needs_a_fresh_ehlo():
 
 
 def test_mail_after_starttls_needs_a_fresh_ehlo_even_where_helo_is_optional():
-    p = SessionPair("postfix", tls=True)
+    # RFC 3207 §4.2; most servers insist.  Stock Postfix (smtpd_helo_required = no) does
+    # not: as recorded (generated/postfix.json g0264-verbs), MAIL right after TLS is 250.
+    strict = dataclasses.replace(get_persona("postfix"), tls_needs_new_helo=True)
+    p = SessionPair(strict, tls=True)
     p.ehlo(), p.starttls()
     assert p.mail("a@example.org").code == 503
     p.ehlo()
     assert p.mail("a@example.org").code == 250
+    q = SessionPair("postfix")
+    q.ehlo(), q.starttls()
+    assert q.mail("a@example.org").code == 250
 
 
 def test_plaintext_pipelined_after_starttls_is_discarded():

@@ -380,7 +380,7 @@ def _check_4_1(literal):
     needs=("named",),
     given=("server",),
     setup="""
-        pf = LabServer(name="lesson-04-postfix", persona="postfix").start()
+        pf = LabServer(name="lesson-04-postfix", persona="postfix", smtpd_delay_reject=False).start()
         use_zone(pf, identity="off")
         pf.configure(smtpd_helo_restrictions="reject_invalid_helo_hostname,"
                      "reject_non_fqdn_helo_hostname,reject_unknown_helo_hostname")

@@ -213,8 +213,10 @@ def _m6() -> Mystery:
         "From 127.0.0.1, deliver a message to ada@elsewhere.example.net.",
         s,
         "relay-denied",
-        "554 5.7.1 Relay access denied at RCPT: this server accepts mail only for "
-        "its own domains, and 127.0.0.1 is no longer in its mynetworks.",
+        "454 4.7.1 Relay access denied at RCPT: this server accepts mail only for "
+        "its own domains, and 127.0.0.1 is no longer in its mynetworks. Debian's Postfix "
+        "defers (defer_unauth_destination) rather than refusing with 554, so a sender "
+        "retries for days before the message bounces.",
         recipient="ada@elsewhere.example.net",
     )
 

@@ -185,9 +185,9 @@ class StepClient(CommandWriter):
         self.state = states.opened()
         reply = self._read_reply("CONNECT", time.perf_counter())
         self.history.append(Exchange(b"", reply, self.tls))
-        self._advance(None, reply)  # a 421 instead of 220 closes (§3.8)
         # A 554 or 421 instead of 220 means no service here (§3.1): it is returned,
-        # not raised, and only QUIT is useful after it.
+        # not raised; a 421 closes (§3.8), and after a 554 only QUIT is useful.
+        self.state = states.after_greeting(reply.code)
         return reply
 
     def close(self) -> None:

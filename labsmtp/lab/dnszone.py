@@ -6,9 +6,8 @@ that a lesson can print, edit and load again; dnspython parses it.
 
 Two checks use it:
 
-- Postfix's ``reject_unknown_helo_hostname``: the HELO name has no A/AAAA
-  record (Postfix also accepts an MX record; the lab looks at A and AAAA)
-  -> ``450 4.7.1 <name>: Helo command rejected: Host not found``
+- Postfix's ``reject_unknown_helo_hostname``: the HELO name has no A, AAAA
+  or MX record -> ``450 4.7.1 <name>: Helo command rejected: Host not found``
   (switched on in ``Policy.smtpd_helo_restrictions``; ``use_zone`` plugs the
   zone in as the server's resolver).
 - Forward-confirmed reverse DNS (FCrDNS) of the client address: the PTR
@@ -158,8 +157,9 @@ class LabZone:
         return self._rdata(name, dns.rdatatype.A) + self._rdata(name, dns.rdatatype.AAAA)
 
     def resolves(self, name: str) -> bool:
-        """True if ``name`` has an A or AAAA record (reject_unknown_helo_hostname's test)."""
-        return bool(self.addresses(name))
+        """True if ``name`` has an A, AAAA or MX record (reject_unknown_helo_hostname's
+        test: Postfix asks for addresses, then for MX, smtpd_check.c)."""
+        return bool(self.addresses(name)) or bool(self._rdata(name, dns.rdatatype.MX))
 
     def ptr(self, address: str) -> list[str]:
         """The PTR names of an IP address, without the trailing dot."""

@@ -256,6 +256,7 @@ class LabServer:
             mode = "open-relay"  # open_relay=True is the open-relay mode: name it as such
         self._tls_listener: asyncio.AbstractServer | None = None
         self._tls_port: int | None = None
+        self._tls_asked = tls  # None: as the persona's program does out of the box
         self._set_security(
             mode=mode,
             tls=tls,
@@ -527,10 +528,12 @@ class LabServer:
         if policy_switches:
             if "open_relay" in policy_switches and mode is None:
                 mode = "open-relay" if self.policy.open_relay else "mx"
+        if persona is not None and mode is None:
+            mode = self.mode  # a new persona may offer STARTTLS where the old did not
         if mode is not None:
             self._set_security(
                 mode=mode,
-                tls=self.tls,
+                tls=self._tls_asked if persona is not None else self.tls,
                 implicit_tls=self.implicit_tls,
                 users=self.users,
                 auth_require_tls=self.auth_require_tls,
@@ -681,7 +684,7 @@ class LabServer:
                 "mode='submission' refuses MAIL until the client authenticates, so it needs lab "
                 "users to log in as: add users={'alice': 'wonderland'}"
             )
-        if tls is None:
+        if tls is None:  # Debian's Postfix offers STARTTLS out of the box (persona.stock_tls)
             tls = bool(users) or implicit_tls is not False or self.persona.stock_tls
         if not tls and implicit_tls is not False:
             raise LabValueError("implicit_tls needs TLS: leave out tls=False")

@@ -153,13 +153,13 @@ class Connection(asyncio.Protocol):
         check = site.admission()
         why = check(self.ip, self.port) if check is not None else None
         if why:
+            # 554: the session waits for QUIT and answers the rest 503 (RFC 5321 §3.1)
             self._note(f"connection refused: {why}")
             self._apply(session.refuse("connection_refused", reason=why))
-            return
-        if len(site.active) > self.setup.policy.max_connections:
-            self._apply(session.refuse("too_many_connections"))
-            return
-        await self._at(session.connect())
+        elif len(site.active) > self.setup.policy.max_connections:
+            self._apply(session.refuse("too_many_connections"))  # 421: closes at once (§3.8)
+        else:
+            await self._at(session.connect())
         while not self._closing:
             turn = session.next_turn()
             if turn is not None:

@@ -1,23 +1,27 @@
 """How a server reads the client's command lines: verbs, paths and ESMTP parameters.
 
 The session (``session.py``) asks its ``Grammar`` about each line that
-arrived: its text (``decode``), its verb and argument (``split``), whether it
-is too long, which command it is, whether the command may carry an argument,
-what the path in ``MAIL FROM:<...>`` / ``RCPT TO:<...>`` is (RFC 5321 §4.1.2),
-whether the ESMTP parameters after it are acceptable (§4.1.1.11), what the
-HELO name is, who may receive mail (``recipient``), and how message text is
-cut into lines and collected (``text_line``, ``message_text``).  The answers
-are reply keys, never wording: the persona words them.  A grammar is made for
-one session and bound to it (``bind``), so a program that keeps state while it
-reads (OpenSMTPD's DSN NOTIFY flags) keeps it here.
+arrived, in this order: the next line (``read_command``, ``read_text``), a
+program's own answer to the raw line (``screen``), how much of it the server
+keeps (``keep``), its text, verb and argument (``read``: ``decode`` then
+``split``), whether it is too long, which command it is (``command``, and
+``unknown_verb`` for a verb the lab does not know), a program's own answer
+before the lab's checks (``before``) or instead of the lab's handler
+(``respond``), the HELO name (``helo``), the path in ``MAIL FROM:<...>`` /
+``RCPT TO:<...>`` (``parse_path``, RFC 5321 §4.1.2) and its ESMTP parameters
+(``path_parameters``, §4.1.1.11), who may receive mail (``recipient``, after
+the lab's checks in ``checks.py``), VRFY, arguments where none belong, and how
+message text is cut into lines, judged and collected (``text_bytes``,
+``text_line``, ``final_dot``, ``message_text``).  The answers are reply keys
+(``Refusal``), never wording: the persona words them.  Each default is the
+lab's standard behaviour, so a program's grammar overrides only where the
+program differs.
 
-A grammar is made for one session, so a program whose answers depend on what
-came before (Sendmail's bad-command counter, its "Command rejected" mode after
-a client pipelined too early) keeps that in its grammar.  The session asks a
-few more questions at fixed points (``read``, ``before``, ``helo``,
-``parse_path``, ``recipient``, ``vrfy``, ``argument_refusal``, ``text_line``,
-``keywords``, ``field``), always with a read-only ``View`` of itself; each
-default is the lab's standard behaviour.
+A grammar is made for one session and bound to it (``bind``), with a
+read-only ``View`` of the session at each decision, so a program whose answers
+depend on what came before (Sendmail's "Command rejected" mode, OpenSMTPD's
+DSN NOTIFY flags, Exim's error counters, Postfix's remembered SIZE) keeps that
+state in its grammar.
 
 Real servers differ here more than anywhere: quoting, source routes, a
 missing ``<>``, unknown parameters.  ``Grammar`` is today's reading, steered by
@@ -31,7 +35,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .lines import READ_LIMIT, LineBuffer, MessageText, TooLong
 from .states import Command, State
@@ -132,12 +136,18 @@ class Grammar:
     setup: Setup | None = None
     client_ip = ""
 
-    def __init__(self, persona: Persona) -> None:
+    def __init__(self, persona: Persona, setup: Setup | None = None) -> None:
         self.persona = persona
+        self.setup = setup  # the server's settings (None: a grammar on its own, in tests)
+        self.settings: Mapping[str, Any] = setup.settings if setup else MappingProxyType({})
 
     def bind(self, setup: Setup, client_ip: str) -> None:
         """Read for one session: its server's setup (settings, host name) and its client."""
-        self.setup, self.client_ip = setup, client_ip
+        self.setup, self.settings, self.client_ip = setup, setup.settings, client_ip
+
+    def reset(self) -> None:
+        """The transaction is over (RSET, HELO, the final dot): forget what the grammar
+        kept from it (Postfix keeps a refused MAIL's SIZE until then)."""
 
     # --- how the bytes become command lines (session.py asks these first) ------
 
@@ -154,6 +164,11 @@ class Grammar:
         None: the session reads the line as usual."""
         return None
 
+    def keep(self, line: bytes | TooLong) -> bytes | TooLong:
+        """What the server keeps of a command line: all of it (``TooLong`` past the
+        buffer).  Postfix reads the first line_length_limit octets and drops the rest."""
+        return line
+
     def decode(self, line: bytes) -> str | None:
         """The text of a command line (its line end removed), or None if it is not text
         the server reads (answered ``bad_bytes``)."""
@@ -163,7 +178,10 @@ class Grammar:
             return None
 
     def split(self, text: str) -> tuple[str, str]:
-        """The verb (upper case) and the argument, as this grammar's other methods read it."""
+        """(verb in upper case, argument): the first word and the rest, trimmed;
+        ("", "") for an empty line (only white space)."""
+        if not text.strip():
+            return "", ""
         word = text.split(" ", 1)[0]
         return word.upper(), text[len(word) :].strip()
 
@@ -181,6 +199,12 @@ class Grammar:
         verb, arg = self.split(text)
         return CommandLine(text, verb, arg)
 
+    def unknown_verb(self, verb: str, text: str, session: Session) -> Refusal:
+        """The answer to a line whose verb names no command the lab knows.  A program
+        that has more commands (Postfix's ETRN, XCLIENT) or that hangs up on some
+        lines (Postfix's ``smtpd_forbidden_commands``) says so here."""
+        return Refusal("unknown_command")
+
     def before(self, cmd: Command | None, line: CommandLine, view: View) -> Refusal | None:
         """This program's own answer to a command before the lab looks at it (the
         sequence table, fault points); None: no such answer.  ``cmd`` is None for a
@@ -192,9 +216,14 @@ class Grammar:
         """The program's own check of a HELO/EHLO argument: its refusal, or the name the
         client is known by from now on (the lab's smtpd_helo_restrictions still apply
         to that name after it)."""
-        if not arg or " " in arg:
+        name = self.helo_name_in(arg)
+        if name is None:
             return Refusal("helo_syntax" if verb == "HELO" else "ehlo_syntax")
-        return arg
+        return name
+
+    def helo_name_in(self, argument: str) -> str | None:
+        """The name HELO/EHLO gives, or None for a syntax error (no name, or several words)."""
+        return argument if argument and " " not in argument else None
 
     def keywords(self, words: list[str], view: View) -> list[str]:
         """The EHLO keywords this session offers, from the lab's list."""
@@ -206,6 +235,8 @@ class Grammar:
             ("FROM:", "mail_syntax") if command is Command.MAIL else ("TO:", "rcpt_syntax")
         )
         path = self.path(argument, keyword)
+        if isinstance(path, Refusal):
+            return path
         if path is None or (command is Command.RCPT and not path.address):
             return Refusal(syntax)
         return path
@@ -214,11 +245,14 @@ class Grammar:
         """The refusal of ``path``'s ESMTP parameters, or None (see ``parameters``)."""
         return self.parameters(command, path, view.setup.policy.message_size_limit)
 
-    def recipient(self, path: Path, standard: str | None, view: View) -> Refusal | None:
+    def recipient(self, path: Path, standard: Refusal | None, view: View) -> Refusal | None:
         """The answer to an RCPT whose path and parameters passed.  ``standard`` is the
-        lab's own verdict (``relay_denied``, ``user_unknown``, or None to accept); a
-        program that checks more, or in another order, decides here.  None accepts."""
-        return Refusal(standard, fields={"addr": path.address}) if standard else None
+        verdict of the persona's ``Checks`` (``relay_denied``, ``user_unknown``, ...,
+        or None to accept); a program that checks more, or in another order, decides
+        here.  None accepts."""
+        if standard is None:
+            return None
+        return Refusal(standard.key, standard.arg, {"addr": path.address, **standard.fields})
 
     def vrfy(self, argument: str, view: View) -> Refusal | None:
         """The answer to VRFY with ``argument``; None: the lab's (``vrfy_syntax``,
@@ -253,10 +287,11 @@ class Grammar:
         """Whether MAIL needs a HELO/EHLO first for this client (None: Setup.helo_required)."""
         return None
 
-    def read_text(self, lines: LineBuffer) -> bytes | TooLong | None:
+    def read_text(self, lines: LineBuffer, limit: int | None = None) -> bytes | TooLong | None:
         """The next line of message text, up to ``text_line_end`` (§4.1.1.4: CRLF; a
-        grammar may read to any LF, to judge the line in ``text_line``)."""
-        return lines.line(self.text_line_end)
+        grammar may read to any LF, to judge the line in ``text_line``); ``TooLong``
+        past ``limit`` bytes (None: the buffer's own)."""
+        return lines.line(self.text_line_end, limit)
 
     def final_dot(self, line: bytes) -> bool:
         """True for the line that ends the message text (<CRLF>.<CRLF>, §4.1.1.4)."""
@@ -292,8 +327,9 @@ class Grammar:
         """True if this server answers an argument on ``command`` with a syntax error."""
         return bool(argument) and command.value in self.persona.no_argument_verbs
 
-    def path(self, argument: str, keyword: str) -> Path | None:
-        """Split 'FROM:<a@b> SIZE=10' into Path('a@b', ('SIZE=10',)); None if malformed."""
+    def path(self, argument: str, keyword: str) -> Path | Refusal | None:
+        """Split 'FROM:<a@b> SIZE=10' into Path('a@b', ('SIZE=10',)); None if malformed
+        (the command's syntax reply), or a ``Refusal`` naming the server's own reply."""
         if argument[: len(keyword)].upper() != keyword:
             return None
         rest = argument[len(keyword) :].strip()
@@ -342,6 +378,7 @@ class Grammar:
         return None
 
 
-def grammar_of(persona: Persona) -> Grammar:
-    """The grammar ``persona`` reads command lines with."""
-    return persona.grammar(persona) if persona.grammar is not None else Grammar(persona)
+def grammar_of(persona: Persona, setup: Setup | None = None) -> Grammar:
+    """The grammar ``persona`` reads command lines with, on the server ``setup`` describes."""
+    make = persona.grammar if persona.grammar is not None else Grammar
+    return make(persona, setup)

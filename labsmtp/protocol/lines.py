@@ -3,8 +3,10 @@
 ``LineBuffer`` holds what arrived and hands out one line at a time: a command
 line ends at LF (a bare LF is tolerated, as Postfix does), message text at
 CRLF only (RFC 5321 §4.1.1.4: only <CRLF>.<CRLF> ends it).  A line longer
-than ``READ_LIMIT`` is never kept whole: its bytes are counted and dropped,
-and the buffer reports it as ``TooLong`` once its end arrives.
+than ``READ_LIMIT`` is never kept whole: its first ``READ_LIMIT`` bytes are
+kept, the rest counted and dropped, and the buffer reports it as ``TooLong``
+once its end arrives (a server that cuts long lines, as Postfix does, reads
+the head).
 
 ``MessageText`` is what DATA collects between the 354 and the final dot:
 the size and line-length limits (§4.5.3.1.6, §4.5.3.1.7), dot-unstuffing
@@ -21,15 +23,16 @@ LINES_SHOWN = 200  # message lines recorded per message; the rest are summarised
 
 @dataclass(frozen=True)
 class TooLong:
-    """A line longer than ``READ_LIMIT``: only its size is known."""
+    """A line longer than ``READ_LIMIT``: its size and its first ``READ_LIMIT`` bytes."""
 
     size: int
+    head: bytes = b""
 
 
 class LineBuffer:
     """The client's bytes not yet read, handed out one line at a time."""
 
-    __slots__ = ("_data", "_pos", "_skipped", "_reported", "_drop", "limit", "eager")
+    __slots__ = ("_data", "_pos", "_skipped", "_reported", "_drop", "_head", "limit", "eager")
 
     def __init__(self, limit: int = READ_LIMIT, eager: bool = False) -> None:
         self._data = b""
@@ -37,6 +40,7 @@ class LineBuffer:
         self._skipped = -1  # >= 0: inside an over-long line, this many bytes dropped
         self._reported = False  # that line was already reported (eager)
         self._drop = 0  # bytes still to drop as they arrive (skip)
+        self._head = b""  # the first ``limit`` bytes of that line
         self.limit = limit
         self.eager = eager  # report an over-long line at once, not when its end arrives
 
@@ -56,8 +60,10 @@ class LineBuffer:
         self._pos += here
         self._drop = n - here
 
-    def line(self, end: bytes = b"\n") -> bytes | TooLong | None:
-        """The next line with its ending, ``TooLong`` for an over-long one, None until more arrive."""
+    def line(self, end: bytes = b"\n", limit: int | None = None) -> bytes | TooLong | None:
+        """The next line with its ending, ``TooLong`` for one over ``limit`` bytes (the
+        buffer's own by default), None until more arrive."""
+        limit = self.limit if limit is None else limit
         data, pos = self._data, self._pos
         at = data.find(end, pos)
         if self._skipped >= 0:
@@ -69,19 +75,20 @@ class LineBuffer:
             self._skipped, self._pos = -1, at + len(end)
             if self._reported:  # said already: its end is just dropped
                 self._reported = False
-                return self.line(end)
-            return TooLong(size)
+                return self.line(end, limit)
+            return TooLong(size, self._head)
         if at < 0:
-            if len(data) - pos > self.limit:  # no end in sight: stop keeping it
+            if len(data) - pos > limit:  # no end in sight: stop keeping it
                 self._skipped = len(data) - pos
+                self._head = data[pos : pos + limit]
                 self._data, self._pos = b"", 0
                 if self.eager:
                     self._reported = True
-                    return TooLong(self._skipped)
+                    return TooLong(self._skipped, self._head)
             return None
         self._pos = at + len(end)
-        if at - pos > self.limit:
-            return TooLong(at + len(end) - pos)
+        if at - pos > limit:
+            return TooLong(at + len(end) - pos, data[pos : pos + limit])
         return data[pos : self._pos]
 
     def piece(self, end: bytes, size: int) -> bytes | TooLong | None:
@@ -105,7 +112,7 @@ class LineBuffer:
 
     def clear(self) -> None:
         """Forget everything buffered (after STARTTLS: RFC 3207 §4.2)."""
-        self._data, self._pos, self._skipped = b"", 0, -1
+        self._data, self._pos, self._skipped, self._head = b"", 0, -1, b""
         self._reported, self._drop = False, 0
 
     def __bool__(self) -> bool:

@@ -32,6 +32,7 @@ import random
 from collections.abc import Callable
 
 from . import auth, states, trace
+from .checks import Checks, checks_of
 from .events import (
     Answer,
     Authenticated,
@@ -49,6 +50,7 @@ from .events import (
 )
 from .grammar import AUTH_LINE_LIMIT, CommandLine, Grammar, Path, Refusal, View, grammar_of
 from .lines import LineBuffer, MessageText, TooLong
+from .relay import Relay
 from .setup import REVERSE_NAMES, Fields, Setup
 from .states import Command, Stage, State
 from .trace import TlsInfo
@@ -73,8 +75,11 @@ class Session:
         self, setup: Setup, client_ip: str, *, tls: bool = False, tls_info: TlsInfo | None = None
     ) -> None:
         self.setup, self.persona, self.policy = setup, setup.persona, setup.policy
-        self.grammar: Grammar = grammar_of(setup.persona)
+        self.grammar: Grammar = grammar_of(setup.persona, setup)
         self.grammar.bind(setup, client_ip)
+        self.checks: Checks = checks_of(setup.persona, setup)
+        # A proxy persona (clamsmtpd) relays to a server of its own: it reads every line.
+        self.relay: Relay | None = setup.persona.relay(self) if setup.persona.relay else None
         self.client_ip = client_ip
         self.state = states.opened()
         self.tls = tls  # inside TLS (implicit TLS: from the first byte)
@@ -113,12 +118,13 @@ class Session:
         """Refuse the connection instead of greeting (too_many_connections, connection_refused).
 
         ``reason`` (an admission check's words) follows the persona's text, where
-        Postfix puts an access(5) rule's text, so the client learns why.
+        Postfix puts an access(5) rule's text, so the client learns why.  A 421
+        closes at once (§3.8); after a 554 the session waits for QUIT (§3.1).
         """
         answer = self._answer(key, "CONNECT")
         if reason:
             answer = Answer((*answer.lines[:-1], f"{answer.lines[-1]}: {reason}"), answer.command)
-        return [answer, *self._move(states.closed(self.state))]
+        return [answer, *self._move(states.after_greeting(_code(answer)))]
 
     def receive(self, data: bytes) -> None:
         """Bytes the client sent."""
@@ -128,6 +134,8 @@ class Session:
         """What the next complete line(s) make; None until more bytes arrive (or once closing)."""
         if self._closing or self._tls_pending:
             return None
+        if self.relay is not None:
+            return self.relay.next_turn()
         if self._message is not None:
             return self._text_turn()
         if self._auth is not None:
@@ -142,7 +150,15 @@ class Session:
         """The normal answer to ``pending``: what this server does with the command."""
         own = self.grammar.respond(self, pending.command, pending.argument, pending.verb)
         if pending.command is None:
-            return own if own is not None else [self._answer("greeting", "CONNECT")]
+            if own is not None:
+                return own
+            if self.relay is not None:
+                return self.relay.greeting()
+            refused = self.checks.at_connect(self)
+            if refused is None:
+                return [self._answer("greeting", "CONNECT")]
+            answer = self._answer(refused.key, "CONNECT", arg=refused.arg)
+            return [answer, *self._move(states.after_greeting(_code(answer)))]
         if own is not None:  # the program answers this command its own way
             return self._finish(own)
         handler = self._HANDLERS[pending.command]
@@ -150,14 +166,14 @@ class Session:
 
     def answered(self, pending: Pending, code: int | None) -> list[Event]:
         """The driver answered ``pending`` itself with a ``code`` reply (None: a malformed one)."""
+        if pending.stage is Stage.CONNECT:
+            return self._move(states.after_greeting(code))  # a greeting is not a failed command
         before = self.state
         events = self._advance(pending.command, code)
         if pending.command is Command.END_OF_DATA:
             self._reset_transaction()
         elif pending.command is Command.DATA and self.state is State.DATA:
             self._begin_message(before)  # a 354 is a 354, whoever said it
-        if pending.stage is Stage.CONNECT:
-            return events  # a greeting is not a failed command
         if _counts_as_error(code):
             self.errors += 1
         return self._finish(events, count=False)
@@ -189,7 +205,7 @@ class Session:
 
     def eof(self) -> Turn:
         """The client closed its side: what was left unfinished."""
-        if self._message is not None:
+        if self._message is not None or (self.relay is not None and self.relay.collecting):
             self._message = None
             return Turn((), (Note("connection lost in the middle of the message; nothing stored"),))
         rest = self._lines.rest()
@@ -205,6 +221,10 @@ class Session:
     def hide_keywords(self, keywords: frozenset[str]) -> None:
         """Leave these keywords out of later EHLO replies (smtp-sink's -P, -8, -E)."""
         self.hidden_keywords = self.hidden_keywords | keywords
+
+    def move(self, state: State) -> list[Event]:
+        """A relay's session takes the state of the server behind it (``relay.py``)."""
+        return self._move(state)
 
     def render(self, key: str, **fields: object) -> list[str]:
         """Reply ``key`` in this server's words, with this session's fields."""
@@ -222,23 +242,26 @@ class Session:
 
     # --- reading lines ---------------------------------------------------------
 
-    def _command_turn(self, line: bytes | TooLong) -> Turn:
-        own = self.grammar.screen(self, line, more=bool(self._lines))
+    def _command_turn(self, got: bytes | TooLong) -> Turn:
+        own = self.grammar.screen(self, got, more=bool(self._lines))
         if own is not None:  # the program's own answer to this line (its reader, its limits)
             seen, events = own
             return self._said(seen, events)
+        line = self.grammar.keep(got)  # what the server reads of it (Postfix: its head)
+        if isinstance(got, TooLong):
+            seen = ClientLine(b"", None, f"a command line of {got.size} bytes (not shown)")
         if isinstance(line, TooLong):
-            seen = ClientLine(b"", None, f"a command line of {line.size} bytes (not shown)")
             return self._said(seen, self._line_reply(self.grammar.overflow_key, None))
         read = self.grammar.read(line)
         verb = read.verb if read is not None else ""
         self._line = read.text if read is not None else ""
-        seen = ClientLine(line, verb or None)
+        if not isinstance(got, TooLong):
+            seen = ClientLine(line, verb or None)
         if self._pipelined():
             return self._said(seen, [self._answer("pipelining", verb or None)])
         if read is None:
             return self._said(seen, [self._answer("bad_bytes", None)])
-        if not read.text.strip():
+        if not read.text.strip() or not (read.verb or read.arg):
             return self._said(seen, self._unknown("empty_line", None))
         if self.grammar.too_long(line, read.text, verb, self.policy):
             return self._said(seen, self._line_reply("line_too_long", verb))
@@ -256,7 +279,9 @@ class Session:
         if own is not None:
             return self._own(own, verb, cmd)
         if cmd is None:
-            return self._unknown("unknown_command", verb)
+            return self._unknown_verb(verb, line.text)
+        if self.state is State.REFUSED and cmd is not Command.QUIT:
+            return [self._answer("access_denied", verb)]  # §3.1: only QUIT after a 554
         if cmd in (Command.EXPN, Command.HELP):
             return [self._answer(cmd.value.lower(), verb, arg=arg)]
         if cmd is Command.STARTTLS and not self.setup.tls_offered:
@@ -267,6 +292,18 @@ class Session:
             self.state, cmd, helo_required=self._helo_required, variants=self._variants
         )
         return [self._answer(key, verb)] if key is not None else None
+
+    def _unknown_verb(self, verb: str, text: str) -> list[Event]:
+        """A line whose verb the lab's table does not know: the program's own answer."""
+        refused = self.grammar.unknown_verb(verb, text, self)
+        answer = self._answer(refused.key, verb, arg=refused.arg)
+        if refused.close:  # Postfix's "I can break rules, too": the session ends here
+            return [answer, *self.hang_up()]
+        if self.state is State.REFUSED:
+            return [self._answer("access_denied", verb)]
+        if refused.key != "unknown_command":  # a command of the program's own (ETRN)
+            return [answer]
+        return self._unknown("unknown_command", verb)
 
     def _line_reply(self, key: str, verb: str | None) -> list[Event]:
         """The reply to a line that is no command (too long): a 421 closes (§3.8)."""
@@ -314,7 +351,7 @@ class Session:
         seen: list[ClientLine] = []
         progressed = False
         while True:
-            line = self.grammar.read_text(self._lines)
+            line = self.grammar.read_text(self._lines, self._text_read_limit)
             if line is None:
                 return Turn(tuple(seen)) if progressed else None
             progressed = True
@@ -389,9 +426,9 @@ class Session:
         if isinstance(own, Refusal):
             return self._own(own, verb, cmd)
         name = own
-        verdict = self.policy.helo_verdict(name, resolves=self.setup.resolves)
-        if verdict:
-            return self._reply(cmd, verdict, verb, arg=name)
+        refused = self.checks.at_helo(self, name)
+        if refused is not None:
+            return self._reply(cmd, refused.key, verb, arg=refused.arg)
         self.helo, self.extended = name, verb == "EHLO"
         events: list[Event] = [Greeted(name, self.extended)]
         if verb == "HELO":
@@ -434,30 +471,16 @@ class Session:
         refused = self.grammar.path_parameters(Command.RCPT, path, self.view())
         if refused is not None:
             return self._own(refused, "RCPT", Command.RCPT)
-        if len(self.rcpt_tos) >= self.policy.max_recipients:
-            return self._reply(Command.RCPT, "too_many_recipients", "RCPT")
-        own = self.grammar.recipient(path, self._standard_verdict(path), self.view())
+        standard = self.checks.at_rcpt(self, path.address)
+        if standard is not None and standard.key == "too_many_recipients":
+            return self._reply(Command.RCPT, standard.key, "RCPT")  # counted before all else
+        own = self.grammar.recipient(path, standard, self.view())
         if own is not None and own.key != "rcpt_ok":
             return self._own(own, "RCPT", Command.RCPT)
         self.rcpt_tos.append(path.address)
         self.rcpt_options.extend(path.parameters)
         fields = {"addr": _echo(path), **(own.fields if own is not None else {})}
         return self._reply(Command.RCPT, "rcpt_ok", "RCPT", **fields)
-
-    def _standard_verdict(self, path: Path) -> str | None:
-        """The lab's relay and local-recipient checks for an RCPT (None: accept)."""
-        # A proxy without XCLIENT (clamsmtpd) makes its server see the proxy's address.
-        client_ip = self.persona.backend_client_ip or self.client_ip
-        # Postfix's permit_sasl_authenticated: an authenticated client may relay.
-        may = self.user is not None or self.policy.may_deliver(
-            path.address, client_ip, self.setup.hostname
-        )
-        if not may:
-            return "relay_denied"
-        known = self.setup.recipients
-        if known is not None and not known.knows(path.address):
-            return "user_unknown"
-        return None
 
     def _data(self, arg: str, verb: str) -> list[Event]:
         own = self.grammar.argument_refusal(Command.DATA, arg, self.view())
@@ -482,6 +505,24 @@ class Session:
 
     def _end_of_data(self, arg: str, verb: str) -> list[Event]:
         queue_id = self._new_queue_id()
+        stored = self.accepted(
+            queue_id, self.mail_from or "", tuple(self.rcpt_tos), self._content, self._last_rcpt
+        )
+        events: list[Event] = [stored]  # stored before its 250 goes out
+        events += self._reply(Command.END_OF_DATA, "data_ok", ".", queue_id=queue_id)
+        self._reset_transaction()
+        return events
+
+    def accepted(
+        self,
+        queue_id: str,
+        sender: str,
+        recipients: tuple[str, ...],
+        content: bytes,
+        last_rcpt: str | None = None,
+    ) -> MessageAccepted:
+        """The message this session's server takes, stamped with its trace fields
+        (a relay calls it for what the server behind it accepted)."""
         now = self.setup.clock()
         ptr, confirmed = self.setup.reverse_of(self.client_ip)
         facts = trace.TraceFacts(
@@ -492,21 +533,21 @@ class Session:
             client_ptr_confirmed=confirmed,
             server_name=self.setup.hostname,
             queue_id=queue_id,
-            recipients=tuple(self.rcpt_tos),
-            sender=self.mail_from or "",
+            recipients=recipients,
+            sender=sender,
             date=now,
             tls=self.tls_info,
             auth_user=self.user,
-            last_rcpt=self._last_rcpt,
+            last_rcpt=last_rcpt,
         )
         # RFC 5321 §4.4: a Received: field on top, in the persona's own format; the lab's
         # mailbox is final delivery, so Return-Path: (and the program's other delivery
         # fields) too.
-        stamped = trace.stamp(self._content, trace.trace(facts, self.persona.name))
-        stored = MessageAccepted(
+        stamped = trace.stamp(content, trace.trace(facts, self.persona.name))
+        return MessageAccepted(
             queue_id=queue_id,
-            mail_from=self.mail_from or "",
-            rcpt_tos=tuple(self.rcpt_tos),
+            mail_from=sender,
+            rcpt_tos=recipients,
             content=stamped,
             helo=self.helo,
             client_ip=self.client_ip,
@@ -514,12 +555,8 @@ class Session:
             server_name=self.setup.hostname,
             protocol=self._protocol_keyword(),
             received=now,
-            sent=self._content,
+            sent=content,
         )
-        events: list[Event] = [stored]  # stored before its 250 goes out
-        events += self._reply(Command.END_OF_DATA, "data_ok", ".", queue_id=queue_id)
-        self._reset_transaction()
-        return events
 
     def _rset(self, arg: str, verb: str) -> list[Event]:
         own = self.grammar.argument_refusal(Command.RSET, arg, self.view())
@@ -538,9 +575,8 @@ class Session:
         own = self.grammar.vrfy(arg, self.view())
         if own is not None:
             return self._own(own, "VRFY", Command.VRFY)
-        if not arg:
-            return self._reply(Command.VRFY, "vrfy_syntax", "VRFY")
-        return self._reply(Command.VRFY, "vrfy_ok", "VRFY", arg=arg.strip("<>"))
+        said = self.checks.vrfy(self, arg)
+        return self._reply(Command.VRFY, said.key, "VRFY", arg=said.arg, addr=said.arg)
 
     def _quit(self, arg: str, verb: str) -> list[Event]:
         return self._reply(Command.QUIT, "quit", "QUIT")  # the table moves the session to CLOSED
@@ -698,18 +734,27 @@ class Session:
             events += self.hang_up()
         return events
 
+    @property
+    def _text_read_limit(self) -> int:
+        if self.grammar.text_overflow_key is not None:
+            return self._lines.limit  # a program that gives up on a long text line at once
+        # A server that takes long text lines (Postfix) keeps them whole, up to the size limit.
+        longest = min(self.policy.text_line_limit, self.policy.message_size_limit) + 2
+        return max(self._lines.limit, longest)
+
     def _reset_transaction(self) -> None:
+        self.grammar.reset()
         self.mail_from, self.mail_options = None, []
         self.rcpt_tos, self.rcpt_options = [], []
         self._last_rcpt = None
 
     @property
     def _helo_required(self) -> bool:
-        # After STARTTLS the client MUST send EHLO again (RFC 3207 §4.2), whatever the
-        # persona's leniency about MAIL before HELO on a fresh connection.
+        # After STARTTLS the client MUST send EHLO again (RFC 3207 §4.2); most servers
+        # insist, whatever their leniency about MAIL before HELO on a fresh connection.
         own = self.grammar.requires_helo(self)
         required = self.setup.helo_required if own is None else own
-        return required or self.tls_restarted
+        return required or (self.tls_restarted and self.persona.tls_needs_new_helo)
 
     @property
     def _variants(self) -> tuple[str, ...]:

@@ -117,27 +117,27 @@ class Fields(dict[str, object]):
 
     def _compute(self, key: str) -> object:
         verb, _, arg = self.line.partition(" ")
-        if key == "hostname":
-            return self.setup.hostname
-        if key == "client":
-            return self.client_ip
+        simple = {
+            "hostname": self.setup.hostname,
+            "client": self.client_ip,
+            "limit": self.setup.policy.message_size_limit,
+            "line": self.line,
+            "verb": verb.upper(),
+            "word": arg.strip().split(" ", 1)[0],
+            "helo": self.helo or "",
+        }
+        if key in simple:
+            return simple[key]
+        if key == "client_name":  # Postfix's name[addr]: a forward-confirmed name or "unknown"
+            name, confirmed = self.setup.reverse_of(self.client_ip)
+            return name if name and confirmed else "unknown"
         if key == "peer":  # as a reverse lookup names the client (Sendmail's greeting)
             name = self.setup.reverse_names.get(self.client_ip)
             return f"{name} [{self.client_ip}]" if name else f"[{self.client_ip}]"
         if key == "date":
             return self.setup.persona.date_format.format(d=self.setup.clock())
-        if key == "limit":
-            return self.setup.policy.message_size_limit
-        if key == "line":
-            return self.line
-        if key == "verb":
-            return verb.upper()
-        if key == "word":
-            return arg.strip().split(" ", 1)[0]
         if key == "keyword":
             return arg.partition(":")[0].strip() if ":" in arg else arg.strip().split(" ", 1)[0]
-        if key == "helo":
-            return self.helo or ""
         if self.more is not None:
             return self.more(key, self)
         raise KeyError(key)

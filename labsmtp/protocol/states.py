@@ -13,6 +13,8 @@ command with no entry for the current state is out of order: the server
 answers 503 (or the persona's word for it, ``SEQUENCE_ERRORS``) and the state
 does not change.  Exactly one reply per command (§4.2).  A 421 reply closes
 the session whatever the command (§3.8), and so does a closed connection.
+A 554 greeting (§3.1: "no SMTP service here") leads to ``REFUSED``, where
+the server waits for QUIT and answers every other command 503.
 
 ``Stage`` names the points of a dialogue (the greeting, HELO, MAIL, ..., the
 final dot): fault rules, trials, the client's error phases, the command line's
@@ -37,6 +39,7 @@ class State(str, enum.Enum):
     MAIL = "mail"  # MAIL accepted: transaction open, no recipient yet (§4.1.1.2)
     RCPT = "rcpt"  # at least one RCPT accepted (§4.1.1.3)
     DATA = "data"  # 354 sent; message text until <CRLF>.<CRLF> (§4.1.1.4)
+    REFUSED = "refused"  # 554 greeting sent: only QUIT is served, the rest gets 503 (§3.1)
     CLOSED = "closed"  # 221 or 421 sent, or the connection is gone (§3.8)
 
     def __str__(self) -> str:
@@ -173,6 +176,9 @@ _TABLE: dict[State, dict[Command, State]] = {
     S.DATA: {
         C.END_OF_DATA: S.GREETED,  # §4.1.1.4: the transaction is over either way
     },
+    S.REFUSED: {
+        C.QUIT: S.CLOSED,  # §3.1: after a 554 greeting the server "MUST wait for QUIT"
+    },
     S.CLOSED: {},
 }
 # NOOP, VRFY, EXPN and HELP never move a session (§4.1.4).
@@ -218,6 +224,8 @@ SEQUENCE_ERRORS: Mapping[tuple[State, Command], str] = {
     (S.RCPT, C.AUTH): "auth_in_transaction",
     (S.MAIL, C.STARTTLS): "starttls_in_transaction",
     (S.RCPT, C.STARTTLS): "starttls_in_transaction",
+    # §3.1: "SHOULD respond to any command other than QUIT with 503" after a 554 greeting.
+    **{(S.REFUSED, c): "access_denied" for c in C if c not in (C.QUIT, C.END_OF_DATA)},
 }
 
 
@@ -258,6 +266,14 @@ VARIANTS: Mapping[str, Variant] = {
     "rset_needs_helo": Variant(
         "RSET before HELO/EHLO is refused (OpenSMTPD)",
         forbids=frozenset({(S.CONNECTED, C.RSET)}),
+    ),
+    # Postfix 3.7 (smtpd.c starttls_cmd): STARTTLS has no transaction check; the
+    # handshake resets the session, open transaction included (RFC 3207 §4.2).
+    "starttls_anytime": Variant(
+        "STARTTLS is allowed inside a transaction, which it ends (Postfix)",
+        allows=MappingProxyType(
+            {(S.MAIL, C.STARTTLS): S.CONNECTED, (S.RCPT, C.STARTTLS): S.CONNECTED}
+        ),
     ),
     # clamsmtpd 1.10 answers DATA with its own 354 at once and spools the
     # message; only after the final dot does it send DATA to the server behind
@@ -387,6 +403,17 @@ def opened() -> State:
 def closed(state: State) -> State:
     """The state once the connection is gone, whoever closed it (§3.8)."""
     return S.CLOSED
+
+
+def after_greeting(code: int | None) -> State:
+    """The state after the server's first reply: 220 serves the client (§3.1), 421
+    closes at once (§3.8), and 554 (or any other refusal) refuses the session and
+    waits for QUIT, answering 503 to everything else (§3.1)."""
+    if code in CLOSING_CODES:
+        return S.CLOSED
+    if code is not None and 400 <= code < 600:
+        return S.REFUSED
+    return S.CONNECTED
 
 
 def refused_after_dot(

@@ -154,6 +154,7 @@ _POS = {
     State.MAIL: (5.0, 0.0),
     State.RCPT: (7.5, 0.0),
     State.DATA: (10.0, 0.0),
+    State.REFUSED: (0.0, -3.6),  # after a 554 greeting: only QUIT (§3.1)
     State.CLOSED: (5.0, -3.6),
 }
 _HIGHLIGHT = "#0072B2"

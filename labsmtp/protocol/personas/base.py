@@ -16,8 +16,12 @@ from typing import TYPE_CHECKING, Any
 from ...errors import LabValueError  # a ValueError: callers catching ValueError still work
 
 if TYPE_CHECKING:
+    from ..checks import Checks
     from ..grammar import Grammar
     from ..policy import Policy
+    from ..relay import Relay
+    from ..session import Session
+    from ..setup import Setup
 
 # Every situation the server can reply to; each persona must word all of them.
 REPLY_KEYS = (
@@ -94,6 +98,7 @@ REPLY_KEYS = (
     "fault_reply",  # a fault's reply with the lab's default text: {status} {text}
     "fault_reply_host",  # the same for replies that name the host (421; 220/554 greetings)
     "connection_refused",  # a connection the server's admission check refuses
+    "access_denied",  # 503 to anything but QUIT after a 554 greeting (RFC 5321 §3.1)
     "user_unknown",  # local_recipient_maps: no such user in the server's own domain
 )
 
@@ -147,7 +152,7 @@ class Persona:
     # How this server reads command lines (verbs, paths, parameters); None: the
     # standard Grammar steered by the flags above.  A persona whose program parses
     # differently supplies its own (issue 11: one grammar per real program).
-    grammar: Callable[[Persona], Grammar] | None = None
+    grammar: Callable[[Persona, Setup | None], Grammar] | None = None
     # How the program's own settings and the lab's shared switches meet:
     # derive(settings, switches) gives (settings changes, Policy changes), e.g.
     # Sendmail's PrivacyOptions=needmailhelo is the lab's smtpd_helo_required.  A
@@ -162,6 +167,22 @@ class Persona:
     # stock recordings' DNS was the lab zone (lab/dnszone.py DEFAULT_ZONE):
     # LabServer and the in-memory replay plug that zone in unless told otherwise.
     lab_dns: bool = False
+    # Where the program applies its restrictions (HELO, relaying, its users); None:
+    # the lab's own order (checks.Checks), Postfix's with smtpd_delay_reject = no.
+    checks: Callable[[Persona, Setup | None], Checks] | None = None
+    # A proxy in front of another server (clamsmtpd): it reads every line (relay.py).
+    relay: Callable[[Session], Relay] | None = None
+    # The program's own names for Policy switches (Postfix's smtpd_recipient_limit is
+    # Policy.max_recipients): LabServer(persona=p, smtpd_recipient_limit=3) sets it.
+    policy_aliases: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # The names a list-valued setting may hold (Postfix's restriction names); a typo
+    # gets a LabValueError naming them.
+    setting_choices: Mapping[str, tuple[str, ...]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    # After STARTTLS, MAIL needs a new EHLO (RFC 3207 §4.2); Postfix (smtpd_helo_required
+    # = no) accepts MAIL at once.
+    tls_needs_new_helo: bool = True
 
     def configure(
         self, policy: Policy | None = None, **switches: Any
@@ -171,6 +192,7 @@ class Persona:
         one of ``settings``; anything else is a LabValueError naming both lists."""
         from ..policy import Policy  # a leaf of protocol/, imported late: no cycle
 
+        switches = {self.policy_aliases.get(k, k): v for k, v in switches.items()}
         own = {k: v for k, v in switches.items() if k in self.settings}
         shared = {k: v for k, v in switches.items() if k not in self.settings}
         base = policy if policy is not None else Policy().with_(**self.policy_defaults)
@@ -185,6 +207,13 @@ class Persona:
         merged = dict(self.settings)
         for name, value in own.items():
             merged[name] = coerce_setting(name, value, self.settings[name])
+            choices = self.setting_choices.get(name)
+            wrong = [v for v in merged[name] if v not in choices] if choices else []
+            if wrong:
+                raise LabValueError(
+                    f"{name}: {', '.join(map(repr, wrong))} unknown; the lab knows: "
+                    + ", ".join(choices or ())
+                )
         if self.derive is not None:
             settings_changes, policy_changes = self.derive(merged, switches)
             merged.update({k: v for k, v in settings_changes.items() if k not in own})

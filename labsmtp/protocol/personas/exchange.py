@@ -81,6 +81,7 @@ EXCHANGE = dict(
         "helo_mismatch": "450 4.7.1 Host name {helo} does not match the sending IP [{client}]",
         "internal_error": "421 4.3.2 Service not available, closing transmission channel",
         "connection_refused": "554 5.7.1 Service unavailable; Client host [{client}] blocked",
+        "access_denied": "503 5.5.1 Bad sequence of commands: Client host [{client}] blocked",
         "user_unknown": "550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup",
     },
 )

@@ -122,6 +122,7 @@ EXIM = dict(
         "exim_header_syntax": "550 header syntax",
         "exim_bdat_not_offered": "503 BDAT command used when CHUNKING not advertised",
         "exim_bdat_size": "501 missing size for BDAT command",
+        "access_denied": "503 Access denied for [{client}]: only QUIT is served",
     },
 )
 

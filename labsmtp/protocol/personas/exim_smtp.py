@@ -40,6 +40,7 @@ from . import exim_commands as cmds
 
 if TYPE_CHECKING:
     from ..session import Session
+    from ..setup import Setup
     from .base import Persona
 
 CMD_BUFFER_SIZE = 16384  # smtp_in.c SMTP_CMD_BUFFER_SIZE
@@ -51,8 +52,8 @@ class EximGrammar(Grammar):
 
     command_line_end = b"\n"
 
-    def __init__(self, persona: Persona) -> None:
-        super().__init__(persona)
+    def __init__(self, persona: Persona, setup: Setup | None = None) -> None:
+        super().__init__(persona, setup)
         self.synprot_count = self.unknown = self.nonmail = 0
         self.free = set(cmds.FREE_ONCE)  # not counted as non-mail once per message
         self.auth_counts = False  # AUTH counts as non-mail after the first AUTH
@@ -141,7 +142,7 @@ class EximGrammar(Grammar):
     def read_command(self, lines: LineBuffer) -> bytes | TooLong | None:
         return lines.piece(b"\n", CMD_BUFFER_SIZE)
 
-    def read_text(self, lines: LineBuffer) -> bytes | TooLong | None:
+    def read_text(self, lines: LineBuffer, limit: int | None = None) -> bytes | TooLong | None:
         # After the SMTP smuggling fix (CVE-2023-51766, in Debian's 4.96): when the
         # message's first line ended with CRLF only CRLF ends a line, and a dot before
         # a bare LF is text; otherwise LF ends lines and ".\n" the message.
@@ -302,6 +303,6 @@ class EximGrammar(Grammar):
         return events
 
 
-def grammar(persona: Persona) -> Grammar:
+def grammar(persona: Persona, setup: Setup | None = None) -> Grammar:
     """Persona.grammar for exim: a fresh reader per connection."""
-    return EximGrammar(persona)
+    return EximGrammar(persona, setup)

@@ -82,6 +82,7 @@ GENERIC = {
     "fault_reply": "{status} {text}",
     "fault_reply_host": "{status} {hostname} {text}",
     "connection_refused": "554 5.7.1 Service unavailable; client [{client}] may not connect here",
+    "access_denied": "503 5.7.0 Bad sequence of commands: this server refused the session (554); only QUIT is served",
     "user_unknown": "550 5.1.1 <{addr}>: Recipient address rejected: User unknown in local recipient table",
 }
 

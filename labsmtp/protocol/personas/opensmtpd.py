@@ -55,6 +55,7 @@ from .opensmtpd_syntax import (
 
 if TYPE_CHECKING:
     from ..policy import Policy
+    from ..setup import Setup
 
 _SEQUENCE = "503 5.5.1 Invalid command: Command not allowed at this point."
 _UNKNOWN = "500 5.5.1 Invalid command: Command unrecognized"
@@ -166,6 +167,7 @@ OPENSMTPD = dict(
         "message_loop": "500 5.4.6 Routing loop detected: Loop detected",
         "filter_reject": "{arg}",  # a built-in filter's own reply
         "filter_disconnect": "{arg}",
+        "access_denied": "503 5.5.1 Invalid command: Access denied for [{client}]",
     },
 )
 
@@ -197,8 +199,8 @@ class OpenSMTPDGrammar(Grammar):
     text_overflow_key = "line_overflow"
     refuses_pipelining = True
 
-    def __init__(self, persona: Persona) -> None:
-        super().__init__(persona)
+    def __init__(self, persona: Persona, setup: Setup | None = None) -> None:
+        super().__init__(persona, setup)
         self.notify: set[str] = set()  # the transaction's DSN NOTIFY flags, across RCPTs
 
     def decode(self, line: bytes) -> str:
@@ -296,7 +298,7 @@ class OpenSMTPDGrammar(Grammar):
             return None if orcpt_ok(option[6:]) else Refusal("orcpt_syntax")
         return Refusal("rcpt_param_unknown", option)
 
-    def recipient(self, path: Path, standard: str | None, view: View) -> Refusal | None:
+    def recipient(self, path: Path, standard: Refusal | None, view: View) -> Refusal | None:
         """Debian's match rules, in order: local delivery for mydestination from anyone,
         and for the server's own names from local clients; relaying for local clients."""
         key = self._verdict(path.address, view.user is not None)

@@ -134,6 +134,7 @@ SENDMAIL = dict(
         "sm_bare_lf": "421 4.5.0 Bare linefeed (LF) not allowed",
         "sm_bare_cr": "421 4.5.0 Bare carriage return (CR) not allowed",
         "sm_nul": "554 5.6.1 NUL byte not allowed",
+        "access_denied": "503 5.7.0 {hostname} Access denied for [{client}]: only QUIT is served",
     },
 )
 

@@ -108,8 +108,8 @@ class SendmailGrammar(Grammar):
 
     text_line_end = b"\n"  # a bare LF in message text is refused, so read up to any LF
 
-    def __init__(self, persona: Persona) -> None:
-        super().__init__(persona)
+    def __init__(self, persona: Persona, setup: Setup | None = None) -> None:
+        super().__init__(persona, setup)
         self.nullserver = False  # "Command rejected" mode (pipelined before a reply)
         self.lines = 0  # command lines read
         self.raw = ""  # the last line with its line end, as read
@@ -330,7 +330,8 @@ class SendmailGrammar(Grammar):
                 self.senders[env.address] = env
         return reply(problem) if problem is not None else None
 
-    def recipient(self, path: Path, standard: str | None, view: View) -> Refusal | None:
+    def recipient(self, path: Path, refused: Refusal | None, view: View) -> Refusal | None:
+        standard = refused.key if refused is not None else None
         env = self.envelope
         assert env is not None
         if not view.recipients:
