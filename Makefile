@@ -32,14 +32,16 @@ lab: $(VENV)/.stamp-lab
 
 # Lint, notebook check and pytest all run even when an earlier one fails, so one
 # run (one CI run) reports everything; the exit status is non-zero if any failed.
-# The format check (`ruff format --check .`) is left out until the package is
-# formatted; `ruff check` already enforces import order (rule I).
+# `ruff format --check` keeps one style (an editor that formats on save makes no
+# diff noise); `ruff check` also enforces import order (rule I).
 # nbstripout checks outputs, execution counts and saved widget state; --keep-id
 # because JupyterLab's random cell ids are harmless and renumbering them is churn.
 test: $(VENV)/.stamp-dev
 	@failed=""; \
 	echo "$(PY) -m ruff check ."; \
 	$(PY) -m ruff check . || failed="$$failed ruff"; \
+	echo "$(PY) -m ruff format --check ."; \
+	$(PY) -m ruff format --check . || failed="$$failed ruff-format"; \
 	if ls notebooks/*.ipynb >/dev/null 2>&1; then \
 	  echo "$(PY) -m nbstripout --verify --keep-id notebooks/*.ipynb"; \
 	  $(PY) -m nbstripout --verify --keep-id notebooks/*.ipynb || failed="$$failed nbstripout"; \
@@ -80,24 +82,6 @@ PINS_VENV  := $(VENV)-pins
 PINS_FILES := requirements.txt requirements-dev.txt binder/requirements.txt
 PINS_SCOPE ?= all
 
-define LABSMTP_PINS_PY
-import re, sys
-from packaging.markers import Marker
-scope, freeze, files = sys.argv[1], sys.argv[2], sys.argv[3:]
-def key(name):  # PEP 503 normalisation: jupyter_repo2docker == Jupyter-Repo2Docker
-    return re.sub(r"[-_.]+", "-", name).lower()
-frozen = dict(pin.split("==", 1) for pin in open(freeze).read().split() if "==" in pin)
-frozen = {key(name): version for name, version in frozen.items()}
-for path in files:
-    out = []
-    for line in open(path).read().splitlines():
-        m = re.match(r"([A-Za-z0-9._-]+)==([^;\s]+)(\s*;\s*(.*))?$$", line)
-        if m and (Marker(m[4]).evaluate() if m[4] else scope == "all"):
-            line = f"{m[1]}=={frozen[key(m[1])]}{m[3] or ''}"
-        out.append(line)
-    open(path, "w").write("\n".join(out) + "\n")
-endef
-export LABSMTP_PINS_PY
 
 pins:
 	rm -rf $(PINS_VENV)
@@ -105,7 +89,7 @@ pins:
 	$(PINS_VENV)/bin/python -m pip --no-input install \
 	  $$(sed -n 's/^\([A-Za-z0-9._-]*\)==.*/\1/p' requirements.txt requirements-dev.txt | sort -u)
 	$(PINS_VENV)/bin/python -m pip freeze > $(PINS_VENV)/freeze.txt
-	$(PINS_VENV)/bin/python -c "$$LABSMTP_PINS_PY" $(PINS_SCOPE) $(PINS_VENV)/freeze.txt $(PINS_FILES)
+	$(PINS_VENV)/bin/python tools/pins.py $(PINS_SCOPE) $(PINS_VENV)/freeze.txt $(PINS_FILES)
 	rm -rf $(PINS_VENV)
 	git diff --stat -- $(PINS_FILES) || true
 

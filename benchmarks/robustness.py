@@ -29,18 +29,26 @@ from labsmtp import LabServer  # noqa: E402
 
 def load(sessions: int) -> dict:
     """``sessions`` simultaneous smtplib sessions, each sending one message."""
-    with LabServer(name="bench-load", max_connections=sessions + 10,
-                   max_messages=sessions * 2, max_sessions=sessions * 2) as s:
+    with LabServer(
+        name="bench-load",
+        max_connections=sessions + 10,
+        max_messages=sessions * 2,
+        max_sessions=sessions * 2,
+    ) as s:
         barrier = threading.Barrier(sessions)
         acked, failed = [], []
 
         def one(i):
             try:
-                with smtplib.SMTP(s.host, s.port, local_hostname=f"c{i}.example.org",
-                                  timeout=60) as m:
+                with smtplib.SMTP(
+                    s.host, s.port, local_hostname=f"c{i}.example.org", timeout=60
+                ) as m:
                     barrier.wait(timeout=60)
-                    m.sendmail(f"s{i}@example.org", ["postmaster@lab.example.org"],
-                               f"Subject: load {i}\r\n\r\nmessage {i}\r\n")
+                    m.sendmail(
+                        f"s{i}@example.org",
+                        ["postmaster@lab.example.org"],
+                        f"Subject: load {i}\r\n\r\nmessage {i}\r\n",
+                    )
                     acked.append(i)
             except Exception as exc:
                 failed.append(repr(exc))
@@ -76,11 +84,22 @@ def fuzz() -> dict:
 
     T._send_and_drain = counting
     complaints = T._Complaints()
-    s = LabServer(name="bench-fuzz", users=T.USERS, tls=True, auth_require_tls=False,
-                  hard_error_limit=60, idle_timeout=10, max_lines=200_000).start()
+    s = LabServer(
+        name="bench-fuzz",
+        users=T.USERS,
+        tls=True,
+        auth_require_tls=False,
+        hard_error_limit=60,
+        idle_timeout=10,
+        max_lines=200_000,
+    ).start()
     s.complaints = complaints
-    tests = [T.test_fuzzed_command_lines_get_one_reply_each, T.test_random_byte_streams,
-             T.test_overlong_and_huge_lines, T.test_lf_dot_lf_smuggling_never_ends_the_message]
+    tests = [
+        T.test_fuzzed_command_lines_get_one_reply_each,
+        T.test_random_byte_streams,
+        T.test_overlong_and_huge_lines,
+        T.test_lf_dot_lf_smuggling_never_ends_the_message,
+    ]
     started = time.perf_counter()
     try:
         for test in tests:
@@ -146,8 +165,11 @@ def memory(dialogues: int) -> dict:
 def slow_client() -> dict:
     """50 full dialogues while another client sends one byte a second."""
     elapsed, delivered = T.beside_a_slow_client(50)
-    return {"dialogues beside a 1 byte/s client": 50, "seconds": round(elapsed, 2),
-            "delivered": delivered}
+    return {
+        "dialogues beside a 1 byte/s client": 50,
+        "seconds": round(elapsed, 2),
+        "delivered": delivered,
+    }
 
 
 def main(argv=None) -> int:
@@ -160,6 +182,7 @@ def main(argv=None) -> int:
     global T
     os.environ["FUZZ_EXAMPLES"] = str(args.fuzz)
     import test_robustness as T  # the tests' own helpers, strategies and bounds
+
     command = "python benchmarks/robustness.py " + " ".join(argv or sys.argv[1:])
     results = {
         "Load": load(args.sessions),
@@ -169,16 +192,21 @@ def main(argv=None) -> int:
         "Memory": memory(args.dialogues),
     }
     print("## Robustness figures\n")
-    print(f"Measured with `{command.strip()}` on Python {platform.python_version()}, "
-          f"{os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f} at the end), "
-          f"{time.strftime('%Y-%m-%d')}. "
-          "The same properties are asserted by `pytest tests/test_robustness.py`.\n")
+    print(
+        f"Measured with `{command.strip()}` on Python {platform.python_version()}, "
+        f"{os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f} at the end), "
+        f"{time.strftime('%Y-%m-%d')}. "
+        "The same properties are asserted by `pytest tests/test_robustness.py`.\n"
+    )
     for section, figures in results.items():
         print(f"**{section}**\n")
         print("| figure | value |\n|---|---|")
         for k, v in figures.items():
-            print(f"| {k} | {v:,} |" if isinstance(v, int) and not isinstance(v, bool)
-                  else f"| {k} | {v} |")
+            print(
+                f"| {k} | {v:,} |"
+                if isinstance(v, int) and not isinstance(v, bool)
+                else f"| {k} | {v} |"
+            )
         print()
     return 0
 

@@ -33,7 +33,7 @@ from aiosmtpd.controller import Controller  # noqa: E402
 from aiosmtpd.handlers import Sink  # noqa: E402
 
 from labsmtp import LabServer  # noqa: E402
-from labsmtp.trials import run_trials  # noqa: E402
+from labsmtp.lab.trials import run_trials  # noqa: E402
 
 NEVER_FIRES = "rcpt:451:addr=nobody@never.invalid"  # the engine matches, nothing fires
 
@@ -50,9 +50,21 @@ def _smtp_source(tool: str, port: int, sessions: int, messages: int) -> tuple[fl
     other programs loading the machine, which wall-clock rates are not)."""
     cpu = time.process_time()
     started = time.perf_counter()
-    p = subprocess.run([tool, "-s", str(sessions), "-m", str(messages), "-t",
-                        "postmaster@lab.example.org", f"127.0.0.1:{port}"],
-                       capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [
+            tool,
+            "-s",
+            str(sessions),
+            "-m",
+            str(messages),
+            "-t",
+            "postmaster@lab.example.org",
+            f"127.0.0.1:{port}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     took = time.perf_counter() - started
     if p.returncode != 0:
         raise SystemExit(f"smtp-source failed: {p.stderr.strip()}")
@@ -97,7 +109,7 @@ def trials_time() -> dict:
 
 def slider_redraw() -> dict:
     """Seconds from a slider move to the redrawn panel (worst of three moves)."""
-    from labsmtp.widgets import FaultLab
+    from labsmtp.classroom.widgets import FaultLab
 
     out = {}
     with LabServer(name="bench-panel", seed=1) as server:
@@ -127,31 +139,68 @@ def main() -> int:
         t = throughput(args.smtp_source, args.rounds, args.sessions, args.messages)
         sink, lab = t["best"]["sink"], t["best"]["lab"]
         ratio = lab / sink
-        rows.append((f"smtp-source -s {args.sessions} -m {args.messages} -> aiosmtpd Sink",
-                     f"{sink:.0f} msg/s", ""))
-        rows.append(("  -> lab server (transcript + fault engine, no fault fires)",
-                     f"{lab:.0f} msg/s", ""))
-        rows.append(("  ratio lab / sink (best of each)", f"{ratio:.2f}",
-                     "PASS" if ratio >= 0.9 else "FAIL (target >= 0.9)"))
-        rows.append(("  every run, sink (msg/s)", " ".join(f"{r:.0f}" for r in t["runs"]["sink"]), ""))
-        rows.append(("  every run, lab (msg/s)", " ".join(f"{r:.0f}" for r in t["runs"]["lab"]), ""))
+        rows.append(
+            (
+                f"smtp-source -s {args.sessions} -m {args.messages} -> aiosmtpd Sink",
+                f"{sink:.0f} msg/s",
+                "",
+            )
+        )
+        rows.append(
+            ("  -> lab server (transcript + fault engine, no fault fires)", f"{lab:.0f} msg/s", "")
+        )
+        rows.append(
+            (
+                "  ratio lab / sink (best of each)",
+                f"{ratio:.2f}",
+                "PASS" if ratio >= 0.9 else "FAIL (target >= 0.9)",
+            )
+        )
+        rows.append(
+            ("  every run, sink (msg/s)", " ".join(f"{r:.0f}" for r in t["runs"]["sink"]), "")
+        )
+        rows.append(
+            ("  every run, lab (msg/s)", " ".join(f"{r:.0f}" for r in t["runs"]["lab"]), "")
+        )
         cpu_ratio = t["cpu"]["sink"] / t["cpu"]["lab"]
-        rows.append(("  server CPU per message, sink / lab (ms)",
-                     f"{t['cpu']['sink']:.2f} / {t['cpu']['lab']:.2f}", ""))
-        rows.append(("  ratio by CPU (sink ms / lab ms)", f"{cpu_ratio:.2f}",
-                     "PASS" if cpu_ratio >= 0.9 else "FAIL (target >= 0.9)"))
+        rows.append(
+            (
+                "  server CPU per message, sink / lab (ms)",
+                f"{t['cpu']['sink']:.2f} / {t['cpu']['lab']:.2f}",
+                "",
+            )
+        )
+        rows.append(
+            (
+                "  ratio by CPU (sink ms / lab ms)",
+                f"{cpu_ratio:.2f}",
+                "PASS" if cpu_ratio >= 0.9 else "FAIL (target >= 0.9)",
+            )
+        )
         if t["injected"]:
-            rows.append(("  WARNING: a fault fired during the throughput run", str(t["injected"]), ""))
+            rows.append(
+                ("  WARNING: a fault fired during the throughput run", str(t["injected"]), "")
+            )
     else:
         rows.append(("smtp-source", "not installed", "SKIPPED (apt-get install postfix)"))
     for retry, (secs, attempts) in trials_time().items():
-        rows.append((f"1000 trials, rcpt:451:0.3, retry {retry} ({attempts} dialogues)",
-                     f"{secs:.2f} s", "PASS" if secs <= 3 else "FAIL (target <= 3 s)"))
+        rows.append(
+            (
+                f"1000 trials, rcpt:451:0.3, retry {retry} ({attempts} dialogues)",
+                f"{secs:.2f} s",
+                "PASS" if secs <= 3 else "FAIL (target <= 3 s)",
+            )
+        )
     for (trials, retry), secs in slider_redraw().items():
         default = (trials, retry) == (100, "none")  # the panel as a lesson first shows it
-        rows.append((f"fault panel: slider move -> {trials} trials (retry {retry}) + 2 plots"
-                     + (" [default]" if default else ""), f"{secs:.2f} s",
-                     ("PASS" if secs < 1 else "FAIL (target < 1 s)") if default else "(for reference)"))
+        rows.append(
+            (
+                f"fault panel: slider move -> {trials} trials (retry {retry}) + 2 plots"
+                + (" [default]" if default else ""),
+                f"{secs:.2f} s",
+                ("PASS" if secs < 1 else "FAIL (target < 1 s)") if default else "(for reference)",
+            )
+        )
     width = max(len(r[0]) for r in rows)
     print(f"{'measurement':<{width}}  {'result':>14}  verdict")
     for name, value, verdict in rows:
@@ -162,5 +211,3 @@ def main() -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-

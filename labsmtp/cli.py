@@ -17,8 +17,8 @@ import sys
 import threading
 
 from .errors import LabConnectionError, LabError
-from .personas import persona_names
-from .policy import HELO_RESTRICTIONS
+from .protocol.personas import persona_names
+from .protocol.policy import HELO_RESTRICTIONS
 
 # swaks's exit codes: the phase that failed.
 EXIT_CODES = {
@@ -43,7 +43,9 @@ def _hostport(text: str) -> tuple[str, int]:
 
 def _port(text: str) -> int:
     if not text.isdigit() or not 0 <= int(text) <= 65535:
-        raise argparse.ArgumentTypeError(f"a port is a number from 1 to 65535 (0: any free one), not {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"a port is a number from 1 to 65535 (0: any free one), not {text!r}"
+        )
     return int(text)
 
 
@@ -64,7 +66,7 @@ def _restrictions(text: str) -> tuple[str, ...]:
 
 
 def _fault_spec(text: str) -> str:
-    from .faults import parse_fault
+    from .lab.faults import parse_fault
 
     try:
         parse_fault(text)
@@ -95,10 +97,18 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="really listen on a non-loopback address (other machines could connect)",
     )
-    s.add_argument("--fault", action="append", type=_fault_spec, default=[], metavar="SPEC",
-                   help="a fault rule such as rcpt:451:0.3 or data:drop (repeatable)")
+    s.add_argument(
+        "--fault",
+        action="append",
+        type=_fault_spec,
+        default=[],
+        metavar="SPEC",
+        help="a fault rule such as rcpt:451:0.3 or data:drop (repeatable)",
+    )
     p = s.add_argument_group("policy (Postfix parameter names)")
-    p.add_argument("--smtpd-helo-required", action="store_true", help="refuse MAIL before HELO/EHLO")
+    p.add_argument(
+        "--smtpd-helo-required", action="store_true", help="refuse MAIL before HELO/EHLO"
+    )
     p.add_argument(
         "--smtpd-helo-restrictions",
         type=_restrictions,
@@ -106,10 +116,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="LIST",
         help="comma-separated: " + ", ".join(HELO_RESTRICTIONS),
     )
-    p.add_argument("--mydestination", type=_csv, metavar="DOMAINS", help="the lab's own mail domains")
+    p.add_argument(
+        "--mydestination", type=_csv, metavar="DOMAINS", help="the lab's own mail domains"
+    )
     p.add_argument("--mynetworks", type=_csv, metavar="CIDRS", help="clients allowed to relay")
     p.add_argument("--message-size-limit", type=_positive_int, metavar="BYTES")
-    p.add_argument("--open-relay", action="store_true", help="DANGEROUS misconfiguration, for a lesson")
+    p.add_argument(
+        "--open-relay", action="store_true", help="DANGEROUS misconfiguration, for a lesson"
+    )
 
     t = sub.add_parser("talk", help="type SMTP commands to a server, see each reply")
     t.add_argument("server", type=_hostport, metavar="HOST:PORT")
@@ -130,10 +144,20 @@ def build_parser() -> argparse.ArgumentParser:
     x = sub.add_parser("experiment", help="run N real dialogues against a lab server with faults")
     x.add_argument("--trials", type=_positive_int, default=100, metavar="N")
     x.add_argument("--seed", type=int, default=1, metavar="S", help="same seed, same results")
-    x.add_argument("--fault", action="append", type=_fault_spec, default=[], metavar="SPEC",
-                   help="a fault rule such as rcpt:451:0.3 (repeatable)")
-    x.add_argument("--retry", choices=("none", "mta", "naive"), default="mta",
-                   help="client retry policy (default mta)")
+    x.add_argument(
+        "--fault",
+        action="append",
+        type=_fault_spec,
+        default=[],
+        metavar="SPEC",
+        help="a fault rule such as rcpt:451:0.3 (repeatable)",
+    )
+    x.add_argument(
+        "--retry",
+        choices=("none", "mta", "naive"),
+        default="mta",
+        help="client retry policy (default mta)",
+    )
     x.add_argument("--workers", type=_positive_int, default=2, help="clients at once")
     x.add_argument("--persona", default="generic", choices=persona_names())
     x.add_argument("--json", action="store_true", help="print one JSON object")
@@ -143,8 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        commands = {"serve": cmd_serve, "talk": cmd_talk, "send": cmd_send,
-                    "experiment": cmd_experiment}
+        commands = {
+            "serve": cmd_serve,
+            "talk": cmd_talk,
+            "send": cmd_send,
+            "experiment": cmd_experiment,
+        }
         return commands[args.cmd](args)
     except LabError as exc:
         print(f"labsmtp: {exc}", file=sys.stderr)
@@ -161,7 +189,7 @@ def _print_line(line) -> None:
 
 
 def cmd_serve(args) -> int:
-    from .server import LabServer
+    from .lab.server import LabServer
 
     switches = {}
     if args.smtpd_helo_required:
@@ -209,7 +237,7 @@ def cmd_serve(args) -> int:
 
 
 def cmd_talk(args) -> int:
-    from .client import StepClient
+    from .lab.client import StepClient
 
     client = StepClient(*args.server, source=args.source, timeout=args.timeout)
     greeting = client.connect()
@@ -241,7 +269,7 @@ def cmd_talk(args) -> int:
 
 
 def cmd_send(args) -> int:
-    from .client import StepClient
+    from .lab.client import StepClient
 
     client = StepClient(*args.server, source=args.source, timeout=args.timeout)
 
@@ -268,7 +296,7 @@ def cmd_send(args) -> int:
 
 def _send_dialogue(client, args, show) -> int:
     """Greeting, HELO/EHLO, MAIL, RCPT..., DATA, message: 0, or the failed phase's code."""
-    from .client import make_message
+    from .lab.client import make_message
 
     greet = show(client.connect())
     if greet.code != 220:
@@ -297,18 +325,29 @@ def _send_dialogue(client, args, show) -> int:
 
 
 def cmd_experiment(args) -> int:
-    from .server import LabServer
-    from .trials import run_trials
+    from .lab.server import LabServer
+    from .lab.trials import run_trials
 
     def progress(done, total):
         if not args.json and sys.stderr.isatty():
             bar = "#" * (30 * done // total)
-            print(f"\r  [{bar:<30}] {done}/{total}", end="" if done < total else "\n",
-                  file=sys.stderr, flush=True)
+            print(
+                f"\r  [{bar:<30}] {done}/{total}",
+                end="" if done < total else "\n",
+                file=sys.stderr,
+                flush=True,
+            )
 
     with LabServer(persona=args.persona, seed=args.seed, name="cli-experiment") as server:
-        results = run_trials(server, args.trials, retry=args.retry, seed=args.seed,
-                             faults=args.fault, workers=args.workers, progress=progress)
+        results = run_trials(
+            server,
+            args.trials,
+            retry=args.retry,
+            seed=args.seed,
+            faults=args.fault,
+            workers=args.workers,
+            progress=progress,
+        )
     if args.json:
         print(json.dumps(results.to_dict()))
     else:

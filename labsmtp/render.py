@@ -46,7 +46,9 @@ def transcript_html(lines, dropped: int = 0, limit: int = 400) -> str:
                 f' <span style="color:{INJECTED_COLOUR}" title="made by a fault rule">'
                 f"injected: {html.escape(ln.injected)}</span>"
             )
-        who = "client" if ln.direction == "client" else ("server" if ln.direction == "server" else "")
+        who = (
+            "client" if ln.direction == "client" else ("server" if ln.direction == "server" else "")
+        )
         rows.append(
             f"<tr><td>{ln.session}</td><td>{html.escape(ln.marker)}</td><td>{who}</td>"
             f'<td style="{style}">{text}</td><td>{klass}</td></tr>'

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import os
+import pathlib
 import shutil
+import sys
 
 import pytest
 
 from labsmtp import LabServer, stop_all
+
+# Repository tooling (tools/make_index.py) is checked by the tests too.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "tools"))
 
 # In CI (LABSMTP_NO_SKIP=1, set by .ci/run) a skipped test is a failure: a missing
 # tool must not turn a red test into a quiet skip.

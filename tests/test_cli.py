@@ -39,8 +39,13 @@ def serve():
 
     def start(*args):
         port = _free_port()
-        p = subprocess.Popen(PY + ["serve", "--port", str(port), *args], stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True, env=ENV)
+        p = subprocess.Popen(
+            PY + ["serve", "--port", str(port), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=ENV,
+        )
         procs.append(p)
         _wait_for(port)
         return p, port
@@ -55,9 +60,20 @@ def serve():
 def test_serve_accepts_swaks_prints_the_dialogue_and_stops_on_sigterm(serve):
     swaks = require_tool("swaks")
     p, port = serve()
-    out = subprocess.run([swaks, "--server", f"127.0.0.1:{port}", "--to",
-                          "postmaster@lab.example.org", "--from", "a@example.org"],
-                         capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        [
+            swaks,
+            "--server",
+            f"127.0.0.1:{port}",
+            "--to",
+            "postmaster@lab.example.org",
+            "--from",
+            "a@example.org",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert out.returncode == 0
     p.send_signal(signal.SIGTERM)
     text, _ = p.communicate(timeout=10)
@@ -77,16 +93,28 @@ def test_serve_stops_cleanly_on_ctrl_c(serve):
 
 
 def test_serve_with_postfix_switches_answers_like_postfix(serve):
-    p, port = serve("--persona", "postfix", "--smtpd-helo-required", "--smtpd-helo-restrictions",
-                    "reject_invalid_helo_hostname,reject_non_fqdn_helo_hostname",
-                    "--mydestination", "lab.example.org", "--mynetworks", "127.0.0.1/32",
-                    "--message-size-limit", "1048576")
+    p, port = serve(
+        "--persona",
+        "postfix",
+        "--smtpd-helo-required",
+        "--smtpd-helo-restrictions",
+        "reject_invalid_helo_hostname,reject_non_fqdn_helo_hostname",
+        "--mydestination",
+        "lab.example.org",
+        "--mynetworks",
+        "127.0.0.1/32",
+        "--message-size-limit",
+        "1048576",
+    )
     s = socket.create_connection(("127.0.0.1", port), timeout=5)
     f = s.makefile("rwb")
     assert f.readline() == b"220 mx.lab.example.org ESMTP Postfix (Debian/GNU)\r\n"
     for line, want in [
         (b"MAIL FROM:<a@example.org>", b"503 5.5.1 Error: send HELO/EHLO first"),
-        (b"HELO client", b"504 5.5.2 <client>: Helo command rejected: need fully-qualified hostname"),
+        (
+            b"HELO client",
+            b"504 5.5.2 <client>: Helo command rejected: need fully-qualified hostname",
+        ),
         (b"HELO bad_host!", b"501 5.5.2 <bad_host!>: Helo command rejected: Invalid name"),
         (b"QUIT", b"221 2.0.0 Bye"),
     ]:
@@ -99,33 +127,97 @@ def test_serve_with_postfix_switches_answers_like_postfix(serve):
 
 
 def test_send_exit_codes_name_the_failed_phase(server):
-    ok = subprocess.run(PY + ["send", "--server", f"127.0.0.1:{server.port}", "--from",
-                              "a@example.org", "--to", "postmaster@lab.example.org"],
-                        capture_output=True, text=True, env=ENV, timeout=30)
+    ok = subprocess.run(
+        PY
+        + [
+            "send",
+            "--server",
+            f"127.0.0.1:{server.port}",
+            "--from",
+            "a@example.org",
+            "--to",
+            "postmaster@lab.example.org",
+        ],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=30,
+    )
     assert ok.returncode == 0, ok.stderr
     assert "<- 250 2.0.0 OK: queued as" in ok.stdout
     assert len(server.mailbox) == 1
-    relay = subprocess.run(PY + ["send", "--server", f"127.0.0.1:{server.port}", "--from",
-                                 "a@example.org", "--to", "x@elsewhere.net", "--source",
-                                 "127.0.0.2"], capture_output=True, text=True, env=ENV, timeout=30)
+    relay = subprocess.run(
+        PY
+        + [
+            "send",
+            "--server",
+            f"127.0.0.1:{server.port}",
+            "--from",
+            "a@example.org",
+            "--to",
+            "x@elsewhere.net",
+            "--source",
+            "127.0.0.2",
+        ],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=30,
+    )
     assert relay.returncode == 24 and "<** 554 5.7.1" in relay.stdout
     server.configure(smtpd_helo_restrictions="reject_non_fqdn_helo_hostname")
-    helo = subprocess.run(PY + ["send", "--server", f"127.0.0.1:{server.port}", "--from",
-                                "a@example.org", "--to", "b@lab.example.org", "--helo", "shortname"],
-                          capture_output=True, text=True, env=ENV, timeout=30)
+    helo = subprocess.run(
+        PY
+        + [
+            "send",
+            "--server",
+            f"127.0.0.1:{server.port}",
+            "--from",
+            "a@example.org",
+            "--to",
+            "b@lab.example.org",
+            "--helo",
+            "shortname",
+        ],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=30,
+    )
     assert helo.returncode == 22 and "504 5.5.2" in helo.stdout
-    refused = subprocess.run(PY + ["send", "--server", f"127.0.0.1:{_free_port()}", "--from",
-                                   "a@example.org", "--to", "b@lab.example.org"],
-                             capture_output=True, text=True, env=ENV, timeout=30)
+    refused = subprocess.run(
+        PY
+        + [
+            "send",
+            "--server",
+            f"127.0.0.1:{_free_port()}",
+            "--from",
+            "a@example.org",
+            "--to",
+            "b@lab.example.org",
+        ],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=30,
+    )
     assert refused.returncode == 2 and "refused" in refused.stderr
     assert "Traceback" not in refused.stderr
 
 
 def test_talk_reads_lines_from_stdin(server):
-    script = "HELO t.example.org\nMAIL FROM:<a@example.org>\nRCPT TO:<b@lab.example.org>\nDATA\n" \
-             "Subject: talk\n\nhi\n.\nQUIT\n"
-    out = subprocess.run(PY + ["talk", f"127.0.0.1:{server.port}"], input=script,
-                         capture_output=True, text=True, env=ENV, timeout=30)
+    script = (
+        "HELO t.example.org\nMAIL FROM:<a@example.org>\nRCPT TO:<b@lab.example.org>\nDATA\n"
+        "Subject: talk\n\nhi\n.\nQUIT\n"
+    )
+    out = subprocess.run(
+        PY + ["talk", f"127.0.0.1:{server.port}"],
+        input=script,
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=30,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[0].startswith("220 ")
     assert "354 End data" in out.stdout and "221 2.0.0" in out.stdout
@@ -155,7 +247,8 @@ def test_serve_on_a_taken_port_says_what_to_do():
         other.bind(("127.0.0.1", 0))
         other.listen()
         port = other.getsockname()[1]
-        out = subprocess.run(PY + ["serve", "--port", str(port)], capture_output=True, text=True,
-                             env=ENV, timeout=30)
+        out = subprocess.run(
+            PY + ["serve", "--port", str(port)], capture_output=True, text=True, env=ENV, timeout=30
+        )
     assert out.returncode == 1 and "already in use" in out.stderr
     assert "Traceback" not in out.stderr

@@ -8,15 +8,15 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from labsmtp import LabValueError, running_servers
-from labsmtp.compare import (
+from labsmtp.classroom.compare import (
     PLATFORM_STEPS,
     PLATFORMS,
     Comparison,
     compare,
     compare_html,
     compare_steps,
-    plot_comparison,
 )
+from labsmtp.classroom.plots import plot_comparison
 from labsmtp.style import CLASS_COLOURS
 
 
@@ -57,15 +57,24 @@ def test_mail_before_helo_is_a_sequence_error_everywhere(platform_table):
 def test_relaying_is_refused_except_through_the_proxy(platform_table):
     cells = {p: platform_table.cell(p, "relaying from 127.0.0.2") for p in PLATFORMS}
     assert cells["postfix"].short == "554 5.7.1"
-    assert cells["exchange"].text == "550 5.7.54 SMTP; Unable to relay recipient in non-accepted domain"
+    assert (
+        cells["exchange"].text
+        == "550 5.7.54 SMTP; Unable to relay recipient in non-accepted domain"
+    )
     assert {p: c.code for p, c in cells.items() if p not in ("postfix", "clamsmtpd")} == {
-        "exim": 550, "sendmail": 550, "opensmtpd": 550, "exchange": 550}
+        "exim": 550,
+        "sendmail": 550,
+        "opensmtpd": 550,
+        "exchange": 550,
+    }
     # clamsmtpd without XCLIENT: Postfix sees 127.0.0.1 (in mynetworks) and relays.
     assert cells["clamsmtpd"].short == "250 2.1.5"
 
 
 def test_compare_plays_one_dialogue_line_by_line():
-    table = compare(["HELO client.example.org", "VRFY postmaster"], personas=["postfix", "opensmtpd"])
+    table = compare(
+        ["HELO client.example.org", "VRFY postmaster"], personas=["postfix", "opensmtpd"]
+    )
     assert table.steps == ("(connect)", "HELO client.example.org", "VRFY postmaster")
     assert [c.code for c in table.cells["postfix"]] == [220, 250, 252]
     assert [c.code for c in table.cells["opensmtpd"]] == [220, 250, 500]  # no VRFY at all

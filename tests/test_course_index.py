@@ -5,19 +5,19 @@ from __future__ import annotations
 import json
 import re
 
-from labsmtp import course
+import make_index as course  # tools/, put on sys.path by conftest.py
 
 
 def test_readme_table_matches_the_lessons():
     text = (course.ROOT / "README.md").read_text()
     block = text.split("<!-- lessons:start -->")[1].split("<!-- lessons:end -->")[0].strip()
-    assert block == course.readme_table(), "run: python -m labsmtp.course"
+    assert block == course.readme_table(), "run: python tools/make_index.py"
 
 
 def test_index_notebook_matches_the_lessons():
     committed = json.loads((course.NOTEBOOKS / "index.ipynb").read_text())
     assert committed["cells"][0]["source"] == course.index_notebook()["cells"][0]["source"], (
-        "run: python -m labsmtp.course"
+        "run: python tools/make_index.py"
     )
 
 
@@ -31,7 +31,11 @@ def test_every_lesson_opens_and_closes_the_same_way():
         assert summary, f"{name}: objectives"
         code = [c for c in nb["cells"] if c["cell_type"] == "code"]
         assert "import" in "".join(code[0]["source"]), f"{name}: first code cell imports"
-        imports = [c for c in code[1:] if re.search(r"^(from labsmtp|import labsmtp)", "".join(c["source"]), re.M)]
+        imports = [
+            c
+            for c in code[1:]
+            if re.search(r"^(from labsmtp|import labsmtp)", "".join(c["source"]), re.M)
+        ]
         assert not imports, f"{name}: one imports cell"
         last = "".join(nb["cells"][-1]["source"])
         assert "## Key points" in last, f"{name}: key points at the end"

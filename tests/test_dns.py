@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from labsmtp import LabServer, LabValueError
-from labsmtp.dnszone import DEFAULT_ZONE, LabZone, use_zone
+from labsmtp.lab.dnszone import DEFAULT_ZONE, LabZone, use_zone
 
 RCPT = "postmaster@lab.example.org"
 
@@ -20,8 +20,13 @@ def test_zone_answers_forward_and_reverse():
 
 @pytest.mark.parametrize(
     "address, verdict",
-    [("127.0.0.1", "pass"), ("127.0.0.2", "pass"), ("127.0.0.3", "mismatch"),
-     ("127.0.0.4", "no PTR"), ("127.0.0.5", "mismatch")],  # .5: the NAT case
+    [
+        ("127.0.0.1", "pass"),
+        ("127.0.0.2", "pass"),
+        ("127.0.0.3", "mismatch"),
+        ("127.0.0.4", "no PTR"),
+        ("127.0.0.5", "mismatch"),
+    ],  # .5: the NAT case
 )
 def test_fcrdns_verdicts(address, verdict):
     assert LabZone().fcrdns(address).verdict == verdict
@@ -40,8 +45,11 @@ def test_a_broken_zone_is_explained():
 
 @pytest.fixture
 def unknown_helo_server():
-    s = LabServer(persona="postfix", name=f"dns-{id(object())}",
-                  smtpd_helo_restrictions=("reject_unknown_helo_hostname",)).start()
+    s = LabServer(
+        persona="postfix",
+        name=f"dns-{id(object())}",
+        smtpd_helo_restrictions=("reject_unknown_helo_hostname",),
+    ).start()
     use_zone(s, identity="off")
     yield s
     s.stop()
@@ -62,9 +70,14 @@ def _deliver(server, source, helo):
     return c, c.rcpt(RCPT)
 
 
-@pytest.mark.parametrize("source, helo", [("127.0.0.4", "client.example.org"),
-                                          ("127.0.0.5", "mail.branch.example"),
-                                          ("127.0.0.3", "mail.mismatch.example")])
+@pytest.mark.parametrize(
+    "source, helo",
+    [
+        ("127.0.0.4", "client.example.org"),
+        ("127.0.0.5", "mail.branch.example"),
+        ("127.0.0.3", "mail.mismatch.example"),
+    ],
+)
 def test_standards_policy_logs_but_never_refuses(server, source, helo):
     use_zone(server, identity="standards")
     c, reply = _deliver(server, source, helo)

@@ -9,7 +9,7 @@ import pytest
 
 import labsmtp
 from labsmtp import LabServer
-from labsmtp.course import check, exercises, passes, solution
+from labsmtp.classroom.course import check, exercises, passes, solution
 
 EXERCISES = exercises()
 
@@ -22,7 +22,9 @@ def _namespace(server):
 
 @pytest.mark.parametrize("ex", EXERCISES, ids=lambda e: e.id)
 def test_solution_passes_its_check(ex):
-    with LabServer(name=f"exercise-{ex.id}", smtpd_helo_restrictions="reject_non_fqdn_helo_hostname") as server:
+    with LabServer(
+        name=f"exercise-{ex.id}", smtpd_helo_restrictions="reject_non_fqdn_helo_hostname"
+    ) as server:
         ns = _namespace(server)
         exec(ex.setup, ns)  # what the lesson does before the exercise
         exec(ex.solution_code, ns)
@@ -56,7 +58,7 @@ def test_check_of_unknown_or_incomplete_exercise_explains(capsys):
 
 
 def test_every_lesson_has_at_least_two_exercises():
-    from labsmtp.course import lessons
+    from make_index import lessons
 
     per_lesson = {}
     for ex in EXERCISES:

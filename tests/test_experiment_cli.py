@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from labsmtp.client import StepClient
+from labsmtp.lab.client import StepClient
 
 PY = [sys.executable, "-m", "labsmtp"]
 ENV = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -21,8 +21,20 @@ def run(*args):
 
 
 def test_experiment_prints_json_counts():
-    p = run("experiment", "--trials", "40", "--seed", "3", "--fault", "rcpt:451:0.3",
-            "--fault", "mail:550:0.1", "--retry", "none", "--json")
+    p = run(
+        "experiment",
+        "--trials",
+        "40",
+        "--seed",
+        "3",
+        "--fault",
+        "rcpt:451:0.3",
+        "--fault",
+        "mail:550:0.1",
+        "--retry",
+        "none",
+        "--json",
+    )
     assert p.returncode == 0, p.stderr
     d = json.loads(p.stdout)
     assert d["trials"] == 40 and d["retry"] == "none" and d["seed"] == 3
@@ -30,9 +42,22 @@ def test_experiment_prints_json_counts():
     assert sum(d["by_outcome"].values()) == 40
     assert d["by_outcome"]["deferred"] == d["by_stage_code"]["rcpt"].get("451", 0)
     assert d["by_outcome"]["bounced"] == d["by_stage_code"]["mail"].get("550", 0)
-    again = json.loads(run("experiment", "--trials", "40", "--seed", "3", "--fault",
-                           "rcpt:451:0.3", "--fault", "mail:550:0.1", "--retry", "none",
-                           "--json").stdout)
+    again = json.loads(
+        run(
+            "experiment",
+            "--trials",
+            "40",
+            "--seed",
+            "3",
+            "--fault",
+            "rcpt:451:0.3",
+            "--fault",
+            "mail:550:0.1",
+            "--retry",
+            "none",
+            "--json",
+        ).stdout
+    )
     assert again["by_stage_code"] == d["by_stage_code"]  # same seed, same counts
 
 
@@ -52,9 +77,13 @@ def test_serve_with_faults():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen(PY + ["serve", "--port", str(port), "--fault", "rcpt#2:452",
-                                  "--fault", "noop:550"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV)
+    proc = subprocess.Popen(
+        PY + ["serve", "--port", str(port), "--fault", "rcpt#2:452", "--fault", "noop:550"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=ENV,
+    )
     try:
         end = time.monotonic() + 10
         while True:

@@ -8,7 +8,7 @@ import pytest
 
 from labsmtp import LabServer, LabValueError
 from labsmtp.errors import LabConnectionError, ReplyTimeout, ServerClosed
-from labsmtp.faults import (
+from labsmtp.lab.faults import (
     STAGES,
     Delay,
     Fault,
@@ -33,8 +33,12 @@ def reach(server, stage: str, timeout: float = 5.0):
     if stage == "helo":
         return c, hello
     if stage in ("rset", "noop", "vrfy", "quit"):
-        return c, {"rset": c.rset, "noop": c.noop, "quit": c.quit,
-                   "vrfy": lambda: c.vrfy("postmaster")}[stage]()
+        return c, {
+            "rset": c.rset,
+            "noop": c.noop,
+            "quit": c.quit,
+            "vrfy": lambda: c.vrfy("postmaster"),
+        }[stage]()
     mail = c.mail("ada@example.org")
     if stage == "mail":
         return c, mail
@@ -83,9 +87,22 @@ def test_spec_with_address_and_session_matchers():
 
 @pytest.mark.parametrize(
     "spec",
-    ["rcpt", "rcpt:", "lunch:451", "rcpt:999", "rcpt:451:1.5", "rcpt:451:often", "rcpt#0:452",
-     "helo:delay=soon", "mail:cut", "rcpt:noext=SIZE", "data:malformed=weird", "rcpt:slow=fast",
-     "rcpt:451:sessions=3-1", "rcpt:bounce"],
+    [
+        "rcpt",
+        "rcpt:",
+        "lunch:451",
+        "rcpt:999",
+        "rcpt:451:1.5",
+        "rcpt:451:often",
+        "rcpt#0:452",
+        "helo:delay=soon",
+        "mail:cut",
+        "rcpt:noext=SIZE",
+        "data:malformed=weird",
+        "rcpt:slow=fast",
+        "rcpt:451:sessions=3-1",
+        "rcpt:bounce",
+    ],
 )
 def test_malformed_spec_is_refused_with_the_grammar(spec):
     with pytest.raises(LabValueError) as exc:
@@ -151,8 +168,15 @@ def test_every_stage_can_be_delayed(server, stage):
 
 
 def test_default_text_and_enhanced_code_per_code(server):
-    expected = {451: "4.3.0", 452: "4.5.3", 450: "4.2.0", 550: "5.1.1", 552: "5.3.4",
-                553: "5.1.3", 554: "5.7.1"}
+    expected = {
+        451: "4.3.0",
+        452: "4.5.3",
+        450: "4.2.0",
+        550: "5.1.1",
+        552: "5.3.4",
+        553: "5.1.3",
+        554: "5.7.1",
+    }
     for code, enhanced in expected.items():
         server.faults.set(f"rcpt:{code}")
         c, reply = reach(server, "rcpt")
@@ -280,8 +304,7 @@ def _dialogues(seed: int, n: int = 15) -> list[tuple[str, str]]:
             c.noop()
             c.close()
         time.sleep(0.05)
-        return [(ln.direction, ln.text) for ln in s.transcript.lines()
-                if ln.direction != "event"]
+        return [(ln.direction, ln.text) for ln in s.transcript.lines() if ln.direction != "event"]
 
 
 def test_same_seed_same_faults_same_transcripts():

@@ -20,9 +20,13 @@ def test_there_is_a_start_lesson():
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_lesson_runs_clean(path, tmp_path):
     nb = nbformat.read(path, as_version=4)
-    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), "commit without outputs"
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), (
+        "commit without outputs"
+    )
     started = time.perf_counter()
-    NotebookClient(nb, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    NotebookClient(
+        nb, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
     elapsed = time.perf_counter() - started
     problems = []
     for i, cell in enumerate(nb.cells):
@@ -35,8 +39,7 @@ def test_lesson_runs_clean(path, tmp_path):
     # Every lesson shows at least one picture (STYLE.md), and it must really
     # render: the inline backend ignores figures made without pyplot unless
     # they draw themselves.
-    images = [o for c in nb.cells for o in c.get("outputs", [])
-              if "image/png" in o.get("data", {})]
+    images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert images, f"{path.name} shows no picture"
     assert not problems, problems
     assert elapsed < 15, f"{path.name} took {elapsed:.1f} s (limit 15 s)"

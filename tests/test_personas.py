@@ -32,9 +32,10 @@ import sys
 
 import pytest
 
-from labsmtp import LabServer, states
-from labsmtp.personas import REPLY_KEYS, get_persona, persona_names
-from labsmtp.states import Command, State
+from labsmtp import LabServer
+from labsmtp.protocol import states
+from labsmtp.protocol.personas import REPLY_KEYS, get_persona, persona_names
+from labsmtp.protocol.states import Command, State
 
 HERE = pathlib.Path(__file__).parent / "recordings"
 sys.path.insert(0, str(HERE))
@@ -87,7 +88,9 @@ _DATE = re.compile(
 _IDS = [
     re.compile(r"(queued as )[0-9A-Za-z]+"),  # Postfix (behind clamsmtpd)
     re.compile(r"(OK id=)[0-9A-Za-z-]+"),  # Exim
-    re.compile(r"(250 2\.0\.0 )[0-9A-Za-z]+(?= Message accepted for delivery)"),  # Sendmail, OpenSMTPD
+    re.compile(
+        r"(250 2\.0\.0 )[0-9A-Za-z]+(?= Message accepted for delivery)"
+    ),  # Sendmail, OpenSMTPD
 ]
 
 
@@ -113,8 +116,13 @@ def replay(persona: str) -> tuple[dict, list[tuple[str, int, object, object]]]:
     cfg = dict(CONFIGS[persona])
     fixture = json.loads((HERE / cfg.pop("fixture")).read_text())
     rows = []
-    with LabServer(persona=persona, hostname="mx.lab.example.org",
-                   name=f"test-persona-{persona}", **_COMMON, **cfg) as server:
+    with LabServer(
+        persona=persona,
+        hostname="mx.lab.example.org",
+        name=f"test-persona-{persona}",
+        **_COMMON,
+        **cfg,
+    ) as server:
         for recorded in fixture["dialogues"]:
             script = dict(SCRIPTS[recorded["name"]], client=recorded["client"])
             # The real server read the next command as message text and never answered;
@@ -192,8 +200,12 @@ def test_exchange_is_marked_as_not_recorded():
 def test_personas_without_a_recording_here_still_answer_every_dialogue(persona):
     # Exchange has no recording and generic none at all: they must still answer each
     # dialogue with exactly one well-formed reply per line, never an internal error.
-    with LabServer(persona=persona, name=f"test-noreco-{persona}", message_size_limit=1048576,
-                   smtpd_helo_required=True) as server:
+    with LabServer(
+        persona=persona,
+        name=f"test-noreco-{persona}",
+        message_size_limit=1048576,
+        smtpd_helo_required=True,
+    ) as server:
         for script in SCRIPTS.values():
             timeout = 1.5 if script["name"] in ("arguments-where-none-belong",) else 10
             lab = record.run_dialogue("127.0.0.1", server.port, script, timeout=timeout)
@@ -214,9 +226,21 @@ def test_platform_policy_is_the_recorded_configuration():
 @pytest.mark.parametrize("persona", persona_names())
 def test_every_template_renders_with_the_fields_the_server_gives(persona):
     p = get_persona(persona)
-    fields = dict(hostname="mx.lab.example.org", client="127.0.0.1", peer="localhost [127.0.0.1]",
-                  date="Fri, 27 Nov 2026 19:08:51 +0000", limit=1048576, line="FOO bar", verb="FOO",
-                  word="bar", keyword="bar", arg="x", addr="a@example.org", queue_id="Q", size=1)
+    fields = dict(
+        hostname="mx.lab.example.org",
+        client="127.0.0.1",
+        peer="localhost [127.0.0.1]",
+        date="Fri, 27 Nov 2026 19:08:51 +0000",
+        limit=1048576,
+        line="FOO bar",
+        verb="FOO",
+        word="bar",
+        keyword="bar",
+        arg="x",
+        addr="a@example.org",
+        queue_id="Q",
+        size=1,
+    )
     for key in REPLY_KEYS:
         lines = p.render(key, **fields)
         assert all(re.match(r"^\d{3}[ -]", ln) for ln in lines), (key, lines)
@@ -242,11 +266,23 @@ def test_an_unknown_variant_is_named_with_the_known_ones():
 def test_clamsmtpd_refuses_a_transaction_without_recipients_only_after_the_dot():
     # "data_spooled_first": 354 at once; the Postfix behind answers the final dot,
     # and its transaction (MAIL given) is still open afterwards.
-    script = {"name": "spooled", "client": "127.0.0.1", "lines": [
-        "HELO client.example.org", "MAIL FROM:<a@example.org>", "DATA", {"message": "Subject: x\r\n\r\nx\r\n"},
-        "RCPT TO:<postmaster@lab.example.org>", "DATA", {"message": "Subject: y\r\n\r\ny\r\n"}, "QUIT"]}
-    with LabServer(persona="clamsmtpd", name="test-spooled",
-                   **get_persona("clamsmtpd").platform_policy) as server:
+    script = {
+        "name": "spooled",
+        "client": "127.0.0.1",
+        "lines": [
+            "HELO client.example.org",
+            "MAIL FROM:<a@example.org>",
+            "DATA",
+            {"message": "Subject: x\r\n\r\nx\r\n"},
+            "RCPT TO:<postmaster@lab.example.org>",
+            "DATA",
+            {"message": "Subject: y\r\n\r\ny\r\n"},
+            "QUIT",
+        ],
+    }
+    with LabServer(
+        persona="clamsmtpd", name="test-spooled", **get_persona("clamsmtpd").platform_policy
+    ) as server:
         got = record.run_dialogue("127.0.0.1", server.port, script, timeout=10)["exchanges"]
         replies = [e["reply"][0] for e in got[1:]]
         assert replies[2] == "354 Start mail input; end with <CRLF>.<CRLF>"
@@ -257,7 +293,11 @@ def test_clamsmtpd_refuses_a_transaction_without_recipients_only_after_the_dot()
 
 
 def test_queue_ids_look_like_each_servers():
-    shapes = {"postfix": r"[0-9A-F]{11}", "exim": r"[0-9A-Za-z]{6}-[0-9A-Za-z]{6}-[0-9A-Za-z]{2}",
-              "opensmtpd": r"[0-9a-f]{8}", "exchange": r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}"}
+    shapes = {
+        "postfix": r"[0-9A-F]{11}",
+        "exim": r"[0-9A-Za-z]{6}-[0-9A-Za-z]{6}-[0-9A-Za-z]{2}",
+        "opensmtpd": r"[0-9a-f]{8}",
+        "exchange": r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}",
+    }
     for persona, shape in shapes.items():
         assert re.fullmatch(shape, LabServer(persona=persona, seed=1)._next_queue_id()), persona

@@ -10,17 +10,20 @@ from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, Rectangle
 
-from labsmtp import LabValueError, plots, states
+from labsmtp import LabValueError
+from labsmtp.classroom import plots
+from labsmtp.lab.trials import run_trials
+from labsmtp.protocol import states
 from labsmtp.style import CLASS_COLOURS, INJECTED_COLOUR
-from labsmtp.trials import run_trials
 
 matplotlib.use("Agg")
 
 
 @pytest.fixture
 def results(server):
-    return run_trials(server, 60, retry="mta", seed=4,
-                      faults=["rcpt:451:0.3", "mail:550:0.1", "data:drop:0.05"])
+    return run_trials(
+        server, 60, retry="mta", seed=4, faults=["rcpt:451:0.3", "mail:550:0.1", "data:drop:0.05"]
+    )
 
 
 def bar_colours(ax):
@@ -56,7 +59,8 @@ def test_latency_and_timeline(results):
     assert len(ax.get_yticklabels()) == 10
     retried = [t for t in results.trials if len(t.attempts) > 1][:10]
     assert sum(len(c.get_offsets()) for c in ax.collections) == sum(
-        len(t.attempts) for t in (retried + [t for t in results.trials if len(t.attempts) == 1])[:10]
+        len(t.attempts)
+        for t in (retried + [t for t in results.trials if len(t.attempts) == 1])[:10]
     )
 
 
@@ -110,8 +114,12 @@ def test_state_diagram_highlights_a_session_path(server):
     fig = plots.state_diagram(server.sessions[-1])
     edges = [p for p in fig.axes[0].patches if isinstance(p, FancyArrowPatch)]
     thick = {p.get_gid() for p in edges if p.get_linewidth() > 3}
-    assert thick == {"edge:connected->greeted", "edge:greeted->mail", "edge:mail->greeted",
-                     "edge:greeted->closed"}
+    assert thick == {
+        "edge:connected->greeted",
+        "edge:greeted->mail",
+        "edge:mail->greeted",
+        "edge:greeted->closed",
+    }
 
 
 def test_save_figure(tmp_path, results):
@@ -125,7 +133,7 @@ def test_save_figure(tmp_path, results):
 
 
 def test_legal_replies_grid_is_drawn_from_the_rfc_table():
-    from labsmtp.replies import LEGAL_REPLIES, legal_codes
+    from labsmtp.protocol.replies import LEGAL_REPLIES, legal_codes
 
     fig = plots.legal_replies()
     cells = {p.get_gid() for p in fig.axes[0].patches if isinstance(p, Rectangle)}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from labsmtp.replies import (
+from labsmtp.protocol.replies import (
     explain_code,
     explain_enhanced,
     is_legal,
@@ -73,7 +73,12 @@ def test_legal_replies_follow_section_4_3_2(command, code, legal):
 
 def test_reply_classes_and_explanations():
     assert [reply_class(c) for c in (220, 354, 451, 550, None, 999)] == [
-        "2xx", "3xx", "4xx", "5xx", "none", "none",
+        "2xx",
+        "3xx",
+        "4xx",
+        "5xx",
+        "none",
+        "none",
     ]
     assert "Transient" in explain_code(451) and "Permanent" in explain_code(550)
     assert "Bad sequence" in explain_code(503)

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from labsmtp import LabServer, LabValueError, Policy, StepClient
-from labsmtp.transcript import CLIENT, EVENT, SERVER
+from labsmtp.lab.transcript import CLIENT, EVENT, SERVER
 
 FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "250"))
 USERS = {"alice": "wonderland"}
@@ -55,8 +55,15 @@ def fuzz_server():
     complaints = _Complaints()
     for name in ("asyncio", "mail.log", ""):
         logging.getLogger(name).addHandler(complaints)
-    s = LabServer(name="fuzz", users=USERS, tls=True, auth_require_tls=False,
-                  hard_error_limit=60, idle_timeout=10, max_lines=200_000).start()
+    s = LabServer(
+        name="fuzz",
+        users=USERS,
+        tls=True,
+        auth_require_tls=False,
+        hard_error_limit=60,
+        idle_timeout=10,
+        max_lines=200_000,
+    ).start()
     s.complaints = complaints
     yield s
     s.stop()
@@ -137,19 +144,62 @@ def _check_after(server, port: int) -> None:
 
 # --- bad input: property-based fuzzing --------------------------------------------
 
-VERBS = [b"HELO", b"EHLO", b"MAIL FROM:", b"RCPT TO:", b"DATA", b"RSET", b"NOOP", b"VRFY",
-         b"EXPN", b"HELP", b"QUIT", b"STARTTLS", b"AUTH PLAIN", b"AUTH LOGIN", b"AUTH", b".",
-         b"", b"BDAT", b"helo", b"mail from:", b"\x00", b"\xff\xfe"]
-ODD_ARGS = [b"", b" ", b"<>", b"<a@lab.example.org>", b"<postmaster@lab.example.org>",
-            b"<a@b> SIZE=99999999999", b"<a@b> FOO=BAR", b"\x00", b"\xc3\x28", b"\xff" * 3,
-            b"A" * 600, b"B" * 9000, b"*", b"=", b"AGFsaWNlAHdvbmRlcmxhbmQ=", b"client.example.org",
-            b"[127.0.0.1]", "ünïcödé@exämple.org".encode(), b"\t\t", b"<" * 50]
+VERBS = [
+    b"HELO",
+    b"EHLO",
+    b"MAIL FROM:",
+    b"RCPT TO:",
+    b"DATA",
+    b"RSET",
+    b"NOOP",
+    b"VRFY",
+    b"EXPN",
+    b"HELP",
+    b"QUIT",
+    b"STARTTLS",
+    b"AUTH PLAIN",
+    b"AUTH LOGIN",
+    b"AUTH",
+    b".",
+    b"",
+    b"BDAT",
+    b"helo",
+    b"mail from:",
+    b"\x00",
+    b"\xff\xfe",
+]
+ODD_ARGS = [
+    b"",
+    b" ",
+    b"<>",
+    b"<a@lab.example.org>",
+    b"<postmaster@lab.example.org>",
+    b"<a@b> SIZE=99999999999",
+    b"<a@b> FOO=BAR",
+    b"\x00",
+    b"\xc3\x28",
+    b"\xff" * 3,
+    b"A" * 600,
+    b"B" * 9000,
+    b"*",
+    b"=",
+    b"AGFsaWNlAHdvbmRlcmxhbmQ=",
+    b"client.example.org",
+    b"[127.0.0.1]",
+    "ünïcödé@exämple.org".encode(),
+    b"\t\t",
+    b"<" * 50,
+]
 ENDINGS = [b"\r\n", b"\n", b"\r", b"\r\r\n", b"\n\r", b""]
 
-arg = st.one_of(st.sampled_from(ODD_ARGS), st.binary(max_size=40),
-                st.text(max_size=30).map(lambda t: t.encode("utf-8", "surrogatepass")))
-line = st.tuples(st.sampled_from(VERBS), st.sampled_from([b"", b" "]), arg,
-                 st.sampled_from(ENDINGS)).map(b"".join)
+arg = st.one_of(
+    st.sampled_from(ODD_ARGS),
+    st.binary(max_size=40),
+    st.text(max_size=30).map(lambda t: t.encode("utf-8", "surrogatepass")),
+)
+line = st.tuples(
+    st.sampled_from(VERBS), st.sampled_from([b"", b" "]), arg, st.sampled_from(ENDINGS)
+).map(b"".join)
 command_lines = st.lists(line, max_size=40).map(b"".join)
 
 
@@ -180,9 +230,23 @@ def test_overlong_and_huge_lines(fuzz_server, first, size, filler):
     _check_after(fuzz_server, port)
 
 
-body_piece = st.sampled_from([b"text", b"\n", b"\r", b".", b"\n.\n", b"\r.\r", b"\n.\r\n",
-                              b"\r\n..", b"\x00", b"\xff", b"MAIL FROM:<evil@example.org>",
-                              b"QUIT", b"\r\n"])
+body_piece = st.sampled_from(
+    [
+        b"text",
+        b"\n",
+        b"\r",
+        b".",
+        b"\n.\n",
+        b"\r.\r",
+        b"\n.\r\n",
+        b"\r\n..",
+        b"\x00",
+        b"\xff",
+        b"MAIL FROM:<evil@example.org>",
+        b"QUIT",
+        b"\r\n",
+    ]
+)
 
 
 @FUZZ
@@ -228,11 +292,15 @@ def test_200_simultaneous_sessions_each_deliver_exactly_once():
 
         def session(i: int):
             try:
-                with smtplib.SMTP(s.host, s.port, local_hostname=f"c{i}.example.org",
-                                  timeout=30) as m:
+                with smtplib.SMTP(
+                    s.host, s.port, local_hostname=f"c{i}.example.org", timeout=30
+                ) as m:
                     barrier.wait(timeout=30)  # all 200 connected and greeted at once
-                    m.sendmail(f"s{i}@example.org", ["postmaster@lab.example.org"],
-                               f"Subject: load {i}\r\n\r\nmessage {i}\r\n")
+                    m.sendmail(
+                        f"s{i}@example.org",
+                        ["postmaster@lab.example.org"],
+                        f"Subject: load {i}\r\n\r\nmessage {i}\r\n",
+                    )
                     acked.append(i)  # sendmail returned: the final dot got 250
             except Exception as exc:  # pragma: no cover - reported by the assert below
                 failed.append((i, repr(exc)))
@@ -250,7 +318,8 @@ def test_200_simultaneous_sessions_each_deliver_exactly_once():
         sessions = [info for info in s.sessions]
         assert len(sessions) == LOAD_SESSIONS
         assert sorted(info.helo for info in sessions) == sorted(
-            f"c{i}.example.org" for i in range(LOAD_SESSIONS))
+            f"c{i}.example.org" for i in range(LOAD_SESSIONS)
+        )
         for info in sessions:
             assert_one_reply_per_command(s.transcript.lines(info.id))
         assert s._internal_errors == []
@@ -333,9 +402,11 @@ def test_100_start_stop_cycles_leave_no_thread_socket_or_fd():
 
 
 DIALOGUES = 10_000
-DIALOGUE = (b"EHLO load.example.org\r\nMAIL FROM:<a@example.org>\r\n"
-            b"RCPT TO:<postmaster@lab.example.org>\r\nDATA\r\nSubject: m\r\n\r\nhello\r\n.\r\n"
-            b"QUIT\r\n")
+DIALOGUE = (
+    b"EHLO load.example.org\r\nMAIL FROM:<a@example.org>\r\n"
+    b"RCPT TO:<postmaster@lab.example.org>\r\nDATA\r\nSubject: m\r\n\r\nhello\r\n.\r\n"
+    b"QUIT\r\n"
+)
 # Caps for the memory test, and the bound it must stay within once they are full.
 MEMORY_CAPS = {"max_lines": 2_000, "max_messages": 100, "max_sessions": 1_000}
 MEMORY_BOUND_MB = 8
@@ -387,7 +458,8 @@ def test_memory_stays_bounded_over_10000_dialogues():
 
 
 def _bad_calls(server):
-    from labsmtp import faults, get_persona, tls
+    from labsmtp import get_persona
+    from labsmtp.lab import faults, tls
 
     c = server.client()
     return {
@@ -411,12 +483,14 @@ def _bad_calls(server):
         "Policy(max_recipients=0)": lambda: Policy(max_recipients=0),
         "Policy(idle_timeout=-1)": lambda: Policy(idle_timeout=-1),
         "Policy(mynetworks='not-a-net')": lambda: Policy(mynetworks="not-a-net"),
-        "Policy(smtpd_helo_restrictions='reject_everything')":
-            lambda: Policy(smtpd_helo_restrictions="reject_everything"),
+        "Policy(smtpd_helo_restrictions='reject_everything')": lambda: Policy(
+            smtpd_helo_restrictions="reject_everything"
+        ),
         "server.configure(mode='open')": lambda: server.configure(mode="open"),
         "server.configure(max_connections=0)": lambda: server.configure(max_connections=0),
-        "server.client(implicit_tls=True) without the port":
-            lambda: server.client(implicit_tls=True),
+        "server.client(implicit_tls=True) without the port": lambda: server.client(
+            implicit_tls=True
+        ),
         "StepClient(port=-1)": lambda: StepClient(port=-1),
         "StepClient(timeout=0)": lambda: StepClient(timeout=0),
         "StepClient(source=127)": lambda: StepClient(source=127),

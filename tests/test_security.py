@@ -167,7 +167,7 @@ def test_tls_server_settings_get_clear_messages():
     with pytest.raises(LabValueError, match="tls must be True or False"):
         LabServer(tls="yes")
     with pytest.raises(LabValueError, match="trust must be"):
-        from labsmtp.tls import client_context
+        from labsmtp.lab.tls import client_context
 
         client_context(trust="nowhere")
 
@@ -299,8 +299,12 @@ def test_smtplib_starttls_login_and_implicit_tls(tls_server):
         m.starttls(context=tls_server.client_ssl_context())
         m.login("alice", "wonderland")
         m.sendmail("alice@example.org", ["bob@far.example.net"], "Subject: a\r\n\r\nx\r\n")
-    with smtplib.SMTP_SSL(tls_server.host, tls_server.tls_port, local_hostname="py.example.org",
-                          context=tls_server.client_ssl_context()) as m:
+    with smtplib.SMTP_SSL(
+        tls_server.host,
+        tls_server.tls_port,
+        local_hostname="py.example.org",
+        context=tls_server.client_ssl_context(),
+    ) as m:
         with pytest.raises(smtplib.SMTPAuthenticationError):
             m.login("alice", "wrong")
         m.login("alice", "wonderland")
@@ -310,16 +314,37 @@ def test_smtplib_starttls_login_and_implicit_tls(tls_server):
 
 def test_swaks_starttls_and_auth(tls_server):
     swaks = require_tool("swaks")
-    base = [swaks, "--server", f"{tls_server.host}:{tls_server.port}", "--helo", "swaks.example.org",
-            "--from", "alice@example.org", "--to", "bob@far.example.net",
-            "--tls", "--tls-verify", "--tls-ca-path", tls_server.ca_file,
-            "--tls-sni", tls_server.hostname]
-    out = subprocess.run(base + ["-a", "PLAIN", "--auth-user", "alice", "--auth-password",
-                                 "wonderland"], capture_output=True, text=True, timeout=30)
+    base = [
+        swaks,
+        "--server",
+        f"{tls_server.host}:{tls_server.port}",
+        "--helo",
+        "swaks.example.org",
+        "--from",
+        "alice@example.org",
+        "--to",
+        "bob@far.example.net",
+        "--tls",
+        "--tls-verify",
+        "--tls-ca-path",
+        tls_server.ca_file,
+        "--tls-sni",
+        tls_server.hostname,
+    ]
+    out = subprocess.run(
+        base + ["-a", "PLAIN", "--auth-user", "alice", "--auth-password", "wonderland"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "235 2.7.0" in out.stdout
-    bad = subprocess.run(base + ["-a", "LOGIN", "--auth-user", "alice", "--auth-password", "x"],
-                         capture_output=True, text=True, timeout=30)
+    bad = subprocess.run(
+        base + ["-a", "LOGIN", "--auth-user", "alice", "--auth-password", "x"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert bad.returncode == 28 and "535 5.7.8" in bad.stdout  # swaks: 28 = AUTH failed
     assert len(tls_server.mailbox) == 1
 
@@ -329,20 +354,52 @@ def test_curl_verifies_the_lab_ca_and_logs_in(tls_server, tmp_path, implicit):
     curl = require_tool("curl")
     msg = tmp_path / "m.eml"
     msg.write_bytes(b"Subject: from curl\r\n\r\nhi\r\n")
-    url = (f"smtps://127.0.0.1:{tls_server.tls_port}" if implicit
-           else f"smtp://127.0.0.1:{tls_server.port}")
+    url = (
+        f"smtps://127.0.0.1:{tls_server.tls_port}"
+        if implicit
+        else f"smtp://127.0.0.1:{tls_server.port}"
+    )
     out = subprocess.run(
-        [curl, "-sS", url, "--ssl-reqd", "--cacert", tls_server.ca_file, "--user",
-         "alice:wonderland", "--mail-from", "alice@example.org", "--mail-rcpt",
-         "bob@far.example.net", "--upload-file", str(msg)],
-        capture_output=True, text=True, timeout=30,
+        [
+            curl,
+            "-sS",
+            url,
+            "--ssl-reqd",
+            "--cacert",
+            tls_server.ca_file,
+            "--user",
+            "alice:wonderland",
+            "--mail-from",
+            "alice@example.org",
+            "--mail-rcpt",
+            "bob@far.example.net",
+            "--upload-file",
+            str(msg),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert out.returncode == 0, out.stderr
     assert tls_server.mailbox.last().subject == "from curl"
     # Without the lab CA, curl refuses the certificate (exit 60: peer certificate).
-    untrusted = subprocess.run([curl, "-sS", url, "--ssl-reqd", "--mail-from", "a@example.org",
-                                "--mail-rcpt", "b@lab.example.org", "--upload-file", str(msg)],
-                               capture_output=True, text=True, timeout=30)
+    untrusted = subprocess.run(
+        [
+            curl,
+            "-sS",
+            url,
+            "--ssl-reqd",
+            "--mail-from",
+            "a@example.org",
+            "--mail-rcpt",
+            "b@lab.example.org",
+            "--upload-file",
+            str(msg),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert untrusted.returncode == 60, untrusted.stderr
 
 
@@ -364,10 +421,19 @@ _AUDIT: list | None = None
 
 
 def _audit(event, args):
-    if _AUDIT is not None and event in ("socket.connect", "socket.getaddrinfo",
-                                        "socket.gethostbyname", "socket.gethostbyaddr"):
-        _AUDIT.append((event, args[1] if event == "socket.connect" else args[0],
-                       threading.current_thread() is threading.main_thread()))
+    if _AUDIT is not None and event in (
+        "socket.connect",
+        "socket.getaddrinfo",
+        "socket.gethostbyname",
+        "socket.gethostbyaddr",
+    ):
+        _AUDIT.append(
+            (
+                event,
+                args[1] if event == "socket.connect" else args[0],
+                threading.current_thread() is threading.main_thread(),
+            )
+        )
 
 
 def test_a_full_run_never_opens_an_outbound_connection():
@@ -384,8 +450,11 @@ def test_a_full_run_never_opens_an_outbound_connection():
                 m.starttls(context=s.client_ssl_context())
                 m.login("alice", "wonderland")
                 # Foreign recipients: an MTA would look up their MX and connect out.
-                m.sendmail("a@example.org", ["x@gmail.com", "y@example.net"],
-                           "Subject: relay me\r\n\r\nx\r\n")
+                m.sendmail(
+                    "a@example.org",
+                    ["x@gmail.com", "y@example.net"],
+                    "Subject: relay me\r\n\r\nx\r\n",
+                )
             c = s.client(source="127.0.0.2", implicit_tls=True)
             c.ehlo()
             c.mail("a@example.org")
@@ -476,7 +545,9 @@ def test_errors_below_the_limit_keep_the_session_and_the_limit_closes_it():
 def test_idle_timeout_sends_421_4_4_2_then_closes():
     with LabServer(name="idle", idle_timeout=0.3) as s:
         data = _raw(s.port, b"EHLO a.example.org\r\n", wait=2.0)
-        assert data.rstrip().endswith(b"421 4.4.2 mx.lab.example.org Timeout exceeded, closing connection")
+        assert data.rstrip().endswith(
+            b"421 4.4.2 mx.lab.example.org Timeout exceeded, closing connection"
+        )
 
 
 def test_idle_timeout_also_applies_inside_tls():

@@ -151,10 +151,30 @@ def test_full_dialogue_stores_message_with_envelope(server):
 
 def test_every_reply_is_legal_for_its_command_in_a_normal_dialogue(server):
     c = server.client()
-    replies = [c.history[0].reply, c.ehlo(), c.mail("a@example.org"), c.rcpt("x@lab.example.org"),
-               c.data(), c.send_message("x"), c.rset(), c.noop(), c.vrfy("postmaster"), c.quit()]
+    replies = [
+        c.history[0].reply,
+        c.ehlo(),
+        c.mail("a@example.org"),
+        c.rcpt("x@lab.example.org"),
+        c.data(),
+        c.send_message("x"),
+        c.rset(),
+        c.noop(),
+        c.vrfy("postmaster"),
+        c.quit(),
+    ]
     assert [r.command for r in replies] == [
-        "CONNECT", "EHLO", "MAIL", "RCPT", "DATA", ".", "RSET", "NOOP", "VRFY", "QUIT"]
+        "CONNECT",
+        "EHLO",
+        "MAIL",
+        "RCPT",
+        "DATA",
+        ".",
+        "RSET",
+        "NOOP",
+        "VRFY",
+        "QUIT",
+    ]
     assert all(r.legal for r in replies), [str(r) for r in replies if not r.legal]
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from labsmtp import states
-from labsmtp.states import FAILURE_TRANSITIONS, TRANSITIONS, Command, SequenceError, State
+from labsmtp.protocol import states
+from labsmtp.protocol.states import FAILURE_TRANSITIONS, TRANSITIONS, Command, SequenceError, State
 
 ALL_PAIRS = [(s, c) for s in State for c in Command]
 LEGAL = [(s, c, t) for s, moves in TRANSITIONS.items() for c, t in moves.items()]
@@ -54,7 +54,9 @@ def test_mail_before_helo_needs_the_lenient_policy():
         states.next_state(State.CONNECTED, Command.MAIL)
     assert err.value.reply_key == "need_helo"
     assert states.next_state(State.CONNECTED, Command.MAIL, helo_required=False) is State.MAIL
-    assert "MAIL" in [c.value for c in states.allowed_commands(State.CONNECTED, helo_required=False)]
+    assert "MAIL" in [
+        c.value for c in states.allowed_commands(State.CONNECTED, helo_required=False)
+    ]
     assert "MAIL" not in [c.value for c in states.allowed_commands(State.CONNECTED)]
 
 
@@ -70,7 +72,7 @@ def test_data_state_only_accepts_the_final_dot():
 
 
 def test_sequence_errors_name_a_persona_wording_that_exists():
-    from labsmtp.personas import REPLY_KEYS
+    from labsmtp.protocol.personas import REPLY_KEYS
 
     for (state, cmd), key in states.SEQUENCE_ERRORS.items():
         assert key in REPLY_KEYS

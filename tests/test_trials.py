@@ -7,7 +7,7 @@ import json
 import pytest
 
 from labsmtp import LabValueError
-from labsmtp.trials import OUTCOMES, POLICIES, get_policy, run_trials
+from labsmtp.lab.trials import OUTCOMES, POLICIES, get_policy, run_trials
 
 
 def codes_of(results):

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from labsmtp.states import Command
-from labsmtp.widgets import (
+from labsmtp.classroom.widgets import (
     DialogueStepper,
     FaultLab,
     MailboxView,
     TranscriptView,
 )
+from labsmtp.protocol.states import Command
 
 PNG = b"\x89PNG"
 
@@ -37,7 +37,9 @@ def test_stepper_sends_a_whole_message(server):
     w = DialogueStepper(server)
     for cmd in (Command.HELO, Command.MAIL, Command.RCPT, Command.DATA):
         w.press(cmd)
-    assert set(b for c, b in w.buttons.items() if b.button_style) == {w.buttons[Command.END_OF_DATA]}
+    assert set(b for c, b in w.buttons.items() if b.button_style) == {
+        w.buttons[Command.END_OF_DATA]
+    }
     reply = w.press(Command.END_OF_DATA)
     assert reply.code == 250 and len(server.mailbox) == 1
 
@@ -75,8 +77,10 @@ def test_fault_lab_reruns_when_a_control_changes(server):
 
 @pytest.mark.parametrize(
     "change, words",
-    [({"stage": "mail", "action": "greylist (300 s)"}, "greylist"),
-     ({"stage": "rcpt", "action": "cut off in DATA"}, "data")],
+    [
+        ({"stage": "mail", "action": "greylist (300 s)"}, "greylist"),
+        ({"stage": "rcpt", "action": "cut off in DATA"}, "data"),
+    ],
 )
 def test_fault_lab_explains_bad_combinations(server, change, words):
     lab = FaultLab(server, trials=20, auto=False)

@@ -80,8 +80,11 @@ def run_dialogue(host: str, port: int, dialogue: dict, timeout: float) -> dict:
             break
         exchanges.append({"sent": describe(item), "reply": reply})
     sock.close()
-    return {"name": dialogue["name"], "client": dialogue.get("client", "127.0.0.1"),
-            "exchanges": exchanges}
+    return {
+        "name": dialogue["name"],
+        "client": dialogue.get("client", "127.0.0.1"),
+        "exchanges": exchanges,
+    }
 
 
 def main(argv=None) -> int:
@@ -99,8 +102,11 @@ def main(argv=None) -> int:
     for d in script["dialogues"]:
         rec = run_dialogue(host, int(port), d, args.timeout)
         recorded.append(rec)
-        print(f"{d['name']}: " + " | ".join(
-            (e["reply"] or ["<closed>"])[-1] for e in rec["exchanges"]), file=sys.stderr)
+        print(
+            f"{d['name']}: "
+            + " | ".join((e["reply"] or ["<closed>"])[-1] for e in rec["exchanges"]),
+            file=sys.stderr,
+        )
     out = {
         "software": args.software,
         "recorded": _dt.date.today().isoformat(),

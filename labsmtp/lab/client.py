@@ -17,11 +17,11 @@ import ssl
 import time
 from dataclasses import dataclass
 
-from . import auth as _auth
-from . import states
-from .errors import ConnectFailed, LabValueError, ReplyTimeout, ServerClosed, TLSFailed
-from .replies import Reply, parse_reply, reply_is_complete
-from .states import Command, State
+from ..errors import ConnectFailed, LabValueError, ReplyTimeout, ServerClosed, TLSFailed
+from ..protocol import auth as _auth
+from ..protocol import states
+from ..protocol.replies import Reply, parse_reply, reply_is_complete
+from ..protocol.states import Command, State
 
 DEFAULT_HELO = "client.example.org"
 
@@ -94,7 +94,9 @@ class StepClient:
             raise LabValueError(f"source must be an address such as '127.0.0.2', not {source!r}")
         self.host, self.port, self.source, self.timeout = host, port, source, timeout
         if server_name is not None and (not isinstance(server_name, str) or not server_name):
-            raise LabValueError(f"server_name must be a host name such as 'mx.lab.example.org', not {server_name!r}")
+            raise LabValueError(
+                f"server_name must be a host name such as 'mx.lab.example.org', not {server_name!r}"
+            )
         if not isinstance(implicit_tls, bool):
             raise LabValueError(f"implicit_tls must be True or False, not {implicit_tls!r}")
         from .tls import check_trust  # light: the lab CA is made only when TLS starts
@@ -238,7 +240,9 @@ class StepClient:
         """
         reply = self.command("STARTTLS", Command.STARTTLS)
         if reply.code == 220:
-            self._handshake(verify, server_name or self.server_name, self.trust if trust is None else trust)
+            self._handshake(
+                verify, server_name or self.server_name, self.trust if trust is None else trust
+            )
         return reply
 
     def auth(self, user: str, password: str, mechanism: str = "PLAIN") -> Reply:
@@ -337,7 +341,7 @@ class StepClient:
         return "\n".join(out)
 
     def _repr_html_(self) -> str:
-        from .render import exchanges_html
+        from ..render import exchanges_html
 
         return exchanges_html(self.history)
 
@@ -417,7 +421,9 @@ class StepClient:
 
 def _check_address(addr, what: str, allow_empty: bool = False) -> None:
     if not isinstance(addr, str):
-        raise LabValueError(f"the {what} must be an address such as 'ada@example.org', not {addr!r}")
+        raise LabValueError(
+            f"the {what} must be an address such as 'ada@example.org', not {addr!r}"
+        )
     if addr == "" and allow_empty:
         return
     if any(c in addr for c in "<>\r\n") or " " in addr.strip():

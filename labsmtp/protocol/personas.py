@@ -35,7 +35,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from .errors import LabValueError  # a ValueError: callers catching ValueError still work
+from ..errors import LabValueError  # a ValueError: callers catching ValueError still work
 
 # Every situation the server can reply to; each persona must word all of them.
 REPLY_KEYS = (
@@ -327,20 +327,24 @@ _REGISTRY: dict[str, Persona] = {}
 
 def _recorded_policy(helo_restrictions: tuple[str, ...], mydestination=("lab.example.org",)):
     """The policy shared by every recording (tests/recordings/*.json "settings")."""
-    return MappingProxyType(dict(
-        smtpd_helo_required=True,
-        smtpd_helo_restrictions=helo_restrictions,
-        mydestination=mydestination,
-        mynetworks=("127.0.0.1/32",),
-        message_size_limit=1048576,
-    ))
+    return MappingProxyType(
+        dict(
+            smtpd_helo_required=True,
+            smtpd_helo_restrictions=helo_restrictions,
+            mydestination=mydestination,
+            mynetworks=("127.0.0.1/32",),
+            message_size_limit=1048576,
+        )
+    )
 
 
 _SYNTAX = ("reject_invalid_helo_hostname",)
 _FQDN = ("reject_invalid_helo_hostname", "reject_non_fqdn_helo_hostname")
 # Postfix (record_postfix.sh): smtpd_helo_required = yes, reject_invalid_helo_hostname,
 # reject_non_fqdn_helo_hostname, mydestination = $myhostname, lab.example.org, localhost.
-_RECORDED_POSTFIX_POLICY = _recorded_policy(_FQDN, ("mx.lab.example.org", "lab.example.org", "localhost"))
+_RECORDED_POSTFIX_POLICY = _recorded_policy(
+    _FQDN, ("mx.lab.example.org", "lab.example.org", "localhost")
+)
 
 
 def register(persona: Persona) -> Persona:
@@ -704,8 +708,15 @@ register(
         about="Exim 4.96's replies, recorded from a real Exim: no enhanced codes, "
         "'Hello <name> [<ip>]', hangs up after the 4th unknown command.",
         replies=MappingProxyType(_EXIM),
-        ehlo_keywords=("SIZE {size}", "8BITMIME", "PIPELINING", "PIPECONNECT", "CHUNKING",
-                       "SMTPUTF8", "HELP"),
+        ehlo_keywords=(
+            "SIZE {size}",
+            "8BITMIME",
+            "PIPELINING",
+            "PIPECONNECT",
+            "CHUNKING",
+            "SMTPUTF8",
+            "HELP",
+        ),
         source="tests/recordings/exim-4.96.json",
         requires_brackets=False,
         helo_required_default=True,  # Exim 4.96: hosts_require_helo = *
@@ -725,8 +736,18 @@ register(
         about="Sendmail 8.17's replies, recorded from a real Sendmail: ignores the HELO "
         "name, wants HELO before MAIL and VRFY, takes arguments on RSET and DATA.",
         replies=MappingProxyType(_SENDMAIL),
-        ehlo_keywords=("ENHANCEDSTATUSCODES", "PIPELINING", "EXPN", "VERB", "8BITMIME",
-                       "SIZE {size}", "DSN", "ETRN", "DELIVERBY", "HELP"),
+        ehlo_keywords=(
+            "ENHANCEDSTATUSCODES",
+            "PIPELINING",
+            "EXPN",
+            "VERB",
+            "8BITMIME",
+            "SIZE {size}",
+            "DSN",
+            "ETRN",
+            "DELIVERBY",
+            "HELP",
+        ),
         source="tests/recordings/sendmail-8.17.json",
         requires_brackets=False,
         helo_required_default=True,  # PrivacyOptions=needmailhelo
@@ -766,8 +787,16 @@ register(
         about="clamsmtpd 1.10, a virus-filtering proxy, in front of Postfix 3.7, recorded: "
         "HELO passes through; the proxy answers DATA with 354 before Postfix is asked.",
         replies=MappingProxyType(_CLAMSMTPD),
-        ehlo_keywords=("SIZE {size}", "VRFY", "ETRN", "ENHANCEDSTATUSCODES", "8BITMIME", "DSN",
-                       "SMTPUTF8", "XFILTERED"),
+        ehlo_keywords=(
+            "SIZE {size}",
+            "VRFY",
+            "ETRN",
+            "ENHANCEDSTATUSCODES",
+            "8BITMIME",
+            "DSN",
+            "SMTPUTF8",
+            "XFILTERED",
+        ),
         source="tests/recordings/clamsmtpd-1.10.json",
         requires_brackets=False,
         helo_required_default=False,  # Postfix's default; the recording turned it on
@@ -786,8 +815,16 @@ register(
         replies=MappingProxyType(_EXCHANGE),
         # Exchange Online / 2019's list without STARTTLS: the lab adds STARTTLS itself
         # when the server has TLS (LabServer(tls=True)), as Exchange advertises it.
-        ehlo_keywords=("SIZE {size}", "PIPELINING", "DSN", "ENHANCEDSTATUSCODES", "8BITMIME",
-                       "BINARYMIME", "CHUNKING", "SMTPUTF8"),
+        ehlo_keywords=(
+            "SIZE {size}",
+            "PIPELINING",
+            "DSN",
+            "ENHANCEDSTATUSCODES",
+            "8BITMIME",
+            "BINARYMIME",
+            "CHUNKING",
+            "SMTPUTF8",
+        ),
         source="Microsoft Learn: 'Use Telnet to test SMTP communication on Exchange servers'; "
         "'Email non-delivery reports and SMTP errors in Exchange Online' (not recorded)",
         requires_brackets=False,
@@ -795,13 +832,15 @@ register(
         date_format="{d:%a}, {d.day} {d:%b %Y %H:%M:%S} +0000",
         # Exchange's defaults: any syntactically valid HELO name, accepted domains only,
         # no anonymous relay for anyone, MaxMessageSize 36 MB (Exchange 2019 connectors).
-        platform_policy=MappingProxyType(dict(
-            smtpd_helo_required=True,
-            smtpd_helo_restrictions=_SYNTAX,
-            mydestination=("lab.example.org",),
-            mynetworks=(),
-            message_size_limit=37748736,
-        )),
+        platform_policy=MappingProxyType(
+            dict(
+                smtpd_helo_required=True,
+                smtpd_helo_restrictions=_SYNTAX,
+                mydestination=("lab.example.org",),
+                mynetworks=(),
+                message_size_limit=37748736,
+            )
+        ),
         queue_id_format="########-####-####-####-############",
         queue_id_alphabet="0123456789abcdef",
     )

@@ -16,8 +16,7 @@ FIRST_DIGIT = {
     "3": "Positive intermediate: go on, send the next part (354 after DATA, 334 in AUTH).",
     "4": "Transient negative: not now; the same request may succeed later, so a client "
     "keeps the message and retries.",
-    "5": "Permanent negative: do not repeat the same request; the sender must change "
-    "something.",
+    "5": "Permanent negative: do not repeat the same request; the sender must change something.",
 }
 # §4.2.1: the second digit.
 SECOND_DIGIT = {
@@ -265,7 +264,9 @@ class Reply:
             parts.append(explain_enhanced(self.enhanced))
         if self.command:
             if self.legal:
-                parts.append(f"{self.code} is one of the replies RFC 5321 §4.3.2 lists for {self.command}.")
+                parts.append(
+                    f"{self.code} is one of the replies RFC 5321 §4.3.2 lists for {self.command}."
+                )
             else:
                 parts.append(
                     f"{self.code} is NOT among the replies RFC 5321 §4.3.2 lists for {self.command}; "
@@ -277,10 +278,15 @@ class Reply:
         return "\n".join(self.lines)
 
     def __repr__(self) -> str:  # what a notebook shows for a tuple of replies
-        return "<Reply " + " | ".join(self.lines) + (f" [injected: {self.injected}]" if self.injected else "") + ">"
+        return (
+            "<Reply "
+            + " | ".join(self.lines)
+            + (f" [injected: {self.injected}]" if self.injected else "")
+            + ">"
+        )
 
     def _repr_html_(self) -> str:
-        from .render import reply_html
+        from ..render import reply_html
 
         return reply_html(self)
 
@@ -308,8 +314,9 @@ def parse_reply(
     return Reply(code, tuple(texts), enhanced, bytes(raw), command, elapsed)
 
 
-def reply_from_lines(lines: list[str], raw: bytes, command: str | None = None,
-                     injected: str | None = None) -> Reply:
+def reply_from_lines(
+    lines: list[str], raw: bytes, command: str | None = None, injected: str | None = None
+) -> Reply:
     """A Reply for lines the lab itself rendered (one code, well-formed); else parse_reply."""
     first = lines[0] if lines else ""
     code = first[:3]

@@ -14,7 +14,7 @@ import ipaddress
 import re
 from dataclasses import dataclass, field, replace
 
-from .errors import LabValueError
+from ..errors import LabValueError
 
 HELO_RESTRICTIONS = (
     "reject_invalid_helo_hostname",  # syntax: 501 5.5.2 ... Invalid name
@@ -83,8 +83,7 @@ class Policy:
                 value = tuple(v.strip() for v in re.split(r"[,\s]+", value) if v.strip())
             elif not isinstance(value, (tuple, list)):
                 raise LabValueError(
-                    f"{name} must be a list of strings or a comma-separated string, "
-                    f"not {value!r}"
+                    f"{name} must be a list of strings or a comma-separated string, not {value!r}"
                 )
             object.__setattr__(self, name, tuple(value))
         for r in self.smtpd_helo_restrictions:
@@ -114,9 +113,13 @@ class Policy:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise LabValueError(f"{name} must be a whole number of at least 1, not {value!r}")
         if isinstance(self.idle_timeout, bool) or not isinstance(self.idle_timeout, (int, float)):
-            raise LabValueError(f"idle_timeout must be a number of seconds, not {self.idle_timeout!r}")
+            raise LabValueError(
+                f"idle_timeout must be a number of seconds, not {self.idle_timeout!r}"
+            )
         if self.idle_timeout <= 0:
-            raise LabValueError(f"idle_timeout must be more than 0 seconds, not {self.idle_timeout}")
+            raise LabValueError(
+                f"idle_timeout must be more than 0 seconds, not {self.idle_timeout}"
+            )
 
     def with_(self, **changes) -> Policy:
         """A copy of this policy with some switches changed."""
@@ -171,3 +174,26 @@ class Policy:
             # A bare local part (RCPT TO:<postmaster>) is local (RFC 5321 §4.5.1).
             return True
         return self.is_local_domain(domain, hostname) or self.is_trusted(client_ip)
+
+
+# Server modes: who may relay through the lab (a relay policy, not an AUTH fact).
+MODES = ("mx", "submission", "open-relay")
+MODE_ABOUT = {
+    "mx": "port-25 style: mail for the lab's own domains from anyone; relaying only for "
+    "trusted networks (mynetworks) and authenticated users",
+    "submission": "port-587 style (RFC 6409): MAIL is refused with 530 5.7.0 until the "
+    "client has authenticated",
+    "open-relay": "DELIBERATELY MISCONFIGURED: accepts mail for any domain from anyone. "
+    "A real server set up like this is found and abused by spammers within hours. "
+    "(This one stays on loopback and never delivers anything.)",
+}
+
+
+def check_mode(mode) -> str:
+    """Validate a learner's ``mode=`` argument."""
+    if not isinstance(mode, str) or mode.lower() not in MODES:
+        raise LabValueError(
+            f"mode must be one of {', '.join(repr(m) for m in MODES)}, not {mode!r}: "
+            + "; ".join(f"{m!r} is {MODE_ABOUT[m]}" for m in MODES)
+        )
+    return mode.lower()

@@ -20,7 +20,7 @@ import ssl
 import tempfile
 import threading
 
-from .errors import LabValueError
+from ..errors import LabValueError
 
 # Names every lab certificate carries besides the server's own name: clients
 # reach the lab by these too.

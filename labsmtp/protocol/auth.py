@@ -17,23 +17,12 @@ import binascii
 import hmac
 from collections.abc import Mapping
 
-from .errors import LabValueError
+from ..errors import LabValueError
 
 MECHANISMS = ("PLAIN", "LOGIN")  # the order EHLO lists them in
 # LOGIN's two server challenges, base64 of "Username:" and "Password:".
 LOGIN_USERNAME = base64.b64encode(b"Username:").decode()
 LOGIN_PASSWORD = base64.b64encode(b"Password:").decode()
-
-MODES = ("mx", "submission", "open-relay")
-MODE_ABOUT = {
-    "mx": "port-25 style: mail for the lab's own domains from anyone; relaying only for "
-    "trusted networks (mynetworks) and authenticated users",
-    "submission": "port-587 style (RFC 6409): MAIL is refused with 530 5.7.0 until the "
-    "client has authenticated",
-    "open-relay": "DELIBERATELY MISCONFIGURED: accepts mail for any domain from anyone. "
-    "A real server set up like this is found and abused by spammers within hours. "
-    "(This one stays on loopback and never delivers anything.)",
-}
 
 
 class Cancelled(Exception):
@@ -96,16 +85,6 @@ def credentials_ok(users: Mapping[str, str], user: str, password: str, authzid: 
     if expected is None:
         return False
     return hmac.compare_digest(expected.encode(), password.encode())
-
-
-def check_mode(mode) -> str:
-    """Validate a learner's ``mode=`` argument."""
-    if not isinstance(mode, str) or mode.lower() not in MODES:
-        raise LabValueError(
-            f"mode must be one of {', '.join(repr(m) for m in MODES)}, not {mode!r}: "
-            + "; ".join(f"{m!r} is {MODE_ABOUT[m]}" for m in MODES)
-        )
-    return mode.lower()
 
 
 def plain_response(user: str, password: str, authzid: str = "") -> str:

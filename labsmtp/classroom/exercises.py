@@ -13,7 +13,11 @@ from .course import exercise
 
 def _replies(server, command=None):
     lines = server.transcript.lines()
-    return [ln.reply for ln in lines if ln.reply is not None and (command is None or ln.command == command)]
+    return [
+        ln.reply
+        for ln in lines
+        if ln.reply is not None and (command is None or ln.command == command)
+    ]
 
 
 # --- lesson 0 -------------------------------------------------------------
@@ -35,7 +39,9 @@ def _replies(server, command=None):
 def _check_0_1(server):
     found = server.mailbox.find(rcpt="help@lab.example.org")
     if not found:
-        return "the mailbox has no message for help@lab.example.org yet. Did the final dot get a 250?"
+        return (
+            "the mailbox has no message for help@lab.example.org yet. Did the final dot get a 250?"
+        )
     if not any(m.subject == "Second" for m in found):
         return "a message arrived, but its subject is not 'Second' (make_message(subject=...))."
     return None
@@ -164,7 +170,9 @@ def _check_2_2(server):
     for info in server.sessions:
         if info.client.startswith("127.0.0.2:") and info.helo == "[127.0.0.2]":
             return None
-    return "connect with server.client(source='127.0.0.2') and greet with the literal '[127.0.0.2]'."
+    return (
+        "connect with server.client(source='127.0.0.2') and greet with the literal '[127.0.0.2]'."
+    )
 
 
 # --- lesson 3 -------------------------------------------------------------
@@ -232,7 +240,7 @@ def _check_3_3(server):
     "Set `nat_address` to the loopback address whose PTR name resolves elsewhere (NAT).",
     needs=("zone", "nat_address"),
     setup="""
-        from labsmtp.dnszone import LabZone
+        from labsmtp import LabZone
         zone = LabZone()
     """,
     solution="""
@@ -243,7 +251,9 @@ def _check_3_3(server):
 )
 def _check_4_1(zone, nat_address):
     if nat_address != "127.0.0.5":
-        return "try zone.fcrdns(a).detail for 127.0.0.2 to 127.0.0.5: which PTR name points elsewhere?"
+        return (
+            "try zone.fcrdns(a).detail for 127.0.0.2 to 127.0.0.5: which PTR name points elsewhere?"
+        )
     return None
 
 
@@ -253,7 +263,7 @@ def _check_4_1(zone, nat_address):
     "127.0.0.6 as newmx.example.org with reject_unknown_helo_hostname on.",
     needs=("server",),
     setup="""
-        from labsmtp.dnszone import DEFAULT_ZONE, use_zone
+        from labsmtp import DEFAULT_ZONE, use_zone
         server.configure(smtpd_helo_restrictions="reject_unknown_helo_hostname")
     """,
     solution="""
@@ -268,10 +278,15 @@ def _check_4_2(server):
     if "reject_unknown_helo_hostname" not in server.policy.smtpd_helo_restrictions:
         return "keep reject_unknown_helo_hostname on: fix the DNS, not the policy."
     for info in server.sessions:
-        if info.client.startswith("127.0.0.6:") and (info.helo or "").lower() == "newmx.example.org":
+        if (
+            info.client.startswith("127.0.0.6:")
+            and (info.helo or "").lower() == "newmx.example.org"
+        ):
             return None
-    return ("no accepted HELO newmx.example.org from 127.0.0.6 yet: add the line "
-            "'newmx.example.org. A 127.0.0.6' to the zone text and load it with use_zone().")
+    return (
+        "no accepted HELO newmx.example.org from 127.0.0.6 yet: add the line "
+        "'newmx.example.org. A 127.0.0.6' to the zone text and load it with use_zone()."
+    )
 
 
 # --- lesson 5 -------------------------------------------------------------
@@ -282,7 +297,7 @@ def _check_4_2(server):
     "Build `refusers`: the set of persona names that refuse 'HELO client'.",
     needs=("table", "refusers"),
     setup="""
-        from labsmtp.compare import compare_steps
+        from labsmtp import compare_steps
         table = compare_steps()
     """,
     solution="""
@@ -415,7 +430,7 @@ def _check_7_1(server):
     """,
 )
 def _check_7_2(error):
-    from .errors import LabConnectionError
+    from ..errors import LabConnectionError
 
     if not isinstance(error, LabConnectionError):
         return "catch the TLSFailed that starttls(server_name='evil.example.net') raises."
@@ -479,7 +494,9 @@ def _check_8_1(outcome):
 )
 def _check_8_2(server):
     if not server.mailbox.find(rcpt="retry@lab.example.org"):
-        return "no message for retry@lab.example.org arrived; retry after a 4xx until it is accepted."
+        return (
+            "no message for retry@lab.example.org arrived; retry after a 4xx until it is accepted."
+        )
     if not any(r.code == 451 for r in _replies(server, "RCPT")):
         return "the message arrived without meeting a 451: run the setup cell above first."
     return None
@@ -494,8 +511,10 @@ def _diagnosis_hint(mystery, diagnosis) -> str | None:
     if diagnosis not in DIAGNOSES:
         return f"the diagnosis must be one of: {', '.join(DIAGNOSES)}."
     if not mystery.is_right(diagnosis):
-        return ("not this one. Which command gets the first error, and does the reply change "
-                "with the HELO name, the client address (source=...) or a second attempt?")
+        return (
+            "not this one. Which command gets the first error, and does the reply change "
+            "with the HELO name, the client address (source=...) or a second attempt?"
+        )
     return None
 
 
@@ -504,7 +523,7 @@ def _diagnosis_hint(mystery, diagnosis) -> str | None:
     "Name the cause of mystery 1.",
     needs=("mystery", "diagnosis"),
     setup="""
-        from labsmtp.mystery import mystery as start_mystery
+        from labsmtp import mystery as start_mystery
         m1 = start_mystery(1)
         mystery = m1
     """,
@@ -522,7 +541,7 @@ def _check_9_1(mystery, diagnosis):
     "Name the cause of mystery 2.",
     needs=("mystery", "diagnosis"),
     setup="""
-        from labsmtp.mystery import mystery as start_mystery
+        from labsmtp import mystery as start_mystery
         mystery = start_mystery(2)
     """,
     solution="""
@@ -539,7 +558,7 @@ def _check_9_2(mystery, diagnosis):
     "Diagnose mysteries 3 to 7: a dict {number: diagnosis}.",
     needs=("mysteries", "diagnoses"),
     setup="""
-        from labsmtp.mystery import mystery as start_mystery
+        from labsmtp import mystery as start_mystery
         mysteries = {n: start_mystery(n) for n in range(3, 8)}
     """,
     solution="""
@@ -552,7 +571,9 @@ def _check_9_3(mysteries, diagnoses):
         return "diagnoses should be a dict such as {3: 'greylisting', ...}."
     wrong = [n for n, m in sorted(mysteries.items()) if _diagnosis_hint(m, diagnoses.get(n))]
     if wrong:
-        return f"look again at mystery {wrong[0]}" + (f" (and {len(wrong) - 1} more)." if len(wrong) > 1 else ".")
+        return f"look again at mystery {wrong[0]}" + (
+            f" (and {len(wrong) - 1} more)." if len(wrong) > 1 else "."
+        )
     return None
 
 
@@ -589,7 +610,7 @@ def _check_10_1(server):
     """,
 )
 def _check_10_2(server):
-    from .policy import address_literal
+    from ..protocol.policy import address_literal
 
     for m in server.mailbox:
         if m.helo and address_literal(m.helo):

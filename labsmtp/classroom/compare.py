@@ -7,9 +7,8 @@ from a client outside mynetworks) and keeps the reply that matters in each.
 Each persona runs on its own short-lived ``LabServer`` (real sockets, loopback)
 configured like the real server it imitates (``Persona.platform_policy``).
 
-``plot_comparison(table)`` draws the table as a grid (rows: personas, columns:
-steps, colour: reply class from ``style.CLASS_COLOURS``, text: code and
-enhanced code); ``compare_html(table)`` renders it for a notebook.
+``plots.plot_comparison(table)`` draws the table as a grid;
+``compare_html(table)`` renders it for a notebook.
 The Exchange persona is built from Microsoft's published reply formats, not
 recorded; the table says so in its row label.
 """
@@ -21,10 +20,10 @@ import itertools
 import socket
 from dataclasses import dataclass
 
-from .errors import LabValueError
-from .personas import get_persona, persona_names
-from .replies import parse_reply, reply_class
-from .style import CLASS_COLOURS
+from ..errors import LabValueError
+from ..protocol.personas import get_persona, persona_names
+from ..protocol.replies import parse_reply, reply_class
+from ..style import CLASS_COLOURS
 
 # The platform lesson's four questions: step name -> (client address, lines).
 # The reply to the step's last line fills the cell.
@@ -34,7 +33,11 @@ PLATFORM_STEPS: dict[str, tuple[str, tuple[str, ...]]] = {
     "missing HELO (MAIL first)": ("127.0.0.1", ("MAIL FROM:<a@example.org>",)),
     "relaying from 127.0.0.2": (
         "127.0.0.2",
-        ("EHLO client.example.org", "MAIL FROM:<a@example.org>", "RCPT TO:<someone@elsewhere.example.net>"),
+        (
+            "EHLO client.example.org",
+            "MAIL FROM:<a@example.org>",
+            "RCPT TO:<someone@elsewhere.example.net>",
+        ),
     ),
 }
 
@@ -73,7 +76,11 @@ class Cell:
 
     @property
     def text(self) -> str:
-        return "\n".join(self.reply) if self.reply else "(no reply: the connection closed or timed out)"
+        return (
+            "\n".join(self.reply)
+            if self.reply
+            else "(no reply: the connection closed or timed out)"
+        )
 
     def _parsed(self):
         return parse_reply("".join(ln + "\r\n" for ln in self.reply).encode("utf-8", "replace"))
@@ -93,23 +100,32 @@ class Comparison:
 
     def rows(self) -> list[dict]:
         """One dict per persona: {'persona': name, step: 'code enhanced', ...}."""
-        return [{"persona": p, **{s: c.short for s, c in zip(self.steps, self.cells[p], strict=True)}}
-                for p in self.personas]
+        return [
+            {"persona": p, **{s: c.short for s, c in zip(self.steps, self.cells[p], strict=True)}}
+            for p in self.personas
+        ]
 
     def __str__(self) -> str:
         width = max(len(p) for p in self.personas) + 2
-        cols = [max(len(s), *(len(self.cells[p][i].short) for p in self.personas)) + 2
-                for i, s in enumerate(self.steps)]
+        cols = [
+            max(len(s), *(len(self.cells[p][i].short) for p in self.personas)) + 2
+            for i, s in enumerate(self.steps)
+        ]
         out = ["".ljust(width) + "".join(s.ljust(w) for s, w in zip(self.steps, cols, strict=True))]
         for p in self.personas:
-            out.append(p.ljust(width) + "".join(c.short.ljust(w) for c, w in zip(self.cells[p], cols, strict=True)))
+            out.append(
+                p.ljust(width)
+                + "".join(c.short.ljust(w) for c, w in zip(self.cells[p], cols, strict=True))
+            )
         return "\n".join(ln.rstrip() for ln in out)
 
     def _repr_html_(self) -> str:
         return compare_html(self)
 
 
-def _talk(port: int, client: str, lines, timeout: float) -> list[tuple[str, tuple[str, ...] | None]]:
+def _talk(
+    port: int, client: str, lines, timeout: float
+) -> list[tuple[str, tuple[str, ...] | None]]:
     """Connect from ``client``, read the greeting, send each line, read one reply to each."""
     exchanges: list[tuple[str, tuple[str, ...] | None]] = []
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -161,7 +177,7 @@ def _check_personas(personas) -> tuple[str, ...]:
 
 def _run(personas, dialogues, timeout, policy_switches):
     """Play every (client, lines) dialogue against every persona; persona -> list of exchanges."""
-    from .server import LabServer
+    from ..lab.server import LabServer
 
     out = {}
     for name in personas:
@@ -172,8 +188,14 @@ def _run(personas, dialogues, timeout, policy_switches):
     return out
 
 
-def compare(dialogue_lines, personas=None, *, client: str = "127.0.0.1", timeout: float = 3.0,
-            **policy_switches) -> Comparison:
+def compare(
+    dialogue_lines,
+    personas=None,
+    *,
+    client: str = "127.0.0.1",
+    timeout: float = 3.0,
+    **policy_switches,
+) -> Comparison:
     """Play the same dialogue against each persona; a table of who answered what to each line.
 
     ``dialogue_lines``: the command lines to send, e.g. ``["HELO client", "QUIT"]``.
@@ -185,7 +207,9 @@ def compare(dialogue_lines, personas=None, *, client: str = "127.0.0.1", timeout
         dialogue_lines = [dialogue_lines]
     lines = tuple(dialogue_lines)
     if not lines or not all(isinstance(ln, str) for ln in lines):
-        raise LabValueError("dialogue_lines must be a list of command lines such as ['HELO client']")
+        raise LabValueError(
+            "dialogue_lines must be a list of command lines such as ['HELO client']"
+        )
     names = _check_personas(personas)
     played = _run(names, [(client, lines)], timeout, policy_switches)
     steps = ["(connect)"]
@@ -195,11 +219,15 @@ def compare(dialogue_lines, personas=None, *, client: str = "127.0.0.1", timeout
     cells = {}
     for name in names:
         got = played[name][0]  # shorter than sent if the server hung up early
-        cells[name] = tuple(Cell(s, got[i][1] if i < len(got) else None) for i, s in enumerate(sent))
+        cells[name] = tuple(
+            Cell(s, got[i][1] if i < len(got) else None) for i, s in enumerate(sent)
+        )
     return Comparison(tuple(steps), names, cells)
 
 
-def compare_steps(steps=None, personas=None, *, timeout: float = 3.0, **policy_switches) -> Comparison:
+def compare_steps(
+    steps=None, personas=None, *, timeout: float = 3.0, **policy_switches
+) -> Comparison:
     """The platform lesson's table: each step is a short dialogue; the cell is its last reply.
 
     ``steps``: {name: (client address, lines)}; default ``PLATFORM_STEPS`` (HELO fqdn,
@@ -210,63 +238,27 @@ def compare_steps(steps=None, personas=None, *, timeout: float = 3.0, **policy_s
         if not (isinstance(value, tuple) and len(value) == 2 and value[1]):
             raise LabValueError(f"step {name!r} must be (client address, [lines]), not {value!r}")
     names = _check_personas(personas)
-    played = _run(names, [(c, tuple(lines)) for c, lines in steps.values()], timeout, policy_switches)
+    played = _run(
+        names, [(c, tuple(lines)) for c, lines in steps.values()], timeout, policy_switches
+    )
     # The cell is the reply to the step's last line; if the server hung up earlier,
     # it is that earlier exchange (the reason the step went no further).
     cells = {name: tuple(Cell(*exchanges[-1]) for exchanges in played[name]) for name in names}
     return Comparison(tuple(steps), names, cells)
 
 
-def _label(persona: str) -> str:
+def row_label(persona: str) -> str:
+    """A persona's row label; says when the persona was not recorded from the real program."""
     p = get_persona(persona)
     return f"{p.name}\n(not recorded)" if "not recorded" in p.software else p.name
-
-
-def plot_comparison(table: Comparison):
-    """A grid: rows are personas, columns are steps; colour = reply class, text = codes."""
-    from matplotlib.patches import Patch, Rectangle
-
-    from .plots import LabFigure
-
-    if not isinstance(table, Comparison):
-        raise LabValueError("plot_comparison() wants the table that compare() or compare_steps() returns")
-    font = 13  # readable on a workshop projector
-    n_rows, n_cols = len(table.personas), len(table.steps)
-    fig = LabFigure(figsize=(2.6 * n_cols + 2.5, 0.9 * n_rows + 2.2), layout="constrained")
-    ax = fig.add_subplot()
-    for r, persona in enumerate(table.personas):
-        for c, cell in enumerate(table.cells[persona]):
-            ax.add_patch(Rectangle((c, r), 1, 1, facecolor=CLASS_COLOURS[cell.klass],
-                                   edgecolor="white", linewidth=3))
-            text = cell.short.replace(" ", "\n", 1) if cell.enhanced else cell.short
-            ax.text(c + 0.5, r + 0.5, text, ha="center", va="center", fontsize=font,
-                    color="black", fontweight="bold")
-    ax.set_xlim(0, n_cols)
-    ax.set_ylim(n_rows, 0)
-    ax.set_xticks([c + 0.5 for c in range(n_cols)], list(table.steps), fontsize=font - 1)
-    ax.set_yticks([r + 0.5 for r in range(n_rows)], [_label(p) for p in table.personas],
-                  fontsize=font - 1)
-    ax.tick_params(length=0)
-    ax.xaxis.tick_top()
-    ax.xaxis.set_label_position("top")
-    for side in ax.spines.values():
-        side.set_visible(False)
-    ax.set_xlabel("dialogue step (the client's command)", fontsize=font)
-    ax.set_ylabel("persona (server software)", fontsize=font)
-    ax.set_title("Same dialogue, different servers: reply code and enhanced code",
-                 fontsize=font + 1)
-    legend = [Patch(facecolor=CLASS_COLOURS[k], label=label) for k, label in (
-        ("2xx", "2xx done"), ("3xx", "3xx go on"), ("4xx", "4xx try later"),
-        ("5xx", "5xx refused"), ("none", "no reply"))]
-    fig.legend(handles=legend, loc="outside lower center", ncols=5, fontsize=font - 2,
-               frameon=False)
-    return fig
 
 
 def compare_html(table: Comparison) -> str:
     """The table as HTML for a notebook: coloured by reply class, the full reply on hover."""
     if not isinstance(table, Comparison):
-        raise LabValueError("compare_html() wants the table that compare() or compare_steps() returns")
+        raise LabValueError(
+            "compare_html() wants the table that compare() or compare_steps() returns"
+        )
     esc = html.escape
     head = "".join(f"<th style='padding:4px 8px'>{esc(s)}</th>" for s in table.steps)
     rows = []
@@ -280,8 +272,10 @@ def compare_html(table: Comparison) -> str:
                 f"padding:4px 8px;vertical-align:top'><b>{esc(cell.short)}</b>"
                 f"<br><small>{esc(first)}</small></td>"
             )
-        label = esc(_label(p)).replace("\n", "<br>")
-        rows.append(f"<tr><th style='text-align:left;padding:4px 8px'>{label}</th>{''.join(tds)}</tr>")
+        label = esc(row_label(p)).replace("\n", "<br>")
+        rows.append(
+            f"<tr><th style='text-align:left;padding:4px 8px'>{label}</th>{''.join(tds)}</tr>"
+        )
     return (
         "<table style='border-collapse:separate;border-spacing:2px'>"
         f"<thead><tr><th></th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"

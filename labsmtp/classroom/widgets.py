@@ -16,12 +16,13 @@ import time
 import ipywidgets as W
 from matplotlib.figure import Figure
 
-from . import plots, states
-from .errors import LabConnectionError, LabError
-from .faults import STAGES, parse_fault
-from .render import mailbox_html, transcript_html
-from .states import Command
-from .trials import POLICIES, run_trials
+from ..errors import LabConnectionError, LabError
+from ..lab.faults import STAGES, parse_fault
+from ..lab.trials import POLICIES, run_trials
+from ..protocol import states
+from ..protocol.states import Command
+from ..render import mailbox_html, transcript_html
+from . import plots
 
 _OK_STYLE = "success"  # legal next commands: green buttons (ipywidgets' palette)
 
@@ -41,7 +42,7 @@ def _message(text: str, kind: str = "error") -> str:
 def _own_server(server, name: str):
     if server is not None:
         return server
-    from .server import LabServer
+    from ..lab.server import LabServer
 
     return LabServer(name=name, seed=1).start()
 
@@ -56,9 +57,16 @@ def _ensure_running(server) -> None:
 # --- the dialogue stepper ----------------------------------------------------
 
 _STEPS = [
-    (Command.HELO, "HELO"), (Command.EHLO, "EHLO"), (Command.MAIL, "MAIL FROM"),
-    (Command.RCPT, "RCPT TO"), (Command.DATA, "DATA"), (Command.END_OF_DATA, "message + ."),
-    (Command.RSET, "RSET"), (Command.NOOP, "NOOP"), (Command.VRFY, "VRFY"), (Command.QUIT, "QUIT"),
+    (Command.HELO, "HELO"),
+    (Command.EHLO, "EHLO"),
+    (Command.MAIL, "MAIL FROM"),
+    (Command.RCPT, "RCPT TO"),
+    (Command.DATA, "DATA"),
+    (Command.END_OF_DATA, "message + ."),
+    (Command.RSET, "RSET"),
+    (Command.NOOP, "NOOP"),
+    (Command.VRFY, "VRFY"),
+    (Command.QUIT, "QUIT"),
 ]
 
 
@@ -76,15 +84,23 @@ class DialogueStepper(W.VBox):
             b = W.Button(description=label, layout=W.Layout(width="120px"))
             b.on_click(lambda _b, cmd=cmd: self.press(cmd))
             self.buttons[cmd] = b
-        self.connect_button = W.Button(description="connect", icon="plug",
-                                       layout=W.Layout(width="120px"))
+        self.connect_button = W.Button(
+            description="connect", icon="plug", layout=W.Layout(width="120px")
+        )
         self.connect_button.on_click(lambda _b: self.connect())
         self.status = W.HTML()
         self.transcript = W.HTML()
         row1 = W.HBox([self.connect_button] + [self.buttons[c] for c, _ in _STEPS[:5]])
         row2 = W.HBox([self.buttons[c] for c, _ in _STEPS[5:]])
-        super().__init__([W.HBox([self.helo_name, self.sender, self.recipient]), row1, row2,
-                          self.status, self.transcript])
+        super().__init__(
+            [
+                W.HBox([self.helo_name, self.sender, self.recipient]),
+                row1,
+                row2,
+                self.status,
+                self.transcript,
+            ]
+        )
         if connect:
             self.connect()
         else:
@@ -118,7 +134,8 @@ class DialogueStepper(W.VBox):
                 Command.RCPT: lambda: c.rcpt(self.recipient.value),
                 Command.DATA: c.data,
                 Command.END_OF_DATA: lambda: c.send_message(
-                    f"Subject: from the stepper\r\nFrom: <{self.sender.value}>\r\n\r\nHello.\r\n"),
+                    f"Subject: from the stepper\r\nFrom: <{self.sender.value}>\r\n\r\nHello.\r\n"
+                ),
                 Command.RSET: c.rset,
                 Command.NOOP: c.noop,
                 Command.VRFY: lambda: c.vrfy(self.recipient.value),
@@ -174,16 +191,25 @@ class FaultLab(W.VBox):
     def __init__(self, server=None, *, trials: int = 100, seed: int = 1, auto: bool = True):
         self.server = _own_server(server, "fault-lab")
         self.stage = W.Dropdown(options=list(STAGES), value="rcpt", description="stage")
-        self.action = W.Dropdown(options=list(_ACTIONS), value="reply with code",
-                                 description="action")
+        self.action = W.Dropdown(
+            options=list(_ACTIONS), value="reply with code", description="action"
+        )
         self.code = W.BoundedIntText(value=451, min=200, max=599, description="code")
-        self.probability = W.FloatSlider(value=0.3, min=0.0, max=1.0, step=0.05,
-                                         description="probability", continuous_update=False)
-        self.delay = W.IntSlider(value=200, min=0, max=2000, step=50, description="delay ms",
-                                 continuous_update=False)
+        self.probability = W.FloatSlider(
+            value=0.3,
+            min=0.0,
+            max=1.0,
+            step=0.05,
+            description="probability",
+            continuous_update=False,
+        )
+        self.delay = W.IntSlider(
+            value=200, min=0, max=2000, step=50, description="delay ms", continuous_update=False
+        )
         self.seed = W.IntText(value=seed, description="seed")
-        self.trials = W.IntSlider(value=trials, min=10, max=2000, step=10, description="trials",
-                                  continuous_update=False)
+        self.trials = W.IntSlider(
+            value=trials, min=10, max=2000, step=10, description="trials", continuous_update=False
+        )
         self.retry = W.ToggleButtons(options=list(POLICIES), value="none", description="retry")
         self.run_button = W.Button(description="Run", button_style="primary", icon="play")
         self.run_button.on_click(lambda _b: self.run())
@@ -198,16 +224,26 @@ class FaultLab(W.VBox):
         self.image = W.Image(format="png", layout=W.Layout(width="100%"))
         self.results = None
         self.redraw_seconds = None  # how long the last run + redraw took
-        controls = W.VBox([
-            W.HBox([self.stage, self.action, self.code]),
-            W.HBox([self.probability, self.delay, self.seed]),
-            W.HBox([self.trials, self.retry]),
-            W.HBox([self.run_button, self.progress]),
-        ])
+        controls = W.VBox(
+            [
+                W.HBox([self.stage, self.action, self.code]),
+                W.HBox([self.probability, self.delay, self.seed]),
+                W.HBox([self.trials, self.retry]),
+                W.HBox([self.run_button, self.progress]),
+            ]
+        )
         super().__init__([controls, self.message, self.image, self.summary])
         if auto:
-            for w in (self.stage, self.action, self.code, self.probability, self.delay,
-                      self.seed, self.trials, self.retry):
+            for w in (
+                self.stage,
+                self.action,
+                self.code,
+                self.probability,
+                self.delay,
+                self.seed,
+                self.trials,
+                self.retry,
+            ):
                 w.observe(lambda _change: self.run(), names="value")
         self.run()  # a default result without any click
 
@@ -234,7 +270,8 @@ class FaultLab(W.VBox):
                 return None
         self.message.value = _message(
             f"fault: {faults[0].name if faults else 'none'} - running {self.trials.value} trials...",
-            "info")
+            "info",
+        )
         self.progress.max = self.trials.value
         self.progress.value = 0
 
@@ -242,8 +279,14 @@ class FaultLab(W.VBox):
             self.progress.value = done
 
         try:
-            r = run_trials(self.server, self.trials.value, retry=self.retry.value,
-                           seed=self.seed.value, faults=faults, progress=progress)
+            r = run_trials(
+                self.server,
+                self.trials.value,
+                retry=self.retry.value,
+                seed=self.seed.value,
+                faults=faults,
+                progress=progress,
+            )
         except LabError as exc:
             self.message.value = _message(str(exc))
             return None
@@ -257,7 +300,9 @@ class FaultLab(W.VBox):
         self.redraw_seconds = time.perf_counter() - started
         self.message.value = _message(
             f"fault: {faults[0].name if faults else 'none'}; {len(r.trials)} trials in "
-            f"{r.elapsed:.2f} s, drawn in {self.redraw_seconds:.2f} s", "info")
+            f"{r.elapsed:.2f} s, drawn in {self.redraw_seconds:.2f} s",
+            "info",
+        )
         return r
 
 
@@ -293,7 +338,9 @@ class MailboxView(W.VBox):
         except OSError as exc:
             self.message.value = _message(f"cannot write {self.path.value!r}: {exc.strerror}")
             return None
-        self.message.value = _message(f"wrote {len(self.server.mailbox)} message(s) to {out}", "info")
+        self.message.value = _message(
+            f"wrote {len(self.server.mailbox)} message(s) to {out}", "info"
+        )
         return out
 
 
@@ -311,8 +358,9 @@ class TranscriptView(W.VBox):
         save = W.Button(description="save", icon="download")
         save.on_click(lambda _b: self.save())
         self.session.observe(lambda _c: self._draw(), names="value")
-        super().__init__([W.HBox([self.session, refresh, self.path, save]), self.message,
-                          self.table])
+        super().__init__(
+            [W.HBox([self.session, refresh, self.path, save]), self.message, self.table]
+        )
         self.refresh()
 
     def refresh(self) -> None:
@@ -324,8 +372,11 @@ class TranscriptView(W.VBox):
     def _draw(self) -> None:
         sid = self.session.value
         lines = self.server.transcript.lines(sid)
-        self.table.value = transcript_html(lines) if lines else _message(
-            "no dialogue yet: connect a client (server.client()) and refresh", "info")
+        self.table.value = (
+            transcript_html(lines)
+            if lines
+            else _message("no dialogue yet: connect a client (server.client()) and refresh", "info")
+        )
 
     def save(self) -> str | None:
         try:

@@ -36,7 +36,7 @@ import dns.rdatatype
 import dns.reversename
 import dns.zone
 
-from .errors import LabValueError
+from ..errors import LabValueError
 from .faults import Action, Fault
 
 DEFAULT_ZONE = """\
@@ -120,8 +120,12 @@ class LabZone:
             if address in self.addresses(n):
                 return Fcrdns(address, tuple(names), "pass", f"{address} -> {n} -> {address}")
         back = ", ".join(self.addresses(names[0])) or "nothing"
-        return Fcrdns(address, tuple(names), "mismatch",
-                      f"{address} -> {names[0]} -> {back} (not {address}; NAT looks like this)")
+        return Fcrdns(
+            address,
+            tuple(names),
+            "mismatch",
+            f"{address} -> {names[0]} -> {back} (not {address}; NAT looks like this)",
+        )
 
     def helo_matches(self, name: str, address: str) -> bool:
         """True if the HELO ``name`` resolves to the client's ``address``."""
@@ -162,8 +166,11 @@ class IdentityCheck(Action):
             if reply is not None and reply.ok:
                 found = self.verdicts(ctx.arg.strip(), address)
                 if found:
-                    what = ("logged, not refused (RFC 5321 §4.1.4)" if self.policy == "standards"
-                            else "strict local policy: RCPT will be refused")
+                    what = (
+                        "logged, not refused (RFC 5321 §4.1.4)"
+                        if self.policy == "standards"
+                        else "strict local policy: RCPT will be refused"
+                    )
                     ctx.event("; ".join(found) + f" - {what}")
                 else:
                     ctx.event(f"identity confirmed: {self.zone.fcrdns(address).detail}")
@@ -173,10 +180,14 @@ class IdentityCheck(Action):
             if self.zone.fcrdns(address).verdict != "pass":
                 # Postfix reject_unknown_client_hostname (unknown_client_reject_code 450).
                 return await ctx.write(
-                    [f"450 4.7.25 Client host rejected: cannot find your hostname, [{address}]"])
+                    [f"450 4.7.25 Client host rejected: cannot find your hostname, [{address}]"]
+                )
             return await ctx.write(
-                [f"450 4.7.1 <{helo}>: Helo command rejected: Host name does not match "
-                 f"your address [{address}] (strict local policy)"])
+                [
+                    f"450 4.7.1 <{helo}>: Helo command rejected: Host name does not match "
+                    f"your address [{address}] (strict local policy)"
+                ]
+            )
         return await normal()
 
 
@@ -188,7 +199,9 @@ def use_zone(server, zone: LabZone | str | None = None, *, identity: str = "stan
     §4.1.4), or "strict" (refuse such clients at RCPT with 450: a local policy).
     """
     if identity not in IDENTITY_POLICIES:
-        raise LabValueError(f"identity must be one of {', '.join(IDENTITY_POLICIES)}, not {identity!r}")
+        raise LabValueError(
+            f"identity must be one of {', '.join(IDENTITY_POLICIES)}, not {identity!r}"
+        )
     if zone is None or isinstance(zone, str):
         zone = LabZone(zone or DEFAULT_ZONE)
     if not isinstance(zone, LabZone):

@@ -123,6 +123,6 @@ class Mailbox:
         return str(path)
 
     def _repr_html_(self) -> str:
-        from .render import mailbox_html
+        from ..render import mailbox_html
 
         return mailbox_html(self)

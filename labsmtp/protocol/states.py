@@ -146,7 +146,9 @@ class Variant:
     about: str
     forbids: frozenset = frozenset()  # (state, command) pairs answered with reply_key
     reply_key: str = "bad_sequence"
-    allows: Mapping = field(default_factory=lambda: MappingProxyType({}))  # (state, command) -> state
+    allows: Mapping = field(
+        default_factory=lambda: MappingProxyType({})
+    )  # (state, command) -> state
 
 
 # Real servers differ from RFC 5321 in the order they accept, not only in
@@ -217,9 +219,7 @@ def _target(state: State, command: Command, helo_required: bool, variants) -> St
     raise SequenceError(state, command)
 
 
-def is_allowed(
-    state: State, command: Command, *, helo_required: bool = True, variants=()
-) -> bool:
+def is_allowed(state: State, command: Command, *, helo_required: bool = True, variants=()) -> bool:
     """True if ``command`` is in order in ``state`` (under the named ``VARIANTS``)."""
     return refusal(state, command, helo_required=helo_required, variants=variants) is None
 

@@ -30,9 +30,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from .errors import LabValueError
-from .replies import CODES, Reply
-from .states import Command, State
+from ..errors import LabValueError
+from ..protocol.replies import CODES, Reply
+from ..protocol.states import Command, State
 from .transcript import SERVER, Line
 
 # Where a fault can act, after Postfix smtp-sink's command lists.
@@ -59,8 +59,16 @@ _STAGE_OF_COMMAND = {
 }
 # The command each stage's reply answers (for the transcript and legality).
 _COMMAND_OF_STAGE = {
-    "connect": "CONNECT", "helo": "HELO", "mail": "MAIL", "rcpt": "RCPT", "data": "DATA",
-    "dot": ".", "rset": "RSET", "noop": "NOOP", "vrfy": "VRFY", "quit": "QUIT",
+    "connect": "CONNECT",
+    "helo": "HELO",
+    "mail": "MAIL",
+    "rcpt": "RCPT",
+    "data": "DATA",
+    "dot": ".",
+    "rset": "RSET",
+    "noop": "NOOP",
+    "vrfy": "VRFY",
+    "quit": "QUIT",
 }
 
 # Sensible enhanced code and text per reply code (RFC 3463; smtp-sink uses 4.3.0 / 5.3.0).
@@ -136,7 +144,8 @@ class ReplyWith(Action):
         if self.text:  # the learner's own words, verbatim (with or without an enhanced code)
             return [f"{self.code} {self.text}"]
         enhanced, text = DEFAULT_REPLIES.get(
-            self.code, (f"{self.code // 100}.0.0", CODES.get(self.code, "Fault injected by the lab"))
+            self.code,
+            (f"{self.code // 100}.0.0", CODES.get(self.code, "Fault injected by the lab")),
         )
         if self.code == 421 or (ctx.stage == "connect" and self.code in (220, 554)):
             text = f"{ctx.proto.hostname} {text}"  # §4.2: these replies name the host
@@ -246,13 +255,15 @@ class Greylist(Action):
             return await normal()
         wait = int(self.seconds - (now - first) + 0.999)
         return await ctx.write(
-            [f"451 4.7.1 <{recipient}>: Recipient address rejected: Greylisted, "
-             f"try again in {wait} seconds"]
+            [
+                f"451 4.7.1 <{recipient}>: Recipient address rejected: Greylisted, "
+                f"try again in {wait} seconds"
+            ]
         )
 
 
 def _parse_loose(raw: bytes, command: str | None) -> Reply:
-    from .replies import parse_reply
+    from ..protocol.replies import parse_reply
 
     return parse_reply(raw, command=command)
 
@@ -294,7 +305,9 @@ class Fault:
         if self.sessions is not None:
             lo, hi = self.sessions
             if lo < 1 or (hi is not None and hi < lo):
-                raise LabValueError(f"sessions must be a range such as 1-3 or 4-, not {self.sessions!r}")
+                raise LabValueError(
+                    f"sessions must be a range such as 1-3 or 4-, not {self.sessions!r}"
+                )
         if not self.name:
             self.name = format_fault(self)
 
@@ -403,7 +416,9 @@ def parse_fault(spec: str) -> Fault:
             try:
                 prob = float(w)
             except ValueError:
-                raise _grammar_error(spec, f"{w!r} is not a probability, addr= or sessions=") from None
+                raise _grammar_error(
+                    spec, f"{w!r} is not a probability, addr= or sessions="
+                ) from None
             if not 0 < prob <= 1:
                 raise _grammar_error(spec, f"probability {w} must be above 0 and at most 1")
     try:
@@ -427,7 +442,9 @@ def _parse_action(what: str, spec: str) -> Action:
     if low.startswith("slow="):
         rate = what[5:].lower().removesuffix("bps").removesuffix("b/s")
         if not rate.isdigit() or int(rate) < 1:
-            raise _grammar_error(spec, f"slow= needs bytes per second (a whole number), not {what[5:]!r}")
+            raise _grammar_error(
+                spec, f"slow= needs bytes per second (a whole number), not {what[5:]!r}"
+            )
         return SlowLink(int(rate))
     if low == "cut":
         return CutOff()
@@ -491,14 +508,26 @@ class _Context:
         return [a for a in [env.mail_from or "", *env.rcpt_tos] if a]
 
     async def write(self, lines: list[str], injected: bool = True) -> Reply:
-        reply = self.proto._write_reply(lines, self.command, injected=self.rule.name if injected else None)
+        reply = self.proto._write_reply(
+            lines, self.command, injected=self.rule.name if injected else None
+        )
         await self._drain()
         return reply
 
     def write_raw(self, raw: bytes) -> None:
         p = self.proto
-        p._record(Line(p._sid, time.time(), SERVER, raw, p._client, command=self.command,
-                       reply=_parse_loose(raw, self.command), injected=self.rule.name))
+        p._record(
+            Line(
+                p._sid,
+                time.time(),
+                SERVER,
+                raw,
+                p._client,
+                command=self.command,
+                reply=_parse_loose(raw, self.command),
+                injected=self.rule.name,
+            )
+        )
         self.engine.write(p, raw)
 
     def event(self, note: str) -> None:
@@ -548,9 +577,7 @@ class FaultEngine:
     def remove(self, fault: Fault | str) -> None:
         """Remove one rule (the object, or its spec text)."""
         with self._lock:
-            self._rules = tuple(
-                r for r in self._rules if r is not fault and r.name != fault
-            )
+            self._rules = tuple(r for r in self._rules if r is not fault and r.name != fault)
             self._index()
 
     def set(self, *faults: Fault | str) -> list[Fault]:

@@ -12,7 +12,7 @@ import threading
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
-from .replies import Reply
+from ..protocol.replies import Reply
 
 CLIENT, SERVER, EVENT = "client", "server", "event"
 
@@ -95,7 +95,7 @@ class LineList(list):
         return [ln.reply for ln in self if ln.reply is not None]
 
     def _repr_html_(self) -> str:
-        from .render import transcript_html
+        from ..render import transcript_html
 
         return transcript_html(self)
 
@@ -199,7 +199,6 @@ class Transcript:
         return path
 
     def _repr_html_(self) -> str:
-        from .render import transcript_html
+        from ..render import transcript_html
 
         return transcript_html(self.lines(), dropped=self.dropped)
-

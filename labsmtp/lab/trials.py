@@ -24,8 +24,8 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
-from .errors import LabValueError
-from .replies import reply_is_complete
+from ..errors import LabValueError
+from ..protocol.replies import reply_is_complete
 
 OUTCOMES = ("delivered", "deferred", "bounced", "connection lost")
 TRIAL_STAGES = ("connect", "helo", "mail", "rcpt", "data", "dot", "rset", "quit")
@@ -62,11 +62,11 @@ POLICIES = {
     # Postfix-like: 5 attempts, waits 60 s, 120 s, 240 s, 480 s (its queue runs
     # are minutes apart; RFC 5321 §4.5.4.1 asks for at least 30 minutes, which a
     # lesson compresses).
-    "mta": RetryPolicy("mta", 5, 60.0, 2.0, retry_4xx=True, retry_lost=True,
-                       rset_after_reject=True),
+    "mta": RetryPolicy(
+        "mta", 5, 60.0, 2.0, retry_4xx=True, retry_lost=True, rset_after_reject=True
+    ),
     # Retries whatever happens, every 10 s, and never says RSET.
-    "naive": RetryPolicy("naive", 5, 10.0, 1.0, retry_4xx=True, retry_5xx=True,
-                         retry_lost=True),
+    "naive": RetryPolicy("naive", 5, 10.0, 1.0, retry_4xx=True, retry_5xx=True, retry_lost=True),
 }
 
 
@@ -229,8 +229,9 @@ class _Wire:
             pass
 
 
-def _attempt(address, number, started, sender, recipients, message, policy, timeout,
-             source=None) -> Attempt:
+def _attempt(
+    address, number, started, sender, recipients, message, policy, timeout, source=None
+) -> Attempt:
     a = Attempt(number, started)
     codes = a.codes
     t0 = time.perf_counter()
@@ -238,8 +239,11 @@ def _attempt(address, number, started, sender, recipients, message, policy, time
     wire = None
     try:
         wire = _Wire(address, timeout, source)
-        steps = [("connect", None), ("helo", b"EHLO trials.example.org\r\n"),
-                 ("mail", b"MAIL FROM:<" + sender + b">\r\n")]
+        steps = [
+            ("connect", None),
+            ("helo", b"EHLO trials.example.org\r\n"),
+            ("mail", b"MAIL FROM:<" + sender + b">\r\n"),
+        ]
         steps += [("rcpt", b"RCPT TO:<" + r + b">\r\n") for r in recipients]
         steps += [("data", b"DATA\r\n"), ("dot", message)]
         accepted = 0
@@ -256,8 +260,11 @@ def _attempt(address, number, started, sender, recipients, message, policy, time
         else:
             a.outcome = "delivered"
         if a.outcome != "delivered":
-            failed = [s for s in ("connect", "helo", "mail", "rcpt", "data", "dot")
-                      if codes.get(s) is not None and codes[s] >= 400]
+            failed = [
+                s
+                for s in ("connect", "helo", "mail", "rcpt", "data", "dot")
+                if codes.get(s) is not None and codes[s] >= 400
+            ]
             a.failed_stage = failed[0] if failed else stage
             first = codes[a.failed_stage]
             a.outcome = "deferred" if first < 500 else "bounced"
@@ -334,7 +341,11 @@ def run_trials(
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise LabValueError(f"the number of trials must be a whole number of at least 1, not {n!r}")
-    if isinstance(recipients, bool) or not isinstance(recipients, int) or not 1 <= recipients <= 100:
+    if (
+        isinstance(recipients, bool)
+        or not isinstance(recipients, int)
+        or not 1 <= recipients <= 100
+    ):
         raise LabValueError(f"recipients must be a whole number from 1 to 100, not {recipients!r}")
     if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 64:
         raise LabValueError(f"workers must be a whole number from 1 to 64, not {workers!r}")
@@ -348,8 +359,9 @@ def run_trials(
     address = server.address
     domain = next(iter(server.policy.mydestination), server.hostname).encode()
     rcpts = [b"user%d@" % i + domain for i in range(1, recipients + 1)]
-    message = (b"Subject: trial\r\nFrom: <trials@example.org>\r\n\r\n"
-               b"One of many trial messages.\r\n.\r\n")
+    message = (
+        b"Subject: trial\r\nFrom: <trials@example.org>\r\n\r\nOne of many trial messages.\r\n.\r\n"
+    )
     results: list[Trial | None] = [None] * n
     t0 = time.perf_counter()
     step = max(1, n // 50)
@@ -364,8 +376,9 @@ def run_trials(
             results[futures[fut]] = fut.result()
             if progress is not None and (done % step == 0 or done == n):
                 progress(done, n)
-    return TrialResults(results, policy, engine.seed, [r.name for r in engine.rules],
-                        time.perf_counter() - t0)
+    return TrialResults(
+        results, policy, engine.seed, [r.name for r in engine.rules], time.perf_counter() - t0
+    )
 
 
 run = run_trials  # ``trials.run(server, 200)`` reads well in a lesson

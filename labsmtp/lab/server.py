@@ -39,15 +39,15 @@ from dataclasses import dataclass
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP
 
-from . import auth as _auth
-from . import states
-from .errors import LabValueError, PortInUseError
+from ..errors import LabValueError, PortInUseError
+from ..protocol import auth as _auth
+from ..protocol import states
+from ..protocol.personas import Persona, get_persona
+from ..protocol.policy import MODE_ABOUT, Policy, check_mode
+from ..protocol.replies import Reply, reply_from_lines
+from ..protocol.states import Command, State
 from .faults import FaultEngine
 from .mailbox import Mailbox, StoredMessage
-from .personas import Persona, get_persona
-from .policy import Policy
-from .replies import Reply, reply_from_lines
-from .states import Command, State
 from .transcript import CLIENT, EVENT, SERVER, Line, SessionInfo, Transcript
 
 # aiosmtpd logs every connection; in a notebook those lines (and tracebacks)
@@ -60,8 +60,10 @@ _REVERSE_NAMES = {"127.0.0.1": "localhost", "::1": "localhost"}  # {peer}: what 
 _READ_LIMIT = 16384  # stream buffer (fits RFC 4954's 12,288-octet AUTH lines); longer are refused
 _AUTH_LINE_LIMIT = 12288  # RFC 4954 §4: AUTH lines may be this long, whatever the command limit
 _DATA_LINES_KEPT = 200  # message lines recorded per message; the rest summarised
-_ESMTP_PARAMS = {"MAIL": {"SIZE", "BODY", "SMTPUTF8", "RET", "ENVID", "AUTH"},
-                 "RCPT": {"NOTIFY", "ORCPT"}}
+_ESMTP_PARAMS = {
+    "MAIL": {"SIZE", "BODY", "SMTPUTF8", "RET", "ENVID", "AUTH"},
+    "RCPT": {"NOTIFY", "ORCPT"},
+}
 
 _registry: dict[str, LabServer] = {}
 _registry_lock = threading.Lock()
@@ -240,27 +242,37 @@ class _LabSMTP(SMTP):
         super().connection_made(transport)
         if self.session.ssl is None and transport.get_extra_info("ssl_object") is not None:
             # Implicit TLS (RFC 8314 §3): the handshake came before the first SMTP byte.
-            self.session.ssl = {k: transport.get_extra_info(k)
-                                for k in ("sslcontext", "peercert", "cipher", "ssl_object")}
+            self.session.ssl = {
+                k: transport.get_extra_info(k)
+                for k in ("sslcontext", "peercert", "cipher", "ssl_object")
+            }
         if self._probe or self._info is not None:
             return
         self._sid = self.lab._new_session_id()
         self._client = f"{peer[0]}:{peer[1]}"
-        self._info = SessionInfo(self._sid, self._client, time.time(), states=[State.CONNECTED.value])
+        self._info = SessionInfo(
+            self._sid, self._client, time.time(), states=[State.CONNECTED.value]
+        )
         self.lab.transcript.open_session(self._info)
         self.lab._active.add(self)
         self._event(f"connection from {self._client}")
         if self.session.ssl is not None:
             self._event(f"implicit TLS (RFC 8314): {self._tls_summary()}")
         if self.lab.mode == "open-relay":
-            self._event("WARNING: this lab server is a deliberately misconfigured OPEN RELAY: "
-                        "it accepts mail for any domain from anyone")
+            self._event(
+                "WARNING: this lab server is a deliberately misconfigured OPEN RELAY: "
+                "it accepts mail for any domain from anyone"
+            )
 
     def connection_lost(self, error):
         if not self._probe and self._info is not None and self._info.ended is None:
             self._info.ended = time.time()
             self.lab._active.discard(self)
-            why = "client closed the connection" if not self._closing else "server closed the connection"
+            why = (
+                "client closed the connection"
+                if not self._closing
+                else "server closed the connection"
+            )
             self._event(why)
             self._set_state(State.CLOSED)
         super().connection_lost(error)
@@ -332,14 +344,24 @@ class _LabSMTP(SMTP):
             except Exception:  # a broken printer must not break the server
                 pass
 
-    def _write_reply(self, lines: list[str], command: str | None, injected: str | None = None) -> Reply:
+    def _write_reply(
+        self, lines: list[str], command: str | None, injected: str | None = None
+    ) -> Reply:
         raw = "".join(ln + "\r\n" for ln in lines).encode("utf-8", "surrogateescape")
         reply = reply_from_lines(lines, raw, command, injected)
         # Record before writing: a client that has read a reply finds it in the transcript.
         self._record(
-            Line(self._sid, time.time(), SERVER, raw, self._client, command=command,
-                 reply=reply, tls=self.session.ssl is not None if self.session else False,
-                 injected=injected)
+            Line(
+                self._sid,
+                time.time(),
+                SERVER,
+                raw,
+                self._client,
+                command=command,
+                reply=reply,
+                tls=self.session.ssl is not None if self.session else False,
+                injected=injected,
+            )
         )
         if self.transport is not None and not self.transport.is_closing():
             self.lab.faults.write(self, raw)  # the fault engine may slow the link
@@ -380,7 +402,9 @@ class _LabSMTP(SMTP):
             pass
         except Exception as exc:  # never a silent hang-up, never a traceback in a cell
             self.lab._internal_errors.append(repr(exc))
-            self._write_reply([f"421 4.3.0 {self.hostname} Internal error, closing connection"], None)
+            self._write_reply(
+                [f"421 4.3.0 {self.hostname} Internal error, closing connection"], None
+            )
             self._close()
 
     async def _dialogue(self) -> None:
@@ -411,8 +435,16 @@ class _LabSMTP(SMTP):
             line = await self._reader.readuntil(b"\n")
         except asyncio.IncompleteReadError as e:
             if e.partial:
-                self._record(Line(self._sid, time.time(), CLIENT, e.partial, self._client,
-                                  note="incomplete line before the connection closed"))
+                self._record(
+                    Line(
+                        self._sid,
+                        time.time(),
+                        CLIENT,
+                        e.partial,
+                        self._client,
+                        note="incomplete line before the connection closed",
+                    )
+                )
             return None
         except asyncio.LimitOverrunError as e:
             await self._reader.read(e.consumed)
@@ -425,8 +457,16 @@ class _LabSMTP(SMTP):
                 except asyncio.LimitOverrunError as e2:
                     await self._reader.read(e2.consumed)
                     size += e2.consumed
-            self._record(Line(self._sid, time.time(), CLIENT, b"", self._client,
-                              note=f"a command line of {size} bytes (not shown)"))
+            self._record(
+                Line(
+                    self._sid,
+                    time.time(),
+                    CLIENT,
+                    b"",
+                    self._client,
+                    note=f"a command line of {size} bytes (not shown)",
+                )
+            )
             return b"\x00TOO-LONG"
         self._reset_timeout()
         return line
@@ -442,8 +482,17 @@ class _LabSMTP(SMTP):
             line = None
         verb = (line or "").split(" ", 1)[0].upper()
         self._line = line or ""
-        self._record(Line(self._sid, time.time(), CLIENT, raw, self._client, command=verb or None,
-                          tls=self.session.ssl is not None))
+        self._record(
+            Line(
+                self._sid,
+                time.time(),
+                CLIENT,
+                raw,
+                self._client,
+                command=verb or None,
+                tls=self.session.ssl is not None,
+            )
+        )
         if line is None:
             return await self._reply("bad_bytes", None)
         if not line.strip():
@@ -453,7 +502,7 @@ class _LabSMTP(SMTP):
             limit = max(limit, _AUTH_LINE_LIMIT)
         if len(raw if raw.endswith(b"\r\n") else raw + b"\r") > limit:
             return await self._reply("line_too_long", verb)
-        arg = line[len(verb):].strip()
+        arg = line[len(verb) :].strip()
         try:
             cmd = Command(verb)
         except ValueError:
@@ -483,8 +532,9 @@ class _LabSMTP(SMTP):
         if reply is None:  # handled its own state (DATA)
             return None
         self._set_state(
-            states.next_state(ls.state, cmd, ok=reply.ok, helo_required=helo_required,
-                              variants=variants)
+            states.next_state(
+                ls.state, cmd, ok=reply.ok, helo_required=helo_required, variants=variants
+            )
         )
         if cmd in (Command.HELO, Command.EHLO, Command.RSET) and reply.ok:
             self._set_rset_state()  # §4.1.4: HELO/EHLO clear the transaction like RSET
@@ -535,7 +585,7 @@ class _LabSMTP(SMTP):
         """Split 'FROM:<a@b> SIZE=10' into ('a@b', ['SIZE=10']); None if malformed."""
         if arg[: len(keyword)].upper() != keyword:
             return None
-        rest = arg[len(keyword):].strip()
+        rest = arg[len(keyword) :].strip()
         if not rest:
             return None
         if rest.startswith("<"):
@@ -591,7 +641,9 @@ class _LabSMTP(SMTP):
         # A proxy without XCLIENT (clamsmtpd) makes its server see the proxy's address.
         client_ip = self.persona.backend_client_ip or self._client.rsplit(":", 1)[0]
         # Postfix's permit_sasl_authenticated: an authenticated client may relay.
-        if not self.session.authenticated and not self.policy.may_deliver(addr, client_ip, self.hostname):
+        if not self.session.authenticated and not self.policy.may_deliver(
+            addr, client_ip, self.hostname
+        ):
             return await self._reply("relay_denied", "RCPT", addr=addr)
         self.envelope.rcpt_tos.append(addr)
         self.envelope.rcpt_options.extend(params)
@@ -638,18 +690,38 @@ class _LabSMTP(SMTP):
                 continue
             self._reset_timeout()
             if line == b".\r\n":
-                self._record(Line(self._sid, time.time(), CLIENT, line, self._client, command=".",
-                                  tls=self.session.ssl is not None))
+                self._record(
+                    Line(
+                        self._sid,
+                        time.time(),
+                        CLIENT,
+                        line,
+                        self._client,
+                        command=".",
+                        tls=self.session.ssl is not None,
+                    )
+                )
                 break
             if shown < _DATA_LINES_KEPT:
                 shown += 1
-                self._record(Line(self._sid, time.time(), CLIENT, line, self._client,
-                                  note="message text", tls=self.session.ssl is not None))
+                self._record(
+                    Line(
+                        self._sid,
+                        time.time(),
+                        CLIENT,
+                        line,
+                        self._client,
+                        note="message text",
+                        tls=self.session.ssl is not None,
+                    )
+                )
             else:
                 hidden, hidden_bytes = hidden + 1, hidden_bytes + len(line)
             size += len(line)
             stuffed = line.startswith(b".")  # §4.5.3.1.6: the stuffed dot does not count
-            if len(line) - stuffed > line_limit and self.persona.extras.get("rejects_long_text_lines", True):
+            if len(line) - stuffed > line_limit and self.persona.extras.get(
+                "rejects_long_text_lines", True
+            ):
                 too_long = True
             if size > limit:
                 too_big = True
@@ -667,6 +739,7 @@ class _LabSMTP(SMTP):
             return await self._reply("text_line_too_long", ".")
         self.envelope.original_content = b"".join(kept)
         self.envelope.content = self.envelope.original_content
+
         async def store() -> Reply:
             qid = await self._call_handler_hook("DATA")
             if self._info is not None:
@@ -708,7 +781,9 @@ class _LabSMTP(SMTP):
         extra = []
         if self.lab._tls_offered() and self.session.ssl is None:
             extra.append("STARTTLS")
-        if self.lab._auth_offered() and (self.session.ssl is not None or not self.lab.auth_require_tls):
+        if self.lab._auth_offered() and (
+            self.session.ssl is not None or not self.lab.auth_require_tls
+        ):
             extra.append("AUTH " + " ".join(_auth.MECHANISMS))
         # Where Postfix puts them: before ENHANCEDSTATUSCODES (or at the end).
         at = next((i for i, w in enumerate(words) if w == "ENHANCEDSTATUSCODES"), len(words))
@@ -773,8 +848,18 @@ class _LabSMTP(SMTP):
         if raw == b"\x00TOO-LONG":
             raise _auth.Undecodable()
         # Base64 of a password: recorded on purpose, so a lesson can decode it.
-        self._record(Line(self._sid, time.time(), CLIENT, raw, self._client, command="AUTH",
-                          tls=self.session.ssl is not None, note="AUTH response"))
+        self._record(
+            Line(
+                self._sid,
+                time.time(),
+                CLIENT,
+                raw,
+                self._client,
+                command="AUTH",
+                tls=self.session.ssl is not None,
+                note="AUTH response",
+            )
+        )
         return _auth.decode_response(raw.rstrip(b"\r\n").decode("ascii", "replace"))
 
     async def _lab_AUTH(self, arg):
@@ -864,9 +949,14 @@ class LabServer:
                 f"labsmtp: listening on {host}, which other machines may reach", stacklevel=2
             )
         if not isinstance(hostname, str) or not hostname or " " in hostname:
-            raise LabValueError(f"hostname must be a name such as 'mx.lab.example.org', not {hostname!r}")
-        for label, value in (("max_lines", max_lines), ("max_messages", max_messages),
-                             ("max_sessions", max_sessions)):
+            raise LabValueError(
+                f"hostname must be a name such as 'mx.lab.example.org', not {hostname!r}"
+            )
+        for label, value in (
+            ("max_lines", max_lines),
+            ("max_messages", max_messages),
+            ("max_sessions", max_sessions),
+        ):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise LabValueError(f"{label} must be a whole number of at least 1, not {value!r}")
         self.host, self._requested_port = host, port
@@ -874,12 +964,21 @@ class LabServer:
         self.persona = get_persona(persona)
         if policy is not None and not isinstance(policy, Policy):
             raise LabValueError("policy must be a labsmtp.Policy (or leave it out)")
-        self.policy = (policy or Policy()).with_(**policy_switches) if policy_switches else (policy or Policy())
+        self.policy = (
+            (policy or Policy()).with_(**policy_switches)
+            if policy_switches
+            else (policy or Policy())
+        )
         self.name = name if name is not None else (f"port {port}" if port else "lab")
         if self.policy.open_relay and mode == "mx":
             mode = "open-relay"  # open_relay=True is the open-relay mode: name it as such
-        self._set_security(mode=mode, tls=tls, implicit_tls=implicit_tls, users=users,
-                           auth_require_tls=auth_require_tls)
+        self._set_security(
+            mode=mode,
+            tls=tls,
+            implicit_tls=implicit_tls,
+            users=users,
+            auth_require_tls=auth_require_tls,
+        )
         self.mailbox = Mailbox(max_messages)
         self.transcript = Transcript(max_lines, max_sessions)
         self._controller: _Controller | None = None
@@ -908,8 +1007,10 @@ class LabServer:
             # in case two different servers were given the same (default) name.
             where = f"{old.host}:{old._port}" if old.running else "stopped"
             old.stop()
-            print(f"labsmtp: stopped the earlier server named {self.name!r} ({where}) and started "
-                  f"this one; give servers different name= values to run several at once.")
+            print(
+                f"labsmtp: stopped the earlier server named {self.name!r} ({where}) and started "
+                f"this one; give servers different name= values to run several at once."
+            )
         port = self._requested_port or 0
         if port:
             _check_port(self.host, port)
@@ -1012,7 +1113,11 @@ class LabServer:
         if self.users:
             extra += " AUTH"
         if self.mode != "mx":
-            extra += " OPEN RELAY (deliberately misconfigured)" if self.mode == "open-relay" else " submission"
+            extra += (
+                " OPEN RELAY (deliberately misconfigured)"
+                if self.mode == "open-relay"
+                else " submission"
+            )
         return f"<LabServer {self.persona.name} {self.hostname} {where}{extra}>"
 
     # --- settings a lesson changes live --------------------------------
@@ -1028,8 +1133,13 @@ class LabServer:
             if "open_relay" in policy_switches and mode is None:
                 mode = "open-relay" if self.policy.open_relay else "mx"
         if mode is not None:
-            self._set_security(mode=mode, tls=self.tls, implicit_tls=self.implicit_tls,
-                               users=self.users, auth_require_tls=self.auth_require_tls)
+            self._set_security(
+                mode=mode,
+                tls=self.tls,
+                implicit_tls=self.implicit_tls,
+                users=self.users,
+                auth_require_tls=self.auth_require_tls,
+            )
         return self
 
     def on_line(self, callback) -> None:
@@ -1057,8 +1167,14 @@ class LabServer:
                     "LabServer(implicit_tls=True) first"
                 )
             port = self._tls_port
-        c = StepClient(self.host, port, source=source, timeout=timeout,
-                       server_name=self.hostname, implicit_tls=implicit_tls)
+        c = StepClient(
+            self.host,
+            port,
+            source=source,
+            timeout=timeout,
+            server_name=self.hostname,
+            implicit_tls=implicit_tls,
+        )
         if connect:
             c.connect()
         return c
@@ -1090,14 +1206,18 @@ class LabServer:
 
     def _set_security(self, *, mode, tls, implicit_tls, users, auth_require_tls) -> None:
         """Check and set mode, TLS and AUTH settings (a learner's typo gets a clear message)."""
-        mode = _auth.check_mode(mode)
+        mode = check_mode(mode)
         users = _auth.check_users(users)
         if tls is not None and not isinstance(tls, bool):
             raise LabValueError(f"tls must be True or False, not {tls!r}")
         if not isinstance(auth_require_tls, bool):
             raise LabValueError(f"auth_require_tls must be True or False, not {auth_require_tls!r}")
         if implicit_tls is not False and implicit_tls is not True:
-            if isinstance(implicit_tls, bool) or not isinstance(implicit_tls, int) or not 1 <= implicit_tls <= 65535:
+            if (
+                isinstance(implicit_tls, bool)
+                or not isinstance(implicit_tls, int)
+                or not 1 <= implicit_tls <= 65535
+            ):
                 raise LabValueError(
                     f"implicit_tls must be True (pick a free port), False, or a port from 1 to "
                     f"65535, not {implicit_tls!r}"
@@ -1127,7 +1247,7 @@ class LabServer:
     @property
     def mode_about(self) -> str:
         """What this server's mode (mx, submission, open-relay) accepts and refuses."""
-        return f"{self.mode}: {_auth.MODE_ABOUT[self.mode]}"
+        return f"{self.mode}: {MODE_ABOUT[self.mode]}"
 
     @property
     def tls_port(self) -> int | None:
@@ -1164,7 +1284,10 @@ class LabServer:
 
         async def listen():
             return await ctrl.loop.create_server(
-                ctrl.factory, self.host, want, ssl=self._server_tls_context(),
+                ctrl.factory,
+                self.host,
+                want,
+                ssl=self._server_tls_context(),
                 ssl_handshake_timeout=min(60.0, self.policy.idle_timeout),
             )
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .dnszone import DEFAULT_ZONE, use_zone
-from .errors import LabValueError
-from .faults import Fault, ReplyWith
-from .server import LabServer
+from ..errors import LabValueError
+from ..lab.dnszone import DEFAULT_ZONE, use_zone
+from ..lab.faults import Fault, ReplyWith
+from ..lab.server import LabServer
 
 # What can be wrong; each mystery has exactly one of these as its cause.
 DIAGNOSES = {
@@ -52,19 +52,26 @@ class Mystery:
 
     def attempt(self, *, source: str | None = None, helo: str | None = None, timeout: float = 3.0):
         """Run the task once, as a mail program would; returns the client (it shows the dialogue)."""
-        from .client import StepClient, make_message
-        from .errors import LabConnectionError
+        from ..errors import LabConnectionError
+        from ..lab.client import StepClient, make_message
 
-        c = StepClient(self.server.host, self.server.port, source=source or self.source,
-                       timeout=timeout)
+        c = StepClient(
+            self.server.host, self.server.port, source=source or self.source, timeout=timeout
+        )
         try:
             c.connect()
             steps = [
                 lambda: c.ehlo(helo or self.helo),
                 lambda: c.mail("sender@example.org", size=self.size),
                 lambda: c.rcpt(self.recipient),
-                lambda: c.data(make_message("sender@example.org", self.recipient, "the task",
-                                            "x" * max(0, self.size - 150))),
+                lambda: c.data(
+                    make_message(
+                        "sender@example.org",
+                        self.recipient,
+                        "the task",
+                        "x" * max(0, self.size - 150),
+                    )
+                ),
             ]
             for step in steps:
                 if not step().ok:
@@ -82,9 +89,11 @@ class Mystery:
         if diagnosis == self._answer:
             print(f"✓ Right: {DIAGNOSES[diagnosis]}. {self._why}")
             return True
-        print(f"✗ Not this time: the evidence does not point to '{diagnosis}'. Look at which "
-              f"command gets the first 4xx/5xx, and whether it changes with the HELO name, "
-              f"the client address or a second attempt.")
+        print(
+            f"✗ Not this time: the evidence does not point to '{diagnosis}'. Look at which "
+            f"command gets the first 4xx/5xx, and whether it changes with the HELO name, "
+            f"the client address or a second attempt."
+        )
         return False
 
     def is_right(self, diagnosis: str) -> bool:
@@ -99,83 +108,126 @@ class Mystery:
 
 
 def _server(number: int, **kw) -> LabServer:
-    return LabServer(name=f"mystery-{number}", persona="postfix", hostname="mx.lab.example.org",
-                     smtpd_helo_required=True, **kw).start()
+    return LabServer(
+        name=f"mystery-{number}",
+        persona="postfix",
+        hostname="mx.lab.example.org",
+        smtpd_helo_required=True,
+        **kw,
+    ).start()
 
 
 def _m1() -> Mystery:
     s = _server(1)
     # Built as an object: the reply text has colons, which the short spec syntax splits on.
-    s.faults.add(Fault("helo", ReplyWith(550, "5.7.1 <unknown[127.0.0.1]>: Client host rejected: Access denied"),
-                       client="127.0.0.1", name="client blocklist"))
-    return Mystery(1, "the 550 after HELO",
-                   "From 127.0.0.1, deliver a message to postmaster@lab.example.org.", s,
-                   "client-address",
-                   "The 550 comes at HELO for every name you try from 127.0.0.1, and not at "
-                   "all from another address: it is about the client, not the name's spelling.")
+    s.faults.add(
+        Fault(
+            "helo",
+            ReplyWith(550, "5.7.1 <unknown[127.0.0.1]>: Client host rejected: Access denied"),
+            client="127.0.0.1",
+            name="client blocklist",
+        )
+    )
+    return Mystery(
+        1,
+        "the 550 after HELO",
+        "From 127.0.0.1, deliver a message to postmaster@lab.example.org.",
+        s,
+        "client-address",
+        "The 550 comes at HELO for every name you try from 127.0.0.1, and not at "
+        "all from another address: it is about the client, not the name's spelling.",
+    )
 
 
 def _m2() -> Mystery:
     s = _server(2)
     use_zone(s, identity="strict")
-    return Mystery(2, "the branch office behind NAT",
-                   "From 127.0.0.5, greet as mail.branch.example and deliver to "
-                   "postmaster@lab.example.org.", s, "nat-identity",
-                   "127.0.0.5's PTR name is mail.branch.example, which resolves to 127.0.0.50: "
-                   "NAT. A strict local policy refuses it at RCPT with 450; RFC 5321 §4.1.4 "
-                   "would not allow refusing on a HELO mismatch alone.",
-                   source="127.0.0.5", helo="mail.branch.example")
+    return Mystery(
+        2,
+        "the branch office behind NAT",
+        "From 127.0.0.5, greet as mail.branch.example and deliver to postmaster@lab.example.org.",
+        s,
+        "nat-identity",
+        "127.0.0.5's PTR name is mail.branch.example, which resolves to 127.0.0.50: "
+        "NAT. A strict local policy refuses it at RCPT with 450; RFC 5321 §4.1.4 "
+        "would not allow refusing on a HELO mismatch alone.",
+        source="127.0.0.5",
+        helo="mail.branch.example",
+    )
 
 
 def _m3() -> Mystery:
     s = _server(3, smtpd_helo_restrictions="reject_unknown_helo_hostname")
     use_zone(s, DEFAULT_ZONE, identity="off")
-    return Mystery(3, "the server that moved",
-                   "From 127.0.0.6, greet as newmx.example.org (the new name after a move) "
-                   "and deliver to postmaster@lab.example.org.", s, "helo-not-in-dns",
-                   "450 4.7.1 Host not found: the new name was never added to DNS. Add an A "
-                   "record (or greet with the old, registered name).",
-                   source="127.0.0.6", helo="newmx.example.org")
+    return Mystery(
+        3,
+        "the server that moved",
+        "From 127.0.0.6, greet as newmx.example.org (the new name after a move) "
+        "and deliver to postmaster@lab.example.org.",
+        s,
+        "helo-not-in-dns",
+        "450 4.7.1 Host not found: the new name was never added to DNS. Add an A "
+        "record (or greet with the old, registered name).",
+        source="127.0.0.6",
+        helo="newmx.example.org",
+    )
 
 
 def _m4() -> Mystery:
     s = _server(4)
     s.faults.add("connect:drop")
-    return Mystery(4, "the silent port",
-                   "From 127.0.0.1, deliver a message to postmaster@lab.example.org.", s,
-                   "firewall",
-                   "The TCP connection opens and closes without a single byte, not even the "
-                   "220 greeting: something between you and the mail server drops the session.")
+    return Mystery(
+        4,
+        "the silent port",
+        "From 127.0.0.1, deliver a message to postmaster@lab.example.org.",
+        s,
+        "firewall",
+        "The TCP connection opens and closes without a single byte, not even the "
+        "220 greeting: something between you and the mail server drops the session.",
+    )
 
 
 def _m5() -> Mystery:
     s = _server(5)
     s.faults.add("rcpt:greylist=1s")
-    return Mystery(5, "try again later",
-                   "From 127.0.0.1, deliver a message to postmaster@lab.example.org.", s,
-                   "greylisting",
-                   "451 4.7.1 at RCPT on the first attempt, 250 on a retry after a short wait: "
-                   "greylisting. A real MTA retries by itself; only a script that gives up "
-                   "after a 4xx loses the message.")
+    return Mystery(
+        5,
+        "try again later",
+        "From 127.0.0.1, deliver a message to postmaster@lab.example.org.",
+        s,
+        "greylisting",
+        "451 4.7.1 at RCPT on the first attempt, 250 on a retry after a short wait: "
+        "greylisting. A real MTA retries by itself; only a script that gives up "
+        "after a 4xx loses the message.",
+    )
 
 
 def _m6() -> Mystery:
     s = _server(6, mynetworks=())
-    return Mystery(6, "the forwarding that stopped",
-                   "From 127.0.0.1, deliver a message to ada@elsewhere.example.net.", s,
-                   "relay-denied",
-                   "554 5.7.1 Relay access denied at RCPT: this server accepts mail only for "
-                   "its own domains, and 127.0.0.1 is no longer in its mynetworks.",
-                   recipient="ada@elsewhere.example.net")
+    return Mystery(
+        6,
+        "the forwarding that stopped",
+        "From 127.0.0.1, deliver a message to ada@elsewhere.example.net.",
+        s,
+        "relay-denied",
+        "554 5.7.1 Relay access denied at RCPT: this server accepts mail only for "
+        "its own domains, and 127.0.0.1 is no longer in its mynetworks.",
+        recipient="ada@elsewhere.example.net",
+    )
 
 
 def _m7() -> Mystery:
     s = _server(7, message_size_limit=2000)
-    return Mystery(7, "the report that never arrives",
-                   "From 127.0.0.1, send the weekly report (a message of 5000 bytes) to "
-                   "postmaster@lab.example.org.", s, "size-limit",
-                   "552 5.3.4 Message size exceeds fixed limit: the EHLO reply says SIZE 2000.",
-                   size=5000)
+    return Mystery(
+        7,
+        "the report that never arrives",
+        "From 127.0.0.1, send the weekly report (a message of 5000 bytes) to "
+        "postmaster@lab.example.org.",
+        s,
+        "size-limit",
+        "552 5.3.4 Message size exceeds fixed limit: the EHLO reply says SIZE 2000.",
+        size=5000,
+    )
 
 
 _SCENARIOS = {1: _m1, 2: _m2, 3: _m3, 4: _m4, 5: _m5, 6: _m6, 7: _m7}
