@@ -71,8 +71,10 @@ class Delivery:
         return self.status == "sent"
 
     def __str__(self) -> str:
-        return (f"{self.mta} -> {LAB_HOST}:{self.port}: {self.status} in {self.seconds:.2f} s: "
-                f"{self.detail}")
+        return (
+            f"{self.mta} -> {LAB_HOST}:{self.port}: {self.status} in {self.seconds:.2f} s: "
+            f"{self.detail}"
+        )
 
 
 def _need_root(what: str) -> None:
@@ -83,8 +85,10 @@ def _need_root(what: str) -> None:
 def _run(args, **kw) -> subprocess.CompletedProcess:
     out = subprocess.run(args, capture_output=True, timeout=kw.pop("timeout", 60), **kw)
     if out.returncode != 0:
-        raise RuntimeError(f"{' '.join(map(str, args))} exited {out.returncode}: "
-                           f"{out.stderr.decode(errors='replace').strip()}")
+        raise RuntimeError(
+            f"{' '.join(map(str, args))} exited {out.returncode}: "
+            f"{out.stderr.decode(errors='replace').strip()}"
+        )
     return out
 
 
@@ -140,8 +144,12 @@ class PostfixClient:
         self._started = True
 
     def _write_routes(self) -> None:
-        (self.work / "etc" / "lab_routes").write_text("".join(
-            f"lab-{port}@{CLIENT_DOMAIN} smtp:[{LAB_HOST}]:{port}\n" for port in sorted(self.ports)))
+        (self.work / "etc" / "lab_routes").write_text(
+            "".join(
+                f"lab-{port}@{CLIENT_DOMAIN} smtp:[{LAB_HOST}]:{port}\n"
+                for port in sorted(self.ports)
+            )
+        )
 
     @property
     def conf(self) -> str:
@@ -165,8 +173,11 @@ class PostfixClient:
         # smtpd runs here.
         stock = DEBIAN_MAIN_CF.read_text()
         if DEBIAN_MAIN_CF_TLS.exists():
-            stock += "".join(line + "\n" for line in DEBIAN_MAIN_CF_TLS.read_text().splitlines()
-                             if line.startswith("smtp_"))
+            stock += "".join(
+                line + "\n"
+                for line in DEBIAN_MAIN_CF_TLS.read_text().splitlines()
+                if line.startswith("smtp_")
+            )
         # Plumbing: where the instance lives, who it is, and where mail may go.
         plumbing = f"""
 # --- tests/mta_clients.py: a private client-only instance ---
@@ -199,7 +210,9 @@ relayhost =
             if len(fields) > 1 and fields[1] == "inet":
                 _run([POSTCONF, "-c", self.conf, "-MX", f"{fields[0]}/inet"])
         _run([POSTCONF, "-c", self.conf, "-Fe", "*/*/chroot = n"])
-        self.version = _run([POSTCONF, "-c", self.conf, "-h", "mail_version"]).stdout.decode().strip()
+        self.version = (
+            _run([POSTCONF, "-c", self.conf, "-h", "mail_version"]).stdout.decode().strip()
+        )
 
     def close(self) -> None:
         """Stop the instance (waiting for its master to exit) and delete it."""
@@ -236,8 +249,14 @@ relayhost =
 
     # --- one message -----------------------------------------------------
 
-    def deliver(self, port: int, message: bytes, recipients=("postmaster@lab.example.org",),
-                options=(), timeout: float = 30) -> Delivery:
+    def deliver(
+        self,
+        port: int,
+        message: bytes,
+        recipients=("postmaster@lab.example.org",),
+        options=(),
+        timeout: float = 30,
+    ) -> Delivery:
         """Submit ``message`` with sendmail(1) and wait for the attempt to 127.0.0.1:``port``.
 
         ``options`` go to sendmail(1) as they are, e.g. ("-N", "success") for DSN.
@@ -251,32 +270,39 @@ relayhost =
                 self._start_master()
             offset = self.maillog.stat().st_size if self.maillog.exists() else 0
             t0 = time.monotonic()
-            _run([SENDMAIL, "-C", self.conf, "-i", "-f", sender, *options, "--", *recipients],
-                 input=message)
+            _run(
+                [SENDMAIL, "-C", self.conf, "-i", "-f", sender, *options, "--", *recipients],
+                input=message,
+            )
             qid, statuses, text = None, {}, ""
-            pickup = re.compile(r"postfix[^/\s]*/pickup\[\d+\]: (\w+): uid=\d+ from=<"
-                                + re.escape(sender) + ">")
+            pickup = re.compile(
+                r"postfix[^/\s]*/pickup\[\d+\]: (\w+): uid=\d+ from=<" + re.escape(sender) + ">"
+            )
             while time.monotonic() - t0 < timeout:
                 text = _read_from(self.maillog, offset)
                 if qid is None and (m := pickup.search(text)):
                     qid = m[1]
                 if qid is not None:
-                    for m in re.finditer(rf": {qid}: to=<([^>]*)>,.*? status=(\w+) \((.*)\)$",
-                                         text, re.M):
+                    for m in re.finditer(
+                        rf": {qid}: to=<([^>]*)>,.*? status=(\w+) \((.*)\)$", text, re.M
+                    ):
                         statuses.setdefault(m[1], (m[2], m[3]))
                     if len(statuses) >= len(recipients):
                         break
                 time.sleep(0.05)
             seconds = time.monotonic() - t0
             unfinished = len(statuses) < len(recipients) or any(
-                s not in ("sent", "bounced") for s, _ in statuses.values())
+                s not in ("sent", "bounced") for s, _ in statuses.values()
+            )
             if qid is not None and unfinished:
                 # Deferred (or still queued): drop it, so no retry reaches a later server.
-                subprocess.run([POSTSUPER, "-c", self.conf, "-d", qid],
-                               capture_output=True, timeout=30)
+                subprocess.run(
+                    [POSTSUPER, "-c", self.conf, "-d", qid], capture_output=True, timeout=30
+                )
         log = "\n".join(line for line in text.splitlines() if qid and f" {qid}: " in line)
-        return _summarise(f"Postfix {self.version}", port, sender, recipients,
-                          statuses, seconds, log or text)
+        return _summarise(
+            f"Postfix {self.version}", port, sender, recipients, statuses, seconds, log or text
+        )
 
 
 class EximClient:
@@ -306,17 +332,29 @@ class EximClient:
             self.work.chmod(0o755)  # Exim drops to Debian-exim, which must traverse it
             # mta_common.sh's exim_extract: apt-get download + dpkg -x, as record_exim.sh.
             out = subprocess.run(
-                ["bash", "-c", '. "$0" && exim_extract "$1"',
-                 str(RECORDINGS / "mta_common.sh"), str(self.work)],
-                capture_output=True, timeout=600)
+                [
+                    "bash",
+                    "-c",
+                    '. "$0" && exim_extract "$1"',
+                    str(RECORDINGS / "mta_common.sh"),
+                    str(self.work),
+                ],
+                capture_output=True,
+                timeout=600,
+            )
             if out.returncode != 0 or not os.path.exists(self.exim):
-                raise Unavailable("could not unpack Debian's exim4-daemon-light: "
-                                  + out.stderr.decode(errors="replace")[-2000:])
-            bv = subprocess.run([self.exim, "-C", "/dev/null", "-bV"], capture_output=True,
-                                timeout=30)
+                raise Unavailable(
+                    "could not unpack Debian's exim4-daemon-light: "
+                    + out.stderr.decode(errors="replace")[-2000:]
+                )
+            bv = subprocess.run(
+                [self.exim, "-C", "/dev/null", "-bV"], capture_output=True, timeout=30
+            )
             m = re.search(rb"^Exim version (\S+)", bv.stdout, re.M)
             if not m:
-                raise Unavailable(f"exim -bV failed: {(bv.stdout + bv.stderr).decode(errors='replace')}")
+                raise Unavailable(
+                    f"exim -bV failed: {(bv.stdout + bv.stderr).decode(errors='replace')}"
+                )
             self.version = m[1].decode()
         except BaseException:
             self.close()
@@ -380,8 +418,14 @@ begin retry
         conf.chmod(0o644)
         return run
 
-    def deliver(self, port: int, message: bytes, recipients=("postmaster@lab.example.org",),
-                options=(), timeout: float = 30) -> Delivery:
+    def deliver(
+        self,
+        port: int,
+        message: bytes,
+        recipients=("postmaster@lab.example.org",),
+        options=(),
+        timeout: float = 30,
+    ) -> Delivery:
         """Submit ``message`` with ``exim -odf -oi`` (foreground delivery) to 127.0.0.1:``port``.
 
         ``options`` go to exim's command line as they are.
@@ -394,9 +438,12 @@ begin retry
         # Output to a file, not a pipe: exim's delivery process (which may leave the
         # session) would hold a pipe open past a timeout.
         with open(run / "exim.out", "w+b") as output:
-            proc = subprocess.Popen([self.exim, "-C", conf, "-odf", "-oi",
-                                     "-f", sender, *options, "--", *recipients],
-                                    stdin=subprocess.PIPE, stdout=output, stderr=output)
+            proc = subprocess.Popen(
+                [self.exim, "-C", conf, "-odf", "-oi", "-f", sender, *options, "--", *recipients],
+                stdin=subprocess.PIPE,
+                stdout=output,
+                stderr=output,
+            )
             try:
                 proc.communicate(message, timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -426,10 +473,13 @@ def _summarise(mta, port, sender, recipients, statuses, seconds, log) -> Deliver
     if len(statuses) < len(recipients):
         status = "no result"
         detail = "the MTA logged no result for " + ", ".join(
-            r for r in recipients if r not in statuses)
+            r for r in recipients if r not in statuses
+        )
     else:
         order = ("sent", "deferred", "bounced")
-        status = max((s for s, _ in statuses.values()), key=lambda s: order.index(s) if s in order else 9)
+        status = max(
+            (s for s, _ in statuses.values()), key=lambda s: order.index(s) if s in order else 9
+        )
         detail = "; ".join(dict.fromkeys(d for _, d in statuses.values()))
     return Delivery(mta, port, sender, recipients, status, detail, seconds, log)
 

@@ -33,8 +33,7 @@ import pytest
 from conftest import NO_SKIP
 from mta_clients import CLIENT_DOMAIN, EximClient, PostfixClient, Unavailable
 
-from labsmtp import LabServer
-from labsmtp.personas import persona_names
+from labsmtp import LabServer, persona_names
 
 PERSONAS = persona_names()
 RECIPIENT = "postmaster@lab.example.org"  # accepted from 127.0.0.1 by the default policy
@@ -79,8 +78,9 @@ def split_trace(content: bytes) -> tuple[list[bytes], bytes]:
     """The leading Received: fields (with their folded lines), and the rest of the content."""
     lines = content.split(b"\r\n")
     trace: list[bytes] = []
-    while lines and (lines[0].lower().startswith(b"received:")
-                     or trace and lines[0][:1] in (b" ", b"\t")):
+    while lines and (
+        lines[0].lower().startswith(b"received:") or trace and lines[0][:1] in (b" ", b"\t")
+    ):
         if lines[0][:1] in (b" ", b"\t"):
             trace[-1] += b"\r\n" + lines.pop(0)
         else:
@@ -102,8 +102,10 @@ def lab_servers():
         for persona in PERSONAS:
             for tls in (False, True):
                 servers[persona, tls] = LabServer(
-                    persona=persona, tls=tls,
-                    name=f"mta-clients-{persona}-{'tls' if tls else 'plain'}-{os.getpid()}").start()
+                    persona=persona,
+                    tls=tls,
+                    name=f"mta-clients-{persona}-{'tls' if tls else 'plain'}-{os.getpid()}",
+                ).start()
         yield servers
     finally:
         for server in servers.values():
@@ -152,8 +154,11 @@ def deliver(client, server: LabServer, tag: str, recipient: str = RECIPIENT, **k
 
 def sent(server: LabServer, prefix: str) -> list:
     """The lines the client sent that start with ``prefix`` (message text included)."""
-    return [ln for ln in server.transcript.lines()
-            if ln.direction == "client" and ln.text.startswith(prefix)]
+    return [
+        ln
+        for ln in server.transcript.lines()
+        if ln.direction == "client" and ln.text.startswith(prefix)
+    ]
 
 
 def assert_arrived_intact(server: LabServer, result, message: bytes, recipient: str) -> None:
@@ -163,11 +168,16 @@ def assert_arrived_intact(server: LabServer, result, message: bytes, recipient: 
     assert len(server.mailbox) == 1, dialogue
     stored = server.mailbox.last()
     assert (stored.helo, stored.mail_from, stored.rcpt_tos) == (
-        CLIENT_DOMAIN, result.sender, (recipient,))
+        CLIENT_DOMAIN,
+        result.sender,
+        (recipient,),
+    )
     # The 250 the MTA logged is the reply that stored this message.
     assert stored.queue_id in result.detail
     trace, text = split_trace(stored.content)
-    assert len(trace) == 1 and re.match(rb"Received: .*by client\.example\.org", trace[0], re.S), trace
+    assert len(trace) == 1 and re.match(rb"Received: .*by client\.example\.org", trace[0], re.S), (
+        trace
+    )
     assert text == message.replace(b"\n", b"\r\n")
 
 
@@ -193,11 +203,13 @@ def test_real_mta_delivers_inside_starttls(mta, persona, lab_servers, request):
 
 @pytest.mark.parametrize("persona", PERSONAS)
 @pytest.mark.parametrize("mta", MTAS)
-def test_utf8_mailbox_arrives_only_where_smtputf8_is_offered(mta, persona, lab_servers, offered,
-                                                             request):
+def test_utf8_mailbox_arrives_only_where_smtputf8_is_offered(
+    mta, persona, lab_servers, offered, request
+):
     server = lab_servers[persona, False]
-    message, result = deliver(request.getfixturevalue(mta), server, f"{mta}-to-{persona}-utf8",
-                              recipient=UTF8_RECIPIENT)
+    message, result = deliver(
+        request.getfixturevalue(mta), server, f"{mta}-to-{persona}-utf8", recipient=UTF8_RECIPIENT
+    )
     if "smtputf8" in offered[persona]:
         assert_arrived_intact(server, result, message, UTF8_RECIPIENT)
         [mail] = sent(server, f"MAIL FROM:<{result.sender}>")
@@ -213,11 +225,16 @@ def test_utf8_mailbox_arrives_only_where_smtputf8_is_offered(mta, persona, lab_s
 def test_postfix_passes_dsn_requests_where_dsn_is_offered(persona, lab_servers, offered, postfix):
     server = lab_servers[persona, False]
     envid = f"lab-dsn-{uuid.uuid4().hex[:8]}"
-    message, result = deliver(postfix, server, f"postfix-to-{persona}-dsn", options=[
-        "-N", "success,delay,failure", "-R", "hdrs", "-V", envid])
+    message, result = deliver(
+        postfix,
+        server,
+        f"postfix-to-{persona}-dsn",
+        options=["-N", "success,delay,failure", "-R", "hdrs", "-V", envid],
+    )
     assert_arrived_intact(server, result, message, RECIPIENT)
     [mail], [rcpt] = sent(server, f"MAIL FROM:<{result.sender}>"), sent(server, "RCPT TO:")
     dsn = "dsn" in offered[persona]  # RFC 3461 §4: the parameters only where DSN is offered
     assert (f" ENVID={envid}" in mail.text and " RET=HDRS" in mail.text) == dsn, mail.text
-    assert (" NOTIFY=SUCCESS,FAILURE,DELAY" in rcpt.text
-            and f" ORCPT=rfc822;{RECIPIENT}" in rcpt.text) == dsn, rcpt.text
+    assert (
+        " NOTIFY=SUCCESS,FAILURE,DELAY" in rcpt.text and f" ORCPT=rfc822;{RECIPIENT}" in rcpt.text
+    ) == dsn, rcpt.text
