@@ -217,6 +217,7 @@ def test_every_template_renders_with_the_fields_the_server_gives(persona):
         addr="a@example.org",
         queue_id="Q",
         size=1,
+        total=1,  # BDAT: the octets of every chunk so far
         helo="client.example.org",  # the identity checks
         wait=300,  # greylisting
         status="451 4.3.0",  # a fault's default reply

@@ -151,6 +151,12 @@ class SessionPair(CommandWriter):
     def send_message(self, message: str | bytes) -> Reply:
         return self.command(dot_stuff(message), Command.END_OF_DATA)
 
+    def send_chunk(self, data: bytes, cmd: Command) -> Reply:
+        replies = self.send(data)
+        assert len(replies) == 1, f"a BDAT chunk got {len(replies)} replies: {replies}"
+        self._follow(cmd, replies[0])
+        return replies[0]
+
     def quit(self) -> Reply:
         return self.command("QUIT", Command.QUIT)
 

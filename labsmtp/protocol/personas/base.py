@@ -95,6 +95,16 @@ REPLY_KEYS = (
     "fault_reply_host",  # the same for replies that name the host (421; 220/554 greetings)
     "connection_refused",  # a connection the server's admission check refuses
     "user_unknown",  # local_recipient_maps: no such user in the server's own domain
+    # BDAT (RFC 3030 CHUNKING), for personas whose program offers it.
+    "bdat_ok",  # a chunk taken, more to come: {size} octets, {total} so far
+    "bdat_last_ok",  # the last chunk taken and the message queued: {size}, {total}, {queue_id}
+    "bdat_syntax",  # BDAT without a valid size (a 521 closes: the chunk cannot be skipped)
+    "bdat_not_offered",  # BDAT where CHUNKING is not advertised (a 521 closes)
+    "bdat_discarded",  # a chunk after a refused one, read and thrown away: {size}
+    "bdat_too_big",  # the chunks would pass message_size_limit
+    "bdat_empty",  # BDAT 0 without LAST, for a persona that refuses it
+    "after_bdat",  # {verb} (MAIL, RCPT, DATA, ...) between chunks (RFC 3030 §3: 503)
+    "binarymime_needs_bdat",  # DATA after MAIL ... BODY=BINARYMIME (RFC 3030 §3: 503)
 )
 
 
@@ -120,6 +130,10 @@ class Persona:
     unsupported_verbs: tuple[str, ...] = ()  # answered like unknown commands (OpenSMTPD: VRFY)
     no_argument_verbs: tuple[str, ...] = ("RSET", "DATA")  # refuse an argument (501/500)
     checks_size_param: bool = True  # MAIL ... SIZE=n above the limit gets 552 at once
+    # ESMTP extensions count as offered only once EHLO listed them (Exim: BDAT and
+    # ESMTP parameters after HELO are refused); False: whatever the greeting (Postfix).
+    extensions_need_ehlo: bool = False
+    refuses_empty_chunk: bool = False  # "BDAT 0" without LAST gets bdat_empty (Postfix)
     backend_client_ip: str | None = None  # a proxy's server sees this address, not the client's
     date_format: str = "{d:%a, %d %b %Y %H:%M:%S} +0000"  # {date} in templates (UTC)
     queue_id_format: str = "###########"  # each "#" is one character of queue_id_alphabet

@@ -82,6 +82,16 @@ EXCHANGE = dict(
         "internal_error": "421 4.3.2 Service not available, closing transmission channel",
         "connection_refused": "554 5.7.1 Service unavailable; Client host [{client}] blocked",
         "user_unknown": "550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup",
+        # BDAT: "CHUNK received OK" as Exchange's protocol logs show it; the rest is the
+        # lab's wording in Exchange's style.
+        "bdat_ok": "250 2.6.0 CHUNK received OK",
+        "bdat_last_ok": "250 2.6.0 <{queue_id}@{hostname}> [Hostname={hostname}] Queued mail for delivery",
+        "bdat_syntax": "501 5.5.4 Invalid arguments",
+        "bdat_not_offered": "500 5.3.3 Unrecognized command 'BDAT'",
+        "bdat_discarded": "503 5.5.1 Bad sequence of commands",
+        "bdat_too_big": "552 5.3.4 Message size exceeds fixed maximum message size",
+        "after_bdat": "503 5.5.1 Bad sequence of commands",
+        "binarymime_needs_bdat": "503 5.5.1 Bad sequence of commands",
     },
 )
 

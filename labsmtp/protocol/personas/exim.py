@@ -25,8 +25,9 @@ EXIM = dict(
         "helo_unknown": "550 HELO/EHLO argument does not resolve",  # not recorded: an ACL's words
         "need_helo": "503 HELO or EHLO required",
         "need_mail": "503 sender not yet given",
-        "need_rcpt": "503 valid RCPT command must precede DATA",
-        "no_valid_recipients": "503 valid RCPT command must precede DATA",
+        # {verb}: DATA or BDAT, the command refused (smtp_in.c, DATA_BDAT)
+        "need_rcpt": "503 valid RCPT command must precede {verb}",
+        "no_valid_recipients": "503 valid RCPT command must precede {verb}",
         "nested_mail": "503 sender already given",
         "bad_sequence": "503 Bad sequence of commands",
         "need_ehlo_for_auth": "503 AUTH command used when not advertised",
@@ -79,6 +80,16 @@ EXIM = dict(
         "fault_reply_host": "{code} {hostname} {text}",
         "connection_refused": "554 {hostname} Access denied for [{client}]",
         "user_unknown": "550 Unrouteable address",  # Exim's own, for an unknown local part
+        # BDAT, recorded (generated/exim.json) and after smtp_in.c (bdat_getc, BDAT_CMD)
+        # and receive.c: the last chunk's reply names the chunk and the total.
+        "bdat_ok": "250 {size} byte chunk received",
+        "bdat_last_ok": "250- {size} byte chunk, total {total}\n250 OK id={queue_id}",
+        "bdat_syntax": "501 missing size for BDAT command",
+        "bdat_not_offered": "503 BDAT command used when CHUNKING not advertised",
+        "bdat_discarded": "503 only RSET accepted now",
+        "bdat_too_big": "552 Message size exceeds maximum permitted",
+        "bdat_empty": "504 zero size for BDAT command",
+        "after_bdat": "503 only BDAT permissible after non-LAST BDAT",
     },
 )
 
@@ -103,6 +114,8 @@ register(
         requires_brackets=False,
         helo_required_default=True,  # Exim 4.96: hosts_require_helo = *
         unknown_command_limit=3,  # smtp_max_unknown_commands
+        extensions_need_ehlo=True,  # smtp_in.c: *_advertised flags are set by EHLO only
+        sequence_variants=("only_bdat_after_chunk",),
         # Built-in HELO syntax check, plus the recording's ACL refusing a name without a dot.
         platform_policy=recorded_policy(FQDN),
         keyword_is_part_of_verb=True,

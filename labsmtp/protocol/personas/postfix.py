@@ -83,6 +83,16 @@ POSTFIX = dict(
         # internal error and the refused connection are the lab's words in its style.
         "internal_error": "421 4.3.0 {hostname} Error: internal error, closing connection",
         "connection_refused": "554 5.7.1 <unknown[{client}]>: Client host rejected: Access denied",
+        # BDAT, recorded (generated/postfix.json) and after smtpd.c's bdat_cmd/skip_bdat.
+        # The two 521s are followed by a hang-up: the chunk cannot be skipped.
+        "bdat_ok": "250 2.0.0 Ok: {size} bytes",
+        "bdat_last_ok": "250 2.0.0 Ok: {total} bytes queued as {queue_id}",
+        "bdat_syntax": "521 5.5.4 Syntax: BDAT count [LAST]",
+        "bdat_not_offered": "521 5.5.1 Error: command not implemented",
+        "bdat_discarded": "551 5.0.0 Discarded {size} bytes after earlier error",
+        "bdat_too_big": "552 5.3.4 Chunk exceeds message size limit",
+        "bdat_empty": "551 5.7.1 Null BDAT request",
+        "after_bdat": "503 5.5.1 Error: {verb} after BDAT",
     },
 )
 
@@ -111,6 +121,8 @@ register(
         source="tests/recordings/postfix-3.7.json",
         requires_brackets=False,
         helo_required_default=False,
+        sequence_variants=("chunks_discarded_after_refusal",),
+        refuses_empty_chunk=True,
         platform_policy=RECORDED_POLICY,
     )
 )
