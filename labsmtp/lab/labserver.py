@@ -26,6 +26,7 @@ import random
 import socket
 import ssl
 import threading
+import time
 import warnings
 import weakref
 from collections.abc import Callable, Coroutine, Mapping
@@ -39,8 +40,9 @@ from ..protocol.policy import MODE_ABOUT, IdentityCheck, Policy, RecipientCheck,
 from ..protocol.session import Setup
 from . import peeruid
 from .client import StepClient
+from .dsn import delivered_notice
 from .faults import FaultEngine
-from .mailbox import Mailbox
+from .mailbox import Mailbox, StoredMessage
 from .server import Admission, Connection
 from .transcript import Line, SessionInfo, Transcript
 
@@ -139,6 +141,9 @@ class Site:
     setup: Callable[[], Setup]  # the server's settings now, for a new connection
     tls_context: Callable[[], ssl.SSLContext]
     admission: Callable[[], Admission | None] = lambda: None
+    # After a message is stored: what final delivery does next (a "delivered" DSN);
+    # returns notes for the transcript.
+    delivered: Callable[[StoredMessage], list[str]] = lambda message: []
     listeners: list[Callable[[Line], None]] = field(default_factory=list)
     active: set[Connection] = field(default_factory=set)
     internal_errors: list[str] = field(default_factory=list)
@@ -263,6 +268,9 @@ class LabServer:
             auth_require_tls=auth_require_tls,
         )
         self.mailbox = Mailbox(max_messages)
+        # Mail this server would send to other hosts (a "delivered" DSN for a sender of
+        # another domain): the lab sends nothing off this machine, so it waits here.
+        self.outbox = Mailbox(max_messages)
         self.transcript = Transcript(max_lines, max_sessions)
         self.seed = seed
         self.faults = FaultEngine(seed)  # fault rules; empty until a lesson adds some
@@ -288,6 +296,7 @@ class LabServer:
             self.setup,
             self._server_tls_context,
             admission=self._admission,
+            delivered=self._delivered,
             listeners=self._listeners,
         )
 
@@ -297,6 +306,45 @@ class LabServer:
             return self.admission
         other = self.admission
         return lambda ip, port: self._owner_refusal(ip, port) or (other and other(ip, port))
+
+    def _delivered(self, message: StoredMessage) -> list[str]:
+        """Final delivery's duty to a sender who asked NOTIFY=SUCCESS (RFC 3461 §6.2): a
+        "delivered" DSN to the envelope sender, into this server's mailbox when the
+        sender's domain is one of its own, else into ``outbox`` (nothing leaves the machine)."""
+        asked = [r for r in message.rcpt_tos if message.dsn.wants(r, "SUCCESS")]
+        if not asked:
+            return []
+        who = ", ".join(f"<{r}>" for r in asked)
+        sender = message.mail_from
+        if not sender:
+            return [
+                f"NOTIFY=SUCCESS for {who}, but the sender is <>: no notification (RFC 3461 §6.2)"
+            ]
+        queue_id = self.new_queue_id()
+        dsn = delivered_notice(
+            message, asked, reporting_mta=self.hostname, queue_id=queue_id, when=time.time()
+        )
+        notice = StoredMessage(
+            queue_id,
+            None,
+            "",
+            (sender,),
+            "",
+            b"Return-Path: <>\r\n" + dsn,
+            session=message.session,
+            sent=dsn,
+        )
+        if self.policy.is_local_domain(sender.rpartition("@")[2], self.hostname):
+            self.mailbox.add(notice)
+            return [
+                f"NOTIFY=SUCCESS for {who}: a 'delivered' notification (RFC 3464) to <{sender}>, in this server's mailbox"
+            ]
+        self.outbox.add(notice)
+        return [
+            f"NOTIFY=SUCCESS for {who}: a 'delivered' notification (RFC 3464) is due to <{sender}>, "
+            f"whose domain is not this server's; a real server would send it to that domain's MX. "
+            f"The lab sends no mail off this machine: it waits in server.outbox"
+        ]
 
     def _owner_refusal(self, ip: str, port: int) -> str | None:
         # The address the client connected to: where we listen, or on a wildcard

@@ -265,8 +265,11 @@ class Connection(asyncio.Protocol):
             elif isinstance(ev, Greeted):
                 self.info.helo = ev.name
             elif isinstance(ev, MessageAccepted):
-                self.site.mailbox.add(StoredMessage.accepted(ev, self.sid))
+                stored = StoredMessage.accepted(ev, self.sid)
+                self.site.mailbox.add(stored)
                 self.info.messages += 1
+                for text in self.site.delivered(stored):  # NOTIFY=SUCCESS (RFC 3461)
+                    self._note(text)
             elif isinstance(ev, Authenticated):
                 self._note(f"authenticated as {ev.user!r} with {ev.mechanism}")
             elif isinstance(ev, AuthFailed):

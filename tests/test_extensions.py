@@ -1,0 +1,81 @@
+"""Advertised extensions over real sockets, with smtplib as the client.
+
+DSN (RFC 3461): the parameters are taken only where DSN is offered, stored with
+the message, and NOTIFY=SUCCESS brings the sender a "delivered" notification
+(RFC 3464): into the lab server's own mailbox for a sender of its own domain,
+into ``server.outbox`` for anyone else (the lab sends nothing off the machine).
+"""
+
+from __future__ import annotations
+
+import smtplib
+
+import pytest
+
+from labsmtp import LabServer
+from labsmtp.lab.dsn import read_dsn
+
+RCPT = "postmaster@lab.example.org"
+
+
+@pytest.fixture
+def postfix():
+    with LabServer(persona="postfix", tls=False, name="test-extensions") as server:
+        yield server
+
+
+def send(server, sender, mail_options=(), rcpt_options=()):
+    with smtplib.SMTP(server.host, server.port, local_hostname="client.example.org") as smtp:
+        smtp.ehlo()
+        return smtp.sendmail(
+            sender,
+            [RCPT],
+            b"Subject: dsn\r\n\r\nhello\r\n",
+            mail_options=list(mail_options),
+            rcpt_options=list(rcpt_options),
+        )
+
+
+def test_notify_success_for_a_local_sender_lands_in_the_mailbox(postfix):
+    send(
+        postfix,
+        "alice@lab.example.org",
+        ["RET=FULL", "ENVID=lab+2Dtest"],
+        ["NOTIFY=SUCCESS", f"ORCPT=rfc822;{RCPT}"],
+    )
+    original, notice = postfix.mailbox.messages
+    assert original.dsn.ret == "FULL" and original.dsn.envid == "lab-test"  # xtext decoded
+    assert original.dsn.notify == {RCPT: ("SUCCESS",)}
+    assert notice.mail_from == "" and notice.rcpt_tos == ("alice@lab.example.org",)
+    report = read_dsn(notice)
+    assert report.per_message["Original-Envelope-Id"] == "lab-test"
+    assert report.recipients[0]["Action"] == "delivered"
+    assert report.returned == "message"  # RET=FULL
+    assert not postfix.outbox.messages
+    notes = [ln.note for ln in postfix.transcript.lines() if "delivered' notification" in ln.note]
+    assert notes and "this server's mailbox" in notes[0]
+
+
+def test_notify_success_for_another_domain_waits_in_the_outbox(postfix):
+    send(postfix, "ada@client.example.org", rcpt_options=["NOTIFY=SUCCESS,FAILURE"])
+    assert len(postfix.mailbox) == 1
+    [notice] = postfix.outbox.messages
+    assert notice.rcpt_tos == ("ada@client.example.org",)
+    assert read_dsn(notice).recipients[0]["Final-Recipient"] == f"rfc822; {RCPT}"
+
+
+def test_no_notice_without_notify_success_or_for_the_null_sender(postfix):
+    send(postfix, "ada@client.example.org", rcpt_options=["NOTIFY=FAILURE"])
+    send(postfix, "", rcpt_options=["NOTIFY=SUCCESS"])
+    assert len(postfix.mailbox) == 2 and not postfix.outbox.messages
+
+
+def test_dsn_parameters_are_refused_where_dsn_is_not_offered():
+    # The generic persona advertises no DSN (RFC 3461 §4: the parameters need it).
+    with LabServer(name="test-extensions-generic") as server:
+        with smtplib.SMTP(server.host, server.port, local_hostname="client.example.org") as smtp:
+            smtp.ehlo()
+            assert not smtp.has_extn("dsn")
+            code, _ = smtp.docmd("MAIL FROM:<ada@client.example.org> RET=HDRS")
+            assert code == 555
+            assert smtp.docmd("MAIL FROM:<ada@client.example.org> SIZE=10")[0] == 250
