@@ -34,6 +34,7 @@ from conftest import NO_SKIP
 from mta_clients import CLIENT_DOMAIN, EximClient, PostfixClient, Unavailable
 
 from labsmtp import LabServer, persona_names
+from labsmtp.lab.dsn import read_dsn
 
 PERSONAS = persona_names()
 RECIPIENT = "postmaster@lab.example.org"  # accepted from 127.0.0.1 by the default policy
@@ -147,6 +148,7 @@ def exim():
 def deliver(client, server: LabServer, tag: str, recipient: str = RECIPIENT, **kw):
     """Empty the server's mailbox and transcript, then have ``client`` deliver one message."""
     server.mailbox.clear()
+    server.outbox.clear()
     server.transcript.clear()
     message = distinctive_message(tag, recipient)
     return message, client.deliver(server.port, message, recipients=[recipient], **kw)
@@ -174,19 +176,31 @@ def assert_arrived_intact(server: LabServer, result, message: bytes, recipient: 
     )
     # The 250 the MTA logged is the reply that stored this message.
     assert stored.queue_id in result.detail
-    trace, text = split_trace(stored.content)
+    # What the client sent: its own Received: field on top of the message, byte for byte.
+    trace, text = split_trace(stored.sent)
     assert len(trace) == 1 and re.match(rb"Received: .*by client\.example\.org", trace[0], re.S), (
         trace
     )
     assert text == message.replace(b"\n", b"\r\n")
+    # As stored: the lab server's own Received: field (RFC 5321 §4.4) above the client's,
+    # and the body untouched.
+    head, _, body = stored.content.partition(b"\r\n\r\n")
+    assert body == stored.sent.partition(b"\r\n\r\n")[2]
+    ours = head.find(b"by " + server.hostname.encode())
+    assert 0 <= ours < head.find(b"by " + CLIENT_DOMAIN.encode()), head.decode(errors="replace")
 
 
 @pytest.mark.parametrize("persona", PERSONAS)
 @pytest.mark.parametrize("mta", MTAS)
-def test_real_mta_delivers_the_message_intact(mta, persona, lab_servers, request):
+def test_real_mta_delivers_the_message_intact(mta, persona, lab_servers, offered, request):
     server = lab_servers[persona, False]
     message, result = deliver(request.getfixturevalue(mta), server, f"{mta}-to-{persona}")
     assert_arrived_intact(server, result, message, RECIPIENT)
+    # Exim sends BDAT (RFC 3030) wherever CHUNKING is offered, DATA elsewhere; Postfix's
+    # client always sends DATA.
+    chunked = mta == "exim" and "chunking" in offered[persona]
+    assert bool(sent(server, "BDAT ")) == chunked
+    assert bool(sent(server, "DATA")) == (not chunked)
 
 
 @pytest.mark.parametrize("persona", PERSONAS)
@@ -238,3 +252,18 @@ def test_postfix_passes_dsn_requests_where_dsn_is_offered(persona, lab_servers, 
     assert (
         " NOTIFY=SUCCESS,FAILURE,DELAY" in rcpt.text and f" ORCPT=rfc822;{RECIPIENT}" in rcpt.text
     ) == dsn, rcpt.text
+    # The lab made final delivery: it owes the sender a "delivered" DSN (RFC 3461 §6.2).
+    # The sender's domain is not the lab's, so the notice waits in the outbox.
+    stored = server.mailbox.last()
+    assert stored.dsn.envid == (envid if dsn else None)
+    notices = [m for m in server.outbox if m.rcpt_tos == (result.sender,)]
+    if not dsn:
+        assert not notices
+        return
+    [notice] = notices
+    report = read_dsn(notice)
+    assert notice.mail_from == "" and report.per_message["Original-Envelope-Id"] == envid
+    [rcpt_block] = report.recipients
+    assert rcpt_block["Action"] == "delivered" and rcpt_block["Status"] == "2.0.0"
+    assert rcpt_block["Original-Recipient"] == f"rfc822;{RECIPIENT}"
+    assert report.returned == "headers"  # RET=HDRS
