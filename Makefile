@@ -77,8 +77,9 @@ HUB_PYTHON ?= /usr/bin/python3
 hub-deps:
 	deploy/local/build-hub-env.sh $(HUB_VENV) $(HUB_PYTHON)
 
-bench: $(VENV)/.stamp-lab
+bench: $(VENV)/.stamp-dev
 	$(PY) benchmarks/run.py
+	$(PY) benchmarks/lessons.py
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)

@@ -4,7 +4,7 @@ The panel redraws its two plots on every slider move, and the move should show
 new plots within 0.3 s.  matplotlib takes 0.1 to 0.2 s for the two (each text
 is laid out afresh by FreeType for every SVG it writes), as long as the trials
 themselves; writing the few rectangles and words of a horizontal bar chart
-directly takes about a millisecond.  The charts are the ones ``plots.py``
+directly takes about a millisecond.  The charts are the ones ``plots.outcomes``
 draws for a notebook, horizontal bars with the same colours, hatches
 (``plots.code_styles``) and titles, sized like them: 442 px wide, text at
 least 11 pt (14.7 px).  tests/test_browser.py measures them on screen with the

@@ -31,11 +31,12 @@ from dataclasses import dataclass, field
 from ..errors import LabValueError
 from ..protocol.policy import Policy
 from ..render import TextReport
+from .delivery import Delivery, SimClock
 from .dnszone import MAIL_ZONE, LabZone
 from .dsn import RecipientReport
 from .labserver import LabServer
 from .mailbox import Mailbox, StoredMessage
-from .mta import Delivery, LabMta, SimClock
+from .mta import LabMta
 from .mx import Route, check_domain, find_route
 from .spf import SpfResult, check_spf, check_spf_helo
 

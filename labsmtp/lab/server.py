@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..protocol.events import (
     Answer,
@@ -38,10 +38,9 @@ from ..protocol.events import (
 )
 from ..protocol.replies import Reply, reply_from_lines
 from ..protocol.session import Session
-from ..protocol.trace import TlsInfo
 from .faults import FaultContext, SessionFaults
 from .mailbox import StoredMessage
-from .tls import summary
+from .tls import summary, tls_info
 from .transcript import CLIENT, EVENT, SERVER, Line, SessionInfo
 
 if TYPE_CHECKING:
@@ -82,9 +81,7 @@ class Connection(asyncio.Protocol):
         setup = site.setup()
         self.setup, self.idle = setup, setup.policy.idle_timeout
         ssl_object = transport.get_extra_info("ssl_object")
-        self.session = Session(
-            setup, ip, tls=ssl_object is not None, tls_info=_tls_info(ssl_object)
-        )
+        self.session = Session(setup, ip, tls=ssl_object is not None, tls_info=tls_info(ssl_object))
         self.sid = site.new_session_id()
         self.info = SessionInfo(
             self.sid, self.client, time.time(), states=[self.session.state.value]
@@ -243,7 +240,7 @@ class Connection(asyncio.Protocol):
             self.connection_lost(None)
             return
         ssl_object = self.transport.get_extra_info("ssl_object") if self.transport else None
-        self._apply(self.session.tls_started(_tls_info(ssl_object)))
+        self._apply(self.session.tls_started(tls_info(ssl_object)))
         self._note(f"TLS started: {self._tls_summary()}; the session starts over (RFC 3207 §4.2)")
         self._touch()
 
@@ -405,11 +402,3 @@ class Connection(asyncio.Protocol):
 
     def _tls_summary(self) -> str:
         return summary(self.transport.get_extra_info("ssl_object") if self.transport else None)
-
-
-def _tls_info(ssl_object: Any) -> TlsInfo | None:
-    """What the Received: field records of a TLS session (RFC 8314's tls clause)."""
-    if ssl_object is None:
-        return None
-    name, _, bits = ssl_object.cipher()
-    return TlsInfo(ssl_object.version(), name, bits)

@@ -23,6 +23,7 @@ import tempfile
 import threading
 
 from ..errors import LabValueError
+from ..protocol.trace import TlsInfo
 
 # Names every lab certificate carries besides the server's own name: clients
 # reach the lab by these too.
@@ -91,6 +92,14 @@ def summary(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> str:
         return "TLS"
     cipher = ssl_object.cipher()
     return f"{ssl_object.version()} {cipher[0] if cipher else ''}".strip()
+
+
+def tls_info(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> TlsInfo | None:
+    """What the Received: field records of a TLS session: version, cipher, bits."""
+    if ssl_object is None:
+        return None
+    name, _, bits = ssl_object.cipher() or ("", "", 0)
+    return TlsInfo(ssl_object.version() or "TLS", name, bits)
 
 
 def lab_ca() -> LabCA:
