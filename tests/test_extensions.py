@@ -1,5 +1,8 @@
 """Advertised extensions over real sockets, with smtplib as the client.
 
+STARTTLS: a persona whose stock program offers it (Postfix, Exim, Exchange)
+offers it too, with the lab CA's certificate, unless ``tls=False``.
+
 DSN (RFC 3461): the parameters are taken only where DSN is offered, stored with
 the message, and NOTIFY=SUCCESS brings the sender a "delivered" notification
 (RFC 3464): into the lab server's own mailbox for a sender of its own domain,
@@ -8,11 +11,13 @@ into ``server.outbox`` for anyone else (the lab sends nothing off the machine).
 
 from __future__ import annotations
 
+import json
+import pathlib
 import smtplib
 
 import pytest
 
-from labsmtp import LabServer
+from labsmtp import LabServer, get_persona, persona_names
 from labsmtp.lab.dsn import read_dsn
 
 RCPT = "postmaster@lab.example.org"
@@ -79,3 +84,47 @@ def test_dsn_parameters_are_refused_where_dsn_is_not_offered():
             code, _ = smtp.docmd("MAIL FROM:<ada@client.example.org> RET=HDRS")
             assert code == 555
             assert smtp.docmd("MAIL FROM:<ada@client.example.org> SIZE=10")[0] == 250
+
+
+# --- STARTTLS where the stock program offers it ---------------------------------
+
+STOCK_RECORDINGS = pathlib.Path(__file__).parent / "recordings" / "generated"
+
+
+def _stock_ehlo_keywords(program: str) -> set[str]:
+    """The EHLO keywords the stock program offered in its recordings (tests/recordings)."""
+    data = json.loads((STOCK_RECORDINGS / f"{program}.json").read_text())
+    for dialogue in data["dialogues"]:
+        for ex in dialogue["exchanges"]:
+            reply = ex.get("reply") or []
+            if (ex.get("sent") or "").startswith("EHLO") and reply[0].startswith("250"):
+                return {line[4:].split(" ")[0] for line in reply[1:]}
+    raise AssertionError(f"no EHLO in the {program} recording")
+
+
+@pytest.mark.parametrize("persona", persona_names())
+def test_a_stock_persona_offers_starttls_as_its_program_does(persona):
+    p = get_persona(persona)
+    if (STOCK_RECORDINGS / f"{persona}.json").exists():
+        assert p.stock_tls == ("STARTTLS" in _stock_ehlo_keywords(persona))
+    with LabServer(persona=persona, name=f"test-stock-tls-{persona}") as server:
+        with smtplib.SMTP(server.host, server.port, local_hostname="client.example.org") as smtp:
+            smtp.ehlo()
+            assert smtp.has_extn("starttls") == p.stock_tls
+            if p.stock_tls:  # with the lab CA's certificate, which a client can verify
+                smtp.starttls(context=server.client_ssl_context())
+                smtp.ehlo()
+                assert not smtp.has_extn("starttls")
+    assert LabServer(persona=persona, tls=False).tls is False  # tls=False turns it off
+
+
+def test_switching_persona_follows_its_stock_tls_unless_tls_was_given():
+    server = LabServer()
+    assert not server.tls
+    server.configure(persona="postfix")
+    assert server.tls
+    server.configure(persona="sendmail")
+    assert not server.tls
+    pinned = LabServer(tls=False)
+    pinned.configure(persona="postfix")
+    assert not pinned.tls

@@ -33,7 +33,7 @@ import pytest
 from conftest import NO_SKIP
 from mta_clients import CLIENT_DOMAIN, EximClient, PostfixClient, Unavailable
 
-from labsmtp import LabServer, persona_names
+from labsmtp import LabServer, get_persona, persona_names
 from labsmtp.lab.dsn import read_dsn
 
 PERSONAS = persona_names()
@@ -97,16 +97,21 @@ def _unavailable(exc: Exception):
 
 @pytest.fixture(scope="module")
 def lab_servers():
-    """Per persona, a lab server without and one with STARTTLS: default policy, free ports."""
+    """Per persona, a lab server without and one with STARTTLS: default policy, free ports.
+
+    The one with STARTTLS is the stock persona where the stock program offers it
+    (Persona.stock_tls), else the persona with tls=True."""
     servers = {}
     try:
         for persona in PERSONAS:
             for tls in (False, True):
+                stock = tls and get_persona(persona).stock_tls
                 servers[persona, tls] = LabServer(
                     persona=persona,
-                    tls=tls,
+                    **({} if stock else {"tls": tls}),
                     name=f"mta-clients-{persona}-{'tls' if tls else 'plain'}-{os.getpid()}",
                 ).start()
+                assert servers[persona, tls].tls is tls
         yield servers
     finally:
         for server in servers.values():

@@ -353,6 +353,17 @@ class LabServer:
         ports = [p for p in (self._port, self._tls_port) if p]
         return peeruid.check([(host, p) for p in ports], (ip, port))
 
+    @classmethod
+    def as_recorded(cls, persona: str | Persona, **changes: Any) -> LabServer:
+        """A server playing ``persona``'s program as configured in its lab-config
+        recording (``Persona.recorded_configuration()``), with ``changes`` on top.
+
+        ``LabServer(persona="postfix")`` is a stock Postfix; ``LabServer.as_recorded
+        ("postfix")`` is the Postfix of tests/recordings/postfix-3.7.json (HELO required,
+        reject_non_fqdn_helo_hostname, no STARTTLS, ...)."""
+        p = get_persona(persona)
+        return cls(persona=p, **{**p.recorded_configuration(), **changes})
+
     # --- lifecycle ------------------------------------------------------
 
     def start(self) -> LabServer:
@@ -567,10 +578,11 @@ class LabServer:
         if policy_switches:
             if "open_relay" in policy_switches and mode is None:
                 mode = "open-relay" if self.policy.open_relay else "mx"
-        if mode is not None:
+        if mode is not None or (persona is not None and self._tls_asked is None):
+            # A new persona offers STARTTLS as its program does, unless tls= was given.
             self._set_security(
-                mode=mode,
-                tls=self.tls,
+                mode=mode or self.mode,
+                tls=self._tls_asked,
                 implicit_tls=self.implicit_tls,
                 users=self.users,
                 auth_require_tls=self.auth_require_tls,
@@ -702,8 +714,9 @@ class LabServer:
                 "mode='submission' refuses MAIL until the client authenticates, so it needs lab "
                 "users to log in as: add users={'alice': 'wonderland'}"
             )
+        self._tls_asked = tls  # None: as the persona's program offers it, stock
         if tls is None:
-            tls = bool(users) or implicit_tls is not False
+            tls = self.persona.stock_tls or bool(users) or implicit_tls is not False
         if not tls and implicit_tls is not False:
             raise LabValueError("implicit_tls needs TLS: leave out tls=False")
         if not tls and users and auth_require_tls:

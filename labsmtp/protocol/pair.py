@@ -66,7 +66,7 @@ class SessionPair(CommandWriter):
             policy,
             hostname,
             mode,
-            tls_offered=bool(users) if tls is None else tls,
+            tls_offered=(persona.stock_tls or bool(users)) if tls is None else tls,
             users=dict(users or {}),
             auth_require_tls=auth_require_tls,
             identity=identity,
@@ -85,6 +85,13 @@ class SessionPair(CommandWriter):
         self.greeting = self._replies(session.respond(session.connect()))[0]
         self.history.append((b"", (self.greeting,)))
         self._follow(None, self.greeting)
+
+    @classmethod
+    def as_recorded(cls, persona: str | Persona, **changes: object) -> SessionPair:
+        """A pair whose server plays ``persona`` as configured in its lab-config recording
+        (``Persona.recorded_configuration()``), with ``changes`` on top."""
+        p = get_persona(persona)
+        return cls(p, **{**p.recorded_configuration(), **changes})
 
     # --- bytes in, replies out ------------------------------------------------
 

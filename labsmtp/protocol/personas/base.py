@@ -119,6 +119,10 @@ class Persona:
     ehlo_keywords: tuple[str, ...]
     source: str = ""
     recorded: bool = True  # False: built from documentation, not from the real program
+    # The stock program offers STARTTLS (Debian's Postfix and Exim do, with a snakeoil or
+    # self-signed certificate): LabServer(persona=...) offers it too, with the lab CA's
+    # certificate, unless tls=False.  "STARTTLS" in ehlo_keywords says where it goes.
+    stock_tls: bool = False
     # How real servers differ in what they do, not only in what they say.  Each
     # field is consulted in exactly one place: the session (session.py) or the
     # grammar that reads command lines (grammar.py), named after it.
@@ -138,9 +142,10 @@ class Persona:
     date_format: str = "{d:%a, %d %b %Y %H:%M:%S} +0000"  # {date} in templates (UTC)
     queue_id_format: str = "###########"  # each "#" is one character of queue_id_alphabet
     queue_id_alphabet: str = "0123456789ABCDEF"
-    # Policy switches that configure the lab like the real server was configured
-    # when it was recorded (Exchange: its documented defaults).  LabServer(persona=p,
-    # **p.platform_policy) plays the platform; compare() uses them.
+    # The lab's changes that configure the persona like the real server was configured
+    # in its lab-config recording (tests/recordings/<program>-*.json; Exchange: its
+    # documented defaults): Policy switches and the program's own settings.  Read it
+    # through recorded_configuration() (LabServer.as_recorded, SessionPair.as_recorded).
     platform_policy: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     # The program's own parameters that the lab models, under the program's own
     # names, with the values its stock (Debian) configuration has: Postfix's
@@ -180,6 +185,12 @@ class Persona:
         for name, value in own.items():
             merged[name] = coerce_setting(name, value, self.settings[name])
         return configured, MappingProxyType(merged)
+
+    def recorded_configuration(self) -> dict[str, Any]:
+        """Every LabServer / SessionPair argument that makes this persona its program as
+        configured in its lab-config recording: ``platform_policy``, and TLS as it was
+        (every one of those recordings was made without STARTTLS)."""
+        return {"tls": False, **self.platform_policy}
 
     def template(self, key: str) -> str:
         try:

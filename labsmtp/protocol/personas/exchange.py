@@ -103,13 +103,14 @@ register(
         about="Microsoft Exchange, built from Microsoft's published reply formats, not "
         "recorded: Exchange cannot run here.",
         replies=MappingProxyType(EXCHANGE),
-        # Exchange Online / 2019's list without STARTTLS: the lab adds STARTTLS itself
-        # when the server has TLS (LabServer(tls=True)), as Exchange advertises it.
+        # Exchange 2019's default receive connector offers STARTTLS (a self-signed
+        # certificate made at setup), after ENHANCEDSTATUSCODES.
         ehlo_keywords=(
             "SIZE {size}",
             "PIPELINING",
             "DSN",
             "ENHANCEDSTATUSCODES",
+            "STARTTLS",
             "8BITMIME",
             "BINARYMIME",
             "CHUNKING",
@@ -118,6 +119,7 @@ register(
         source="Microsoft Learn: 'Use Telnet to test SMTP communication on Exchange servers'; "
         "'Email non-delivery reports and SMTP errors in Exchange Online' (not recorded)",
         recorded=False,
+        stock_tls=True,
         requires_brackets=False,
         helo_required_default=True,
         date_format="{d:%a}, {d.day} {d:%b %Y %H:%M:%S} +0000",

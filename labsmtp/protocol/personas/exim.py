@@ -107,10 +107,12 @@ register(
             "PIPELINING",
             "PIPECONNECT",
             "CHUNKING",
+            "STARTTLS",  # stock 4.96: tls_advertise_hosts = *, a self-signed certificate
             "SMTPUTF8",
             "HELP",
         ),
         source="tests/recordings/exim-4.96.json",
+        stock_tls=True,
         requires_brackets=False,
         helo_required_default=True,  # Exim 4.96: hosts_require_helo = *
         unknown_command_limit=3,  # smtp_max_unknown_commands

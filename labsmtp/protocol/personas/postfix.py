@@ -112,6 +112,7 @@ register(
             "SIZE {size}",
             "VRFY",
             "ETRN",
+            "STARTTLS",  # stock: smtpd_tls_security_level = may, Debian's snakeoil cert
             "ENHANCEDSTATUSCODES",
             "8BITMIME",
             "DSN",
@@ -119,6 +120,7 @@ register(
             "CHUNKING",
         ),
         source="tests/recordings/postfix-3.7.json",
+        stock_tls=True,
         requires_brackets=False,
         helo_required_default=False,
         sequence_variants=("chunks_discarded_after_refusal",),
