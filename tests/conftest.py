@@ -59,15 +59,8 @@ def server():
 @pytest.fixture
 def postfix_server():
     """The postfix persona configured like tests/recordings/record_postfix.sh's Postfix."""
-    s = LabServer(
-        persona="postfix",
-        hostname="mx.lab.example.org",
-        name=f"test-postfix-{id(object())}",
-        smtpd_helo_required=True,
-        smtpd_helo_restrictions=("reject_invalid_helo_hostname", "reject_non_fqdn_helo_hostname"),
-        mydestination=("mx.lab.example.org", "lab.example.org", "localhost"),
-        mynetworks=("127.0.0.1/32",),
-        message_size_limit=1048576,
+    s = LabServer.as_recorded(
+        "postfix", hostname="mx.lab.example.org", name=f"test-postfix-{id(object())}"
     ).start()
     yield s
     s.stop()

@@ -44,36 +44,13 @@ from helpers import normalise  # noqa: E402  (dates and ids masked, nothing else
 
 SCRIPTS = {d["name"]: d for d in json.loads((HERE / "dialogues.json").read_text())["dialogues"]}
 
-# Each persona's lab server, configured like the real program in its recording's settings.
-_COMMON = dict(mynetworks=("127.0.0.1/32",), message_size_limit=1048576, smtpd_helo_required=True)
+# Each persona's lab-config recording; its server is configured as the recording's
+# settings say by the persona itself (LabServer.as_recorded), never by a copy here.
 CONFIGS = {
-    # Exim: built-in HELO syntax check (501) + the ACL refusing a name without a dot
-    # (the recording's acl_check_helo); local_domains = lab.example.org.
-    "exim": dict(
-        fixture="exim-4.96.json",
-        smtpd_helo_restrictions=("reject_invalid_helo_hostname", "reject_non_fqdn_helo_hostname"),
-        mydestination=("lab.example.org",),
-    ),
-    # Sendmail: checks HELO syntax only (accepts "client"); LOCAL_DOMAIN(lab.example.org).
-    "sendmail": dict(
-        fixture="sendmail-8.17.json",
-        smtpd_helo_restrictions=("reject_invalid_helo_hostname",),
-        mydestination=("lab.example.org",),
-    ),
-    # OpenSMTPD: no HELO policy, only its syntax check; "match from src 127.0.0.1
-    # for any" and "match from any for domain lab.example.org".
-    "opensmtpd": dict(
-        fixture="opensmtpd-6.8.0.json",
-        smtpd_helo_restrictions=("reject_invalid_helo_hostname",),
-        mydestination=("lab.example.org",),
-    ),
-    # clamsmtpd passes everything but its own replies to the Postfix behind it,
-    # configured exactly as tests/recordings/postfix-3.7.json's Postfix.
-    "clamsmtpd": dict(
-        fixture="clamsmtpd-1.10.json",
-        smtpd_helo_restrictions=("reject_invalid_helo_hostname", "reject_non_fqdn_helo_hostname"),
-        mydestination=("mx.lab.example.org", "lab.example.org", "localhost"),
-    ),
+    "exim": dict(fixture="exim-4.96.json"),
+    "sendmail": dict(fixture="sendmail-8.17.json"),
+    "opensmtpd": dict(fixture="opensmtpd-6.8.0.json"),
+    "clamsmtpd": dict(fixture="clamsmtpd-1.10.json"),
 }
 
 # The lowest match figure each persona must keep (what it reaches today: all of them).
@@ -93,12 +70,8 @@ def replay(persona: str) -> tuple[dict, list[tuple[str, int, object, object]]]:
     cfg = dict(CONFIGS[persona])
     fixture = json.loads((HERE / cfg.pop("fixture")).read_text())
     rows = []
-    with LabServer(
-        persona=persona,
-        hostname="mx.lab.example.org",
-        name=f"test-persona-{persona}",
-        **_COMMON,
-        **cfg,
+    with LabServer.as_recorded(
+        persona, hostname="mx.lab.example.org", name=f"test-persona-{persona}"
     ) as server:
         for recorded in fixture["dialogues"]:
             script = dict(SCRIPTS[recorded["name"]], client=recorded["client"])
@@ -192,12 +165,74 @@ def test_personas_without_a_recording_here_still_answer_every_dialogue(persona):
         assert server.internal_errors == []
 
 
-def test_platform_policy_is_the_recorded_configuration():
-    # compare() and the lessons configure each persona from Persona.platform_policy;
-    # it must be the configuration tested above against the recordings.
-    for persona, cfg in CONFIGS.items():
-        want = {**_COMMON, **{k: v for k, v in cfg.items() if k != "fixture"}}
-        assert dict(get_persona(persona).platform_policy) == want, persona
+# What each lab-config recording's own "settings" text says, in the lab's terms: one
+# reader per program, from the configuration file as the recorder wrote it.
+def _postfix_main_cf(text: str) -> dict:
+    cf = dict(re.findall(r"^(\w+) = ?(.*)$", text, re.M))
+    names = lambda v: tuple(n for n in re.split(r"[,\s]+", v) if n)  # noqa: E731
+    return dict(
+        smtpd_helo_required=cf["smtpd_helo_required"] == "yes",
+        smtpd_helo_restrictions=names(cf["smtpd_helo_restrictions"]),
+        mydestination=names(cf["mydestination"].replace("$myhostname", cf["myhostname"])),
+        mynetworks=names(cf["mynetworks"]),
+        message_size_limit=int(cf["message_size_limit"]),
+        tls=cf["smtpd_tls_security_level"] != "none",
+    )
+
+
+def _exim_conf(text: str) -> dict:
+    get = lambda name: re.search(rf"^(?:\w+ )?{name} = ?(.*)$", text, re.M)[1]  # noqa: E731
+    fqdn = "fully-qualified domain name" in text  # acl_check_helo denies a name without a dot
+    return dict(
+        smtpd_helo_restrictions=("reject_invalid_helo_hostname",)  # built in: 501
+        + (("reject_non_fqdn_helo_hostname",) if fqdn else ()),
+        mydestination=(get("local_domains"),),
+        mynetworks=(get("relay_from_hosts"),),
+        message_size_limit=int(get("message_size_limit")),
+        tls=get("tls_advertise_hosts") != "",
+    )
+
+
+def _sendmail_mc(text: str) -> dict:
+    flags = re.search(r"confPRIVACY_FLAGS', `([^']*)'", text)[1].split(",")
+    return dict(
+        smtpd_helo_required="needmailhelo" in flags,
+        mydestination=(re.search(r"LOCAL_DOMAIN\(`([^']*)'\)", text)[1],),
+        message_size_limit=int(re.search(r"confMAX_MESSAGE_SIZE', `(\d+)'", text)[1]),
+        tls="STARTTLS" in text,
+    )
+
+
+def _smtpd_conf(text: str) -> dict:
+    return dict(
+        mydestination=tuple(re.findall(r'for domain "([^"]+)"', text)),
+        mynetworks=tuple(f"{a}/32" for a in re.findall(r"match from src ([\d.]+) for any", text)),
+        message_size_limit=int(re.search(r"max-message-size (\d+)", text)[1]),
+        tls=" tls" in text,
+    )
+
+
+RECORDED_SETTINGS = {
+    "postfix": ("postfix-3.7.json", _postfix_main_cf),
+    "exim": ("exim-4.96.json", _exim_conf),
+    "sendmail": ("sendmail-8.17.json", _sendmail_mc),
+    "opensmtpd": ("opensmtpd-6.8.0.json", _smtpd_conf),
+    # clamsmtpd's recording lists the main.cf of the Postfix behind it.
+    "clamsmtpd": ("clamsmtpd-1.10.json", lambda t: _postfix_main_cf(t.split("main.cf:", 1)[1])),
+}
+
+
+@pytest.mark.parametrize("persona", sorted(RECORDED_SETTINGS))
+def test_the_recorded_configuration_is_what_the_recording_says(persona):
+    # compare(recorded=True), the tests and the lessons configure a persona as recorded
+    # through Persona.recorded_configuration(): it must agree with the recording's own
+    # settings text on every setting both name.
+    fixture, read = RECORDED_SETTINGS[persona]
+    said = read(json.loads((HERE / fixture).read_text())["settings"])
+    config = get_persona(persona).recorded_configuration()
+    shared = set(said) & set(config)
+    assert {"tls", "message_size_limit", "mydestination"} <= shared, (persona, shared)
+    assert {k: config[k] for k in shared} == {k: said[k] for k in shared}, persona
 
 
 @pytest.mark.parametrize("persona", persona_names())
@@ -264,9 +299,7 @@ def test_clamsmtpd_refuses_a_transaction_without_recipients_only_after_the_dot()
             "QUIT",
         ],
     }
-    with LabServer(
-        persona="clamsmtpd", name="test-spooled", **get_persona("clamsmtpd").platform_policy
-    ) as server:
+    with LabServer.as_recorded("clamsmtpd", name="test-spooled") as server:
         got = record.run_dialogue("127.0.0.1", server.port, script, timeout=10)["exchanges"]
         replies = [e["reply"][0] for e in got[1:]]
         assert replies[2] == "354 Start mail input; end with <CRLF>.<CRLF>"
