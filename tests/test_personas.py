@@ -32,7 +32,7 @@ import sys
 
 import pytest
 
-from labsmtp import LabServer
+from labsmtp import LabServer, LabValueError
 from labsmtp.protocol import states
 from labsmtp.protocol.personas import REPLY_KEYS, get_persona, persona_names
 from labsmtp.protocol.states import Command, State
@@ -360,3 +360,44 @@ def test_lab_server_keeps_settings_per_persona():
         assert server.settings["smtpd_delay_reject"] is False  # earlier changes stay
         server.configure(persona="generic")  # generic has no such settings: they go
         assert dict(server.settings) == {} and server.policy.message_size_limit == 10_240_000
+
+
+# --- limits under each program's own names (issue 11) -------------------------------
+
+
+@pytest.mark.parametrize(
+    "persona, stock",
+    [
+        # postconf -d: default_process_limit = 100, smtpd_client_connection_count_limit = 50
+        ("postfix", {"max_connections": 100, "max_connections_per_client": 50}),
+        # exim -bP: smtp_accept_max = 20, smtp_accept_max_per_host unset, recipients_max 50000
+        ("exim", {"max_connections": 20, "max_connections_per_client": 0, "max_recipients": 50000}),
+        ("clamsmtpd", {"max_connections": 64, "idle_timeout": 180.0}),
+    ],
+)
+def test_stock_limits_are_the_programs(persona, stock):
+    policy = LabServer(persona=persona).policy
+    assert {name: getattr(policy, name) for name in stock} == stock
+
+
+def test_a_limit_takes_the_programs_name_and_its_time_units():
+    exim = get_persona("exim")
+    assert exim.parse_setting("smtp_receive_timeout", "5m") == ("idle_timeout", 300.0)
+    assert exim.parse_setting("smtp_accept_max", "7") == ("max_connections", 7)
+    postfix = get_persona("postfix")
+    assert postfix.parse_setting("smtpd_timeout", "300s") == ("idle_timeout", 300.0)
+    assert LabServer(persona="postfix", default_process_limit=3).policy.max_connections == 3
+    with pytest.raises(LabValueError, match="one setting"):
+        postfix.configure(default_process_limit=3, max_connections=4)
+    with pytest.raises(LabValueError, match="time such as"):
+        postfix.parse_setting("smtpd_timeout", "soon")
+
+
+def test_a_programs_own_setting_wins_over_a_limit_of_the_same_name():
+    # If a persona models smtpd_recipient_limit itself (its own setting), the name is
+    # that setting, not the shared max_recipients.
+    p = _with_settings()
+    policy, settings = p.configure(smtpd_recipient_limit=5)
+    assert settings["smtpd_recipient_limit"] == 5 and policy.max_recipients == 1000
+    assert p.setting_names()["smtpd_recipient_limit"] == "its own setting"
+    assert p.setting_names()["default_process_limit"] == "= max_connections"

@@ -42,6 +42,7 @@ from . import peeruid
 from .client import StepClient
 from .dsn import delivered_notice
 from .faults import FaultEngine
+from .limits import Places
 from .mailbox import Mailbox, StoredMessage
 from .server import Admission, Connection
 from .transcript import Line, SessionInfo, Transcript
@@ -145,7 +146,8 @@ class Site:
     # returns notes for the transcript.
     delivered: Callable[[StoredMessage], list[str]] = lambda message: []
     listeners: list[Callable[[Line], None]] = field(default_factory=list)
-    active: set[Connection] = field(default_factory=set)
+    active: set[Connection] = field(default_factory=set)  # every open connection
+    places: Places = field(default_factory=Places)  # the admitted: the limits count these
     internal_errors: list[str] = field(default_factory=list)
     _ids: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -253,8 +255,10 @@ class LabServer:
         if policy is not None and not isinstance(policy, Policy):
             raise LabValueError("policy must be a labsmtp.Policy (or leave it out)")
         self._policy_arg = policy
-        self._switches: dict[str, Any] = dict(policy_switches)  # the lab's changes, by name
-        self.policy, self.settings = self.persona.configure(policy, **policy_switches)
+        # The lab's changes, by the lab's names (a program's own name for a shared
+        # switch, Exim's smtp_accept_max, is stored as max_connections).
+        self._switches: dict[str, Any] = self.persona.canonical(policy_switches)
+        self.policy, self.settings = self.persona.configure(policy, **self._switches)
         self.name = name if name is not None else (f"port {port}" if port else "lab")
         if self.policy.open_relay and mode == "mx":
             mode = "open-relay"  # open_relay=True is the open-relay mode: name it as such
@@ -566,6 +570,7 @@ class LabServer:
         """Change the persona, the mode and/or policy switches; new connections see the change."""
         if persona is not None or policy_switches:
             new = get_persona(persona) if persona is not None else self.persona
+            policy_switches = new.canonical(policy_switches)
             switches = {**self._switches, **policy_switches}
             if persona is not None:  # the old persona's own settings mean nothing to the new one
                 switches = {

@@ -113,6 +113,7 @@ class Connection(asyncio.Protocol):
         if self.info.ended is None:
             self.info.ended = time.time()
             self.site.active.discard(self)
+            self.site.places.leave(self)
             by_server = self._closing and not self._closed_by_client
             self._note(
                 "server closed the connection" if by_server else "client closed the connection"
@@ -132,6 +133,11 @@ class Connection(asyncio.Protocol):
     def resume_writing(self) -> None:
         if self._drained is not None and not self._drained.done():
             self._drained.set_result(None)
+
+    @property
+    def closing(self) -> bool:
+        """True once this connection is closing or gone."""
+        return self._closing
 
     # --- the dialogue ----------------------------------------------------------------
 
@@ -156,8 +162,19 @@ class Connection(asyncio.Protocol):
             self._note(f"connection refused: {why}")
             self._apply(session.refuse("connection_refused", reason=why))
             return
-        if len(site.active) > self.setup.policy.max_connections:
+        # Only the sessions being served count against the limits: a refused connection
+        # never does, so a burst gets every place there is (issue 11).
+        verdict = site.places.admit(self)
+        if verdict == "full" and self.setup.persona.waits_when_full:
+            self._note("the server is full: the client waits, unanswered, for a free place")
+            verdict = await site.places.wait_for_room(self)
+        if verdict == "full":
             self._apply(session.refuse("too_many_connections"))
+            return
+        if verdict == "client":
+            self._apply(session.refuse("too_many_from_client"))
+            return
+        if verdict != "ok":  # gone while it waited
             return
         await self._at(session.connect())
         while not self._closing:

@@ -66,6 +66,7 @@ REPLY_KEYS = (
     "too_many_errors",  # 421 after the hard error limit (§3.8 allows 421 + close)
     "timeout",  # 421 before closing an idle connection (§4.5.3.2)
     "too_many_connections",  # 421 instead of 220 when full
+    "too_many_from_client",  # 421 instead of 220: max_connections_per_client from {client}
     "shutdown",  # 421 when the lab server is stopped under a live session
     "starttls_not_offered",
     "starttls_go",
@@ -157,6 +158,20 @@ class Persona:
     # Stock values of the lab's shared Policy switches where the program's differ
     # from Policy's defaults (Postfix's), e.g. Exim's message_size_limit of 50 MB.
     policy_defaults: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    # The program's own names for shared Policy switches (Exim's smtp_accept_max is
+    # max_connections): LabServer(persona="exim", smtp_accept_max=20) and
+    # `serve --set smtp_accept_max=20` take them.
+    policy_names: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # Stock values of the limits (max_connections, max_connections_per_client, ...)
+    # where the program's differ from Policy's; applied before policy_defaults.
+    limit_defaults: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    # At max_connections the program does not answer 421 but leaves the new client
+    # waiting, unanswered, until a session ends (Postfix: master's process limit).
+    waits_when_full: bool = False
+    # Trusted clients (mynetworks) are exempt from max_connections_per_client, as
+    # Postfix's smtpd_client_event_limit_exceptions = $mynetworks; Exim's
+    # smtp_accept_max_per_host applies to every host.
+    per_client_limit_spares_trusted: bool = True
     # How this server reads command lines (verbs, paths, parameters); None: the
     # standard Grammar steered by the flags above.  A persona whose program parses
     # differently supplies its own (issue 11: one grammar per real program).
@@ -170,21 +185,71 @@ class Persona:
         one of ``settings``; anything else is a LabValueError naming both lists."""
         from ..policy import Policy  # a leaf of protocol/, imported late: no cycle
 
+        switches = self.canonical(switches)
         own = {k: v for k, v in switches.items() if k in self.settings}
         shared = {k: v for k, v in switches.items() if k not in self.settings}
-        base = policy if policy is not None else Policy().with_(**self.policy_defaults)
+        stock = {**self.limit_defaults, **self.policy_defaults}
+        base = policy if policy is not None else Policy().with_(**stock)
         try:
             configured = base.with_(**shared) if shared else base
         except LabValueError as exc:
-            if not self.settings:
+            if not self.settings and not self.policy_names:
                 raise
+            named = [", ".join(sorted(self.settings))] if self.settings else []
+            if self.policy_names:
+                named.append(f"its names for limits: {', '.join(sorted(self.policy_names))}")
             raise LabValueError(
-                f"{exc}; and {self.name}'s own settings: {', '.join(sorted(self.settings))}"
+                f"{exc}; and {self.name}'s own settings: {'; '.join(named)}"
             ) from None
         merged = dict(self.settings)
         for name, value in own.items():
             merged[name] = coerce_setting(name, value, self.settings[name])
         return configured, MappingProxyType(merged)
+
+    def canonical(self, switches: Mapping[str, Any]) -> dict[str, Any]:
+        """``switches`` with the program's names for shared switches turned into the
+        lab's (``smtp_accept_max`` -> ``max_connections``); OpenSMTPD-style names may
+        be written with "-" or "_"."""
+        out: dict[str, Any] = {}
+        for name, value in switches.items():
+            key = None  # a name the program's own settings have is that setting
+            if name not in self.settings:
+                key = self.policy_names.get(name) or self.policy_names.get(name.replace("_", "-"))
+            target = key or name
+            if target in out and out[target] != value:
+                raise LabValueError(f"{name} and {target} are one setting: give it once")
+            out[target] = value
+        return out
+
+    def parse_setting(self, name: str, text: str) -> tuple[str, Any]:
+        """A setting given as text (``serve --set NAME=VALUE``): its lab name and its
+        value, typed as the setting's stock value is (yes/no, a number, a list)."""
+        from ..policy import Policy
+
+        [(key, _)] = self.canonical({name: text}).items()
+        if key in self.settings:
+            return key, coerce_setting(key, text, self.settings[key])
+        fields = Policy.__dataclass_fields__
+        if key not in fields or key.startswith("_"):
+            known = sorted(
+                {*self.settings, *self.policy_names, *(f for f in fields if f[0] != "_")}
+            )
+            raise LabValueError(f"{self.name} has no setting {name!r}; known: {', '.join(known)}")
+        default = getattr(Policy(), key)
+        if key == "smtpd_helo_required":  # None: the persona's default
+            default = False
+        if isinstance(default, float):
+            return key, _seconds(name, text)
+        return key, coerce_setting(name, text, default)
+
+    def setting_names(self) -> dict[str, str]:
+        """The names this persona's program gives its settings, each with what it sets
+        in the lab (for ``serve --help``): its own settings and its names for limits."""
+        names = {n: "its own setting" for n in self.settings}
+        names.update(
+            {n: f"= {lab}" for n, lab in self.policy_names.items() if n not in self.settings}
+        )
+        return names
 
     def recorded_configuration(self) -> dict[str, Any]:
         """Every LabServer / SessionPair argument that makes this persona its program as
@@ -216,6 +281,19 @@ class Persona:
         """A queue id shaped like this server's (Postfix: 11 hex digits), drawn from ``rng``."""
         alphabet = self.queue_id_alphabet
         return "".join(rng.choice(alphabet) if ch == "#" else ch for ch in self.queue_id_format)
+
+
+_TIME_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _seconds(name: str, text: str) -> float:
+    """A time as Postfix and Exim write one: seconds, or a number and a unit (5m, 1h)."""
+    text = text.strip().lower()
+    unit = _TIME_UNITS.get(text[-1:], 0)
+    try:
+        return float(text[:-1]) * unit if unit else float(text)
+    except ValueError:
+        raise LabValueError(f"{name} is a time such as 300, 300s or 5m, not {text!r}") from None
 
 
 def coerce_setting(name: str, value: Any, default: Any) -> Any:

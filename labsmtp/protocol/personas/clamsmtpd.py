@@ -21,6 +21,8 @@ CLAMSMTPD = dict(
         "ehlo_ok": "250 smtp.passthru",
         "data_go": "354 Start mail input; end with <CRLF>.<CRLF>",
         "starttls_not_offered": "502 Command not implemented",
+        # clamsmtpd's own, at MaxConnections (smtppass.c's busy response)
+        "too_many_connections": "421 Server busy, too many connections",
     },
 )
 
@@ -44,6 +46,12 @@ register(
             "XFILTERED",
         ),
         source="tests/recordings/clamsmtpd-1.10.json",
+        # clamsmtpd.conf: MaxConnections (64) and TimeOut (180 s), as recorded; the rest
+        # are the Postfix behind it.
+        policy_names=MappingProxyType(
+            {"MaxConnections": "max_connections", "TimeOut": "idle_timeout"}
+        ),
+        limit_defaults=MappingProxyType({"max_connections": 64, "idle_timeout": 180.0}),
         requires_brackets=False,
         helo_required_default=False,  # Postfix's default; the recording turned it on
         sequence_variants=("data_spooled_first",),

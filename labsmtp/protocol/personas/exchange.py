@@ -116,6 +116,20 @@ register(
             "CHUNKING",
             "SMTPUTF8",
         ),
+        # Receive connector parameters (Set-ReceiveConnector) and their defaults.
+        policy_names=MappingProxyType(
+            {
+                "MaxInboundConnection": "max_connections",
+                "MaxInboundConnectionPerSource": "max_connections_per_client",
+                "MaxRecipientsPerMessage": "max_recipients",
+                "MaxMessageSize": "message_size_limit",
+                "ConnectionInactivityTimeout": "idle_timeout",
+            }
+        ),
+        limit_defaults=MappingProxyType(
+            {"max_connections": 5000, "max_connections_per_client": 20, "max_recipients": 200}
+        ),
+        per_client_limit_spares_trusted=False,
         source="Microsoft Learn: 'Use Telnet to test SMTP communication on Exchange servers'; "
         "'Email non-delivery reports and SMTP errors in Exchange Online' (not recorded)",
         recorded=False,

@@ -64,7 +64,10 @@ EXIM = dict(
         "too_many_unknown": "500 Too many unrecognized commands",
         "too_many_errors": "421 {hostname} too many syntax or protocol errors",
         "timeout": "421 {hostname} SMTP incoming data timeout - closing connection.",
-        "too_many_connections": "421 {hostname} Too many concurrent SMTP connections; please try again later.",
+        # daemon.c: smtp_accept_max and smtp_accept_max_per_host, said before the banner.
+        "too_many_connections": "421 Too many concurrent SMTP connections; please try again later.",
+        "too_many_from_client": "421 Too many concurrent SMTP connections from this IP address; "
+        "please try again later.",
         "shutdown": "421 {hostname} lost input connection",
         "starttls_not_offered": "503 STARTTLS command used when not advertised",
         "auth_not_offered": "503 AUTH command used when not advertised",
@@ -117,6 +120,18 @@ register(
         helo_required_default=True,  # Exim 4.96: hosts_require_helo = *
         unknown_command_limit=3,  # smtp_max_unknown_commands
         extensions_need_ehlo=True,  # smtp_in.c: *_advertised flags are set by EHLO only
+        # Exim's names for the lab's limits, and 4.96's defaults (exim -bP: 20, unset,
+        # 50000, 5m).
+        policy_names=MappingProxyType(
+            {
+                "smtp_accept_max": "max_connections",
+                "smtp_accept_max_per_host": "max_connections_per_client",
+                "recipients_max": "max_recipients",
+                "smtp_receive_timeout": "idle_timeout",
+            }
+        ),
+        limit_defaults=MappingProxyType({"max_connections": 20, "max_recipients": 50000}),
+        per_client_limit_spares_trusted=False,  # smtp_accept_max_per_host: every host
         sequence_variants=("only_bdat_after_chunk",),
         # Built-in HELO syntax check, plus the recording's ACL refusing a name without a dot.
         platform_policy=recorded_policy(FQDN),

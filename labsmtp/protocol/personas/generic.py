@@ -53,6 +53,7 @@ GENERIC = {
     "too_many_errors": "421 4.7.0 {hostname} Too many errors, closing connection",
     "timeout": "421 4.4.2 {hostname} Timeout exceeded, closing connection",
     "too_many_connections": "421 4.7.0 {hostname} Too many connections, try again later",
+    "too_many_from_client": "421 4.7.0 {hostname} Too many connections from {client}, try again later",
     "shutdown": "421 4.3.2 {hostname} Service shutting down",
     "starttls_not_offered": "502 5.5.1 STARTTLS not available",
     "starttls_go": "220 2.0.0 Ready to start TLS",

@@ -56,6 +56,9 @@ POSTFIX = dict(
         "too_many_errors": "421 4.7.0 {hostname} Error: too many errors",
         "timeout": "421 4.4.2 {hostname} Error: timeout exceeded",
         "too_many_connections": "421 4.7.0 {hostname} Error: too many connections from {client}",
+        # smtpd.c, smtpd_client_connection_count_limit (anvil); the process limit has no
+        # reply: the client waits (waits_when_full).
+        "too_many_from_client": "421 4.7.0 {hostname} Error: too many connections from {client}",
         "shutdown": "421 4.3.2 {hostname} Service shutting down",
         "starttls_not_offered": "502 5.5.1 Error: command not implemented",
         "starttls_go": "220 2.0.0 Ready to start TLS",
@@ -96,6 +99,18 @@ POSTFIX = dict(
     },
 )
 
+# Postfix's names for the lab's limits (postconf(5)), and its stock values where they
+# differ from Policy's: 50 connections per client, $mynetworks exempt.
+LIMITS = MappingProxyType(
+    {
+        "default_process_limit": "max_connections",  # master.cf maxproc, default 100
+        "smtpd_client_connection_count_limit": "max_connections_per_client",
+        "smtpd_recipient_limit": "max_recipients",
+        "smtpd_hard_error_limit": "hard_error_limit",
+        "smtpd_timeout": "idle_timeout",
+    }
+)
+
 # Postfix (record_postfix.sh): smtpd_helo_required = yes, reject_invalid_helo_hostname,
 # reject_non_fqdn_helo_hostname, mydestination = $myhostname, lab.example.org, localhost.
 RECORDED_POLICY = recorded_policy(FQDN, ("mx.lab.example.org", "lab.example.org", "localhost"))
@@ -124,6 +139,9 @@ register(
         requires_brackets=False,
         helo_required_default=False,
         sequence_variants=("chunks_discarded_after_refusal",),
+        policy_names=LIMITS,
+        limit_defaults=MappingProxyType({"max_connections_per_client": 50}),
+        waits_when_full=True,  # master(8): "service smtp has reached its process limit"
         refuses_empty_chunk=True,
         platform_policy=RECORDED_POLICY,
     )
