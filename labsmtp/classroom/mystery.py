@@ -114,12 +114,9 @@ class Mystery:
 
 
 def _server(number: int, persona: str = "postfix", **kw) -> LabServer:
-    return LabServer(
-        name=f"mystery-{number}",
-        persona=persona,
-        hostname="mx.lab.example.org",
-        smtpd_helo_required=True,
-        **kw,
+    """The persona's real program as it was recorded, with this mystery's fault on top."""
+    return LabServer.as_recorded(
+        persona, name=f"mystery-{number}", hostname="mx.lab.example.org", **kw
     ).start()
 
 
