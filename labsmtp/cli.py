@@ -3,7 +3,9 @@
 ``serve`` runs the lab server in the foreground and prints every line live
 (swaks-style markers: ``->`` from the client, ``<-`` from the server,
 ``<**`` an error reply).  Policy switches carry Postfix's parameter names;
-``--fault`` rules replay exactly under the same ``--seed``.  ``talk`` is a
+``--set NAME=VALUE`` sets any setting of the persona under its program's own
+name (``smtp_accept_max=20`` for Exim); ``--fault`` rules replay exactly
+under the same ``--seed``.  ``talk`` is a
 line client for the JupyterLab terminal (a telnet that knows SMTP replies).
 ``send`` sends one message and, like swaks, exits with a code that names the
 stage that failed.  ``experiment`` runs many real dialogues against faults.
@@ -15,6 +17,7 @@ import argparse
 import json
 import signal
 import sys
+import textwrap
 import threading
 from typing import Any
 
@@ -23,7 +26,7 @@ from .lab.client import StepClient, make_message
 from .lab.faults import Fault, parse_fault
 from .lab.labserver import LabServer
 from .lab.trials import POLICIES, run_trials
-from .protocol.personas import persona_names
+from .protocol.personas import get_persona, persona_names
 from .protocol.policy import HELO_RESTRICTIONS
 from .protocol.states import Stage
 
@@ -92,6 +95,40 @@ def _csv(text: str) -> tuple[str, ...]:
     return tuple(t.strip() for t in text.replace(" ", ",").split(",") if t.strip())
 
 
+def _setting(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(
+            f"expected NAME=VALUE such as smtpd_delay_reject=no, not {text!r}"
+        )
+    return name.strip(), value.strip()
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds above 0, not {text!r}")
+    return value
+
+
+def _settings_epilog() -> str:
+    """Each persona's own names for its settings, for ``serve --help``."""
+    out = ["settings under the program's own names (--set NAME=VALUE):"]
+    for name in persona_names():
+        names = get_persona(name).setting_names()
+        if names:
+            listed = ", ".join(
+                f"{n} ({what})" if what.startswith("=") else n for n, what in names.items()
+            )
+            out += textwrap.wrap(
+                f"{name}: {listed}", 78, initial_indent="  ", subsequent_indent="      "
+            )
+    return "\n".join(out)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="python -m labsmtp",
@@ -100,7 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="cmd", metavar="{serve,talk,send,experiment}")
     sub.required = True
 
-    s = sub.add_parser("serve", help="run the lab server and print every dialogue live")
+    s = sub.add_parser(
+        "serve",
+        help="run the lab server and print every dialogue live",
+        epilog=_settings_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     s.add_argument("--port", type=_port, default=2525, help="port (default 2525; 0 = any free)")
     s.add_argument("--persona", default="generic", choices=persona_names())
@@ -146,6 +188,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--message-size-limit", type=_positive_int, metavar="BYTES")
     p.add_argument(
         "--open-relay", action="store_true", help="DANGEROUS misconfiguration, for a lesson"
+    )
+    lim = s.add_argument_group(
+        "limits (each persona also takes its program's own names for them with --set)"
+    )
+    lim.add_argument(
+        "--max-connections",
+        type=_positive_int,
+        metavar="N",
+        help="sessions served at once; the next is told 421 (Postfix: default_process_limit, "
+        "and the next waits instead; Exim: smtp_accept_max)",
+    )
+    lim.add_argument(
+        "--max-connections-per-client",
+        type=int,
+        metavar="N",
+        help="sessions at once from one untrusted address, 0 for no limit "
+        "(Postfix: smtpd_client_connection_count_limit; Exim: smtp_accept_max_per_host)",
+    )
+    lim.add_argument("--max-recipients", type=_positive_int, metavar="N", help="RCPTs per message")
+    lim.add_argument(
+        "--hard-error-limit", type=_positive_int, metavar="N", help="failed commands, then 421"
+    )
+    lim.add_argument(
+        "--idle-timeout", type=_seconds, metavar="SECONDS", help="idle time before 421"
+    )
+    s.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        type=_setting,
+        default=[],
+        metavar="NAME=VALUE",
+        help="any setting of the persona, under its program's name (repeatable; see below)",
     )
 
     t = sub.add_parser("talk", help="type SMTP commands to a server, see each reply")
@@ -227,11 +302,24 @@ def cmd_serve(args) -> int:
         switches["smtpd_helo_required"] = True
     if args.smtpd_helo_restrictions:
         switches["smtpd_helo_restrictions"] = args.smtpd_helo_restrictions
-    for name in ("mydestination", "mynetworks", "message_size_limit"):
+    for name in (
+        "mydestination",
+        "mynetworks",
+        "message_size_limit",
+        "max_connections",
+        "max_connections_per_client",
+        "max_recipients",
+        "hard_error_limit",
+        "idle_timeout",
+    ):
         if getattr(args, name) is not None:
             switches[name] = getattr(args, name)
     if args.open_relay:
         switches["open_relay"] = True
+    persona = get_persona(args.persona)
+    for name, text in args.settings:
+        key, value = persona.parse_setting(name, text)
+        switches[key] = value
     server = LabServer(
         args.port,
         args.host,
@@ -258,6 +346,7 @@ def cmd_serve(args) -> int:
         f"{server.host}:{server.port} (Ctrl-C to stop)",
         flush=True,
     )
+    print(f"labsmtp: limits: {_limits(server)}", flush=True)
     if server.owner_only:
         print("labsmtp: connections from other users of this machine get 554 5.7.1", flush=True)
     if args.fault:
@@ -275,6 +364,20 @@ def cmd_serve(args) -> int:
             flush=True,
         )
     return 0
+
+
+_LIMITS = ("max_connections", "max_connections_per_client", "max_recipients", "idle_timeout")
+
+
+def _limits(server: LabServer) -> str:
+    """The limits in effect, under the program's own names where it has them."""
+    names = {lab: own for own, lab in server.persona.policy_names.items()}
+    shown = []
+    for lab in _LIMITS:
+        value = getattr(server.policy, lab)
+        value = f"{value:g}s" if isinstance(value, float) else value
+        shown.append(f"{names.get(lab, lab)}={value}")
+    return ", ".join(shown)
 
 
 def _port_advice(exc: PortInUseError) -> str:

@@ -10,7 +10,6 @@ import sys
 import pytest
 
 from labsmtp import LabServer, stop_all
-from labsmtp.protocol.personas import get_persona
 
 # Repository tooling (tools/make_index.py) is checked by the tests too.
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "tools"))
@@ -59,13 +58,9 @@ def server():
 
 @pytest.fixture
 def postfix_server():
-    """The postfix persona configured like tests/recordings/record_postfix.sh's Postfix
-    (its platform_policy: the lab configuration, postfix-lab.cf)."""
-    s = LabServer(
-        persona="postfix",
-        hostname="mx.lab.example.org",
-        name=f"test-postfix-{id(object())}",
-        **get_persona("postfix").platform_policy,
+    """The postfix persona configured like tests/recordings/record_postfix.sh's Postfix."""
+    s = LabServer.as_recorded(
+        "postfix", hostname="mx.lab.example.org", name=f"test-postfix-{id(object())}"
     ).start()
     yield s
     s.stop()

@@ -100,6 +100,8 @@ def test_serve_with_postfix_switches_answers_like_postfix(serve):
         "127.0.0.1/32",
         "--message-size-limit",
         "1048576",
+        "--set",
+        "smtpd_delay_reject=no",  # the verdict at HELO itself (stock Postfix: at RCPT)
     )
     s = socket.create_connection(("127.0.0.1", port), timeout=5)
     f = s.makefile("rwb")
@@ -228,6 +230,8 @@ def test_talk_reads_lines_from_stdin(server):
         (["serve", "--port", "-1"], "a port is a number"),
         (["serve", "--persona", "nosuch"], "invalid choice"),
         (["serve", "--smtpd-helo-restrictions", "helo=yes"], "unknown restriction"),
+        (["serve", "--set", "smtpd_delay_reject"], "NAME=VALUE"),
+        (["serve", "--idle-timeout", "0"], "seconds above 0"),
         (["send", "--server", "nohostport", "--from", "a@b", "--to", "c@d"], "HOST:PORT"),
         (["talk"], "required"),
         ([], "required"),
@@ -255,3 +259,56 @@ def test_serve_on_a_taken_port_says_what_to_do():
         "Ctrl-C" in out.stderr and "--port 0" in out.stderr and f"--port {port + 1}" in out.stderr
     )
     assert "port=" not in out.stderr and "stop_all" not in out.stderr
+
+
+def test_serve_sets_a_limit_under_the_programs_own_name(serve):
+    # Exim's smtp_accept_max is the lab's max_connections; Exim's own 421 says so.
+    p, port = serve("--persona", "exim", "--set", "smtp_accept_max=1")
+    deadline = time.monotonic() + 10
+    while True:  # the fixture's probe connection may hold the one place a moment longer
+        held = socket.create_connection(("127.0.0.1", port), timeout=5)
+        if held.makefile("rb").readline().startswith(b"220 ") or time.monotonic() > deadline:
+            break
+        held.close()
+        time.sleep(0.05)
+    with held:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as refused:
+            assert refused.makefile("rb").readline() == (
+                b"421 Too many concurrent SMTP connections; please try again later.\r\n"
+            )
+    p.terminate()
+    text, _ = p.communicate(timeout=10)
+    assert "limits: smtp_accept_max=1, smtp_accept_max_per_host=0" in text
+    assert "Traceback" not in text
+
+
+def test_serve_flags_and_settings_agree(serve):
+    p, port = serve("--persona", "postfix", "--max-connections", "7", "--set", "smtpd_timeout=60")
+    p.terminate()
+    text, _ = p.communicate(timeout=10)
+    assert "limits: default_process_limit=7, smtpd_client_connection_count_limit=50" in text
+    assert "smtpd_timeout=60s" in text
+
+
+def test_serve_help_names_each_programs_settings():
+    out = subprocess.run(PY + ["serve", "--help"], capture_output=True, text=True, env=ENV)
+    assert out.returncode == 0
+    for name in (
+        "--max-connections",
+        "--set NAME=VALUE",
+        "smtp_accept_max",
+        "default_process_limit",
+    ):
+        assert name in out.stdout
+
+
+def test_serve_refuses_a_setting_the_persona_does_not_have():
+    out = subprocess.run(
+        PY + ["serve", "--persona", "exim", "--set", "smtpd_delay_reject_typo=no"],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=30,
+    )
+    assert out.returncode == 1 and "exim has no setting 'smtpd_delay_reject_typo'" in out.stderr
+    assert "smtp_accept_max" in out.stderr and "Traceback" not in out.stderr

@@ -16,8 +16,8 @@ def test_a_stopped_mystery_server_starts_again_instead_of_looking_like_a_firewal
     assert "had been stopped" in out and "ConnectFailed" not in out
     assert relay.server.port == port
     rcpt = [ex.reply for ex in c.history if ex.sent.startswith(b"RCPT")]
-    # its own symptom: relay access denied (454: stock Debian's defer_unauth_destination)
-    assert rcpt and rcpt[0].code == 454 and "Relay access denied" in rcpt[0].text
+    # its own symptom: relay access denied (554: reject_unauth_destination, as recorded)
+    assert rcpt and rcpt[0].code == 554 and "Relay access denied" in rcpt[0].text
 
     firewall.attempt()
     out = capsys.readouterr().out

@@ -32,7 +32,7 @@ import sys
 
 import pytest
 
-from labsmtp import LabServer
+from labsmtp import LabServer, LabValueError
 from labsmtp.protocol import states
 from labsmtp.protocol.grammar import grammar_of
 from labsmtp.protocol.personas import REPLY_KEYS, get_persona, persona_names
@@ -46,55 +46,13 @@ from helpers import normalise  # noqa: E402  (dates and ids masked, nothing else
 
 SCRIPTS = {d["name"]: d for d in json.loads((HERE / "dialogues.json").read_text())["dialogues"]}
 
-# Each persona's lab server, configured like the real program in its recording's settings.
-_COMMON = dict(mynetworks=("127.0.0.1/32",), message_size_limit=1048576, smtpd_helo_required=True)
+# Each persona's lab-config recording; its server is configured as the recording's
+# settings say by the persona itself (LabServer.as_recorded), never by a copy here.
 CONFIGS = {
-    # Exim: built-in HELO syntax check (501) + the ACL refusing a name without a dot
-    # (the recording's acl_check_helo, in Exim's own syntax); local_domains =
-    # lab.example.org; no host_lookup, no TLS, no data ACL, Exim's default PRDR and
-    # SMTPUTF8 settings (record_exim.sh's exim.conf).
-    "exim": dict(
-        fixture="exim-4.96.json",
-        mydestination=("lab.example.org",),
-        host_lookup="",
-        acl_smtp_helo=get_persona("exim").platform_policy["acl_smtp_helo"],
-        acl_smtp_data="",
-        prdr_enable=False,
-        smtputf8_advertise_hosts="*",
-        tls=False,
-    ),
-    # Sendmail: checks HELO syntax only (accepts "client"); LOCAL_DOMAIN(lab.example.org);
-    # upstream's cf files (the plain greeting), confAUTH_MECHANISMS empty,
-    # accept_unresolvable_domains, and a machine without DNS.
-    "sendmail": dict(
-        fixture="sendmail-8.17.json",
-        smtpd_helo_restrictions=("reject_invalid_helo_hostname",),
-        mydestination=("lab.example.org",),
-        SmtpGreetingMessage="$j Sendmail $v/$v; $b",
-        AuthMechanisms=(),
-        hosts=("files",),
-        accept_unresolvable_domains=True,
-    ),
-    # OpenSMTPD: no HELO policy (its own syntax check is the persona's); "match from
-    # src 127.0.0.1 for any" and "match from any for domain lab.example.org", both to
-    # a catch-all virtual table (every user exists).
-    "opensmtpd": dict(
-        fixture="opensmtpd-6.8.0.json",
-        smtpd_helo_restrictions=(),
-        mydestination=("lab.example.org",),
-        virtual=("@",),
-    ),
-    # clamsmtpd passes everything but its own replies to the Postfix behind it,
-    # configured exactly as tests/recordings/postfix-3.7.json's Postfix (postfix-lab.cf).
-    "clamsmtpd": dict(
-        fixture="clamsmtpd-1.10.json",
-        smtpd_helo_restrictions=("reject_invalid_helo_hostname", "reject_non_fqdn_helo_hostname"),
-        mydestination=("mx.lab.example.org", "lab.example.org", "localhost"),
-        smtpd_delay_reject=False,
-        smtpd_relay_restrictions=("permit_mynetworks", "reject_unauth_destination"),
-        local_recipient_maps=(),
-        tls=False,
-    ),
+    "exim": dict(fixture="exim-4.96.json"),
+    "sendmail": dict(fixture="sendmail-8.17.json"),
+    "opensmtpd": dict(fixture="opensmtpd-6.8.0.json"),
+    "clamsmtpd": dict(fixture="clamsmtpd-1.10.json"),
 }
 
 # The lowest match figure each persona must keep (what it reaches today: all of them).
@@ -114,12 +72,8 @@ def replay(persona: str) -> tuple[dict, list[tuple[str, int, object, object]]]:
     cfg = dict(CONFIGS[persona])
     fixture = json.loads((HERE / cfg.pop("fixture")).read_text())
     rows = []
-    with LabServer(
-        persona=persona,
-        hostname="mx.lab.example.org",
-        name=f"test-persona-{persona}",
-        **_COMMON,
-        **cfg,
+    with LabServer.as_recorded(
+        persona, hostname="mx.lab.example.org", name=f"test-persona-{persona}"
     ) as server:
         for recorded in fixture["dialogues"]:
             script = dict(SCRIPTS[recorded["name"]], client=recorded["client"])
@@ -213,12 +167,74 @@ def test_personas_without_a_recording_here_still_answer_every_dialogue(persona):
         assert server.internal_errors == []
 
 
-def test_platform_policy_is_the_recorded_configuration():
-    # compare() and the lessons configure each persona from Persona.platform_policy;
-    # it must be the configuration tested above against the recordings.
-    for persona, cfg in CONFIGS.items():
-        want = {**_COMMON, **{k: v for k, v in cfg.items() if k != "fixture"}}
-        assert dict(get_persona(persona).platform_policy) == want, persona
+# What each lab-config recording's own "settings" text says, in the lab's terms: one
+# reader per program, from the configuration file as the recorder wrote it.
+def _postfix_main_cf(text: str) -> dict:
+    cf = dict(re.findall(r"^(\w+) = ?(.*)$", text, re.M))
+    names = lambda v: tuple(n for n in re.split(r"[,\s]+", v) if n)  # noqa: E731
+    return dict(
+        smtpd_helo_required=cf["smtpd_helo_required"] == "yes",
+        smtpd_helo_restrictions=names(cf["smtpd_helo_restrictions"]),
+        mydestination=names(cf["mydestination"].replace("$myhostname", cf["myhostname"])),
+        mynetworks=names(cf["mynetworks"]),
+        message_size_limit=int(cf["message_size_limit"]),
+        tls=cf["smtpd_tls_security_level"] != "none",
+    )
+
+
+def _exim_conf(text: str) -> dict:
+    get = lambda name: re.search(rf"^(?:\w+ )?{name} = ?(.*)$", text, re.M)[1]  # noqa: E731
+    fqdn = "fully-qualified domain name" in text  # acl_check_helo denies a name without a dot
+    return dict(
+        smtpd_helo_restrictions=("reject_invalid_helo_hostname",)  # built in: 501
+        + (("reject_non_fqdn_helo_hostname",) if fqdn else ()),
+        mydestination=(get("local_domains"),),
+        mynetworks=(get("relay_from_hosts"),),
+        message_size_limit=int(get("message_size_limit")),
+        tls=get("tls_advertise_hosts") != "",
+    )
+
+
+def _sendmail_mc(text: str) -> dict:
+    flags = re.search(r"confPRIVACY_FLAGS', `([^']*)'", text)[1].split(",")
+    return dict(
+        smtpd_helo_required="needmailhelo" in flags,
+        mydestination=(re.search(r"LOCAL_DOMAIN\(`([^']*)'\)", text)[1],),
+        message_size_limit=int(re.search(r"confMAX_MESSAGE_SIZE', `(\d+)'", text)[1]),
+        tls="STARTTLS" in text,
+    )
+
+
+def _smtpd_conf(text: str) -> dict:
+    return dict(
+        mydestination=tuple(re.findall(r'for domain "([^"]+)"', text)),
+        mynetworks=tuple(f"{a}/32" for a in re.findall(r"match from src ([\d.]+) for any", text)),
+        message_size_limit=int(re.search(r"max-message-size (\d+)", text)[1]),
+        tls=" tls" in text,
+    )
+
+
+RECORDED_SETTINGS = {
+    "postfix": ("postfix-3.7.json", _postfix_main_cf),
+    "exim": ("exim-4.96.json", _exim_conf),
+    "sendmail": ("sendmail-8.17.json", _sendmail_mc),
+    "opensmtpd": ("opensmtpd-6.8.0.json", _smtpd_conf),
+    # clamsmtpd's recording lists the main.cf of the Postfix behind it.
+    "clamsmtpd": ("clamsmtpd-1.10.json", lambda t: _postfix_main_cf(t.split("main.cf:", 1)[1])),
+}
+
+
+@pytest.mark.parametrize("persona", sorted(RECORDED_SETTINGS))
+def test_the_recorded_configuration_is_what_the_recording_says(persona):
+    # compare(recorded=True), the tests and the lessons configure a persona as recorded
+    # through Persona.recorded_configuration(): it must agree with the recording's own
+    # settings text on every setting both name.
+    fixture, read = RECORDED_SETTINGS[persona]
+    said = read(json.loads((HERE / fixture).read_text())["settings"])
+    config = get_persona(persona).recorded_configuration()
+    shared = set(said) & set(config)
+    assert {"tls", "message_size_limit", "mydestination"} <= shared, (persona, shared)
+    assert {k: config[k] for k in shared} == {k: said[k] for k in shared}, persona
 
 
 @pytest.mark.parametrize("persona", persona_names())
@@ -239,6 +255,7 @@ def test_every_template_renders_with_the_fields_the_server_gives(persona):
         addr="a@example.org",
         queue_id="Q",
         size=1,
+        total=1,  # BDAT: the octets of every chunk so far
         helo="client.example.org",  # the identity checks
         wait=300,  # greylisting
         status="451 4.3.0",  # a fault's default reply
@@ -288,9 +305,7 @@ def test_clamsmtpd_refuses_a_transaction_without_recipients_only_after_the_dot()
             "QUIT",
         ],
     }
-    with LabServer(
-        persona="clamsmtpd", name="test-spooled", **get_persona("clamsmtpd").platform_policy
-    ) as server:
+    with LabServer.as_recorded("clamsmtpd", name="test-spooled") as server:
         got = record.run_dialogue("127.0.0.1", server.port, script, timeout=10)["exchanges"]
         replies = [e["reply"][0] for e in got[1:]]
         assert replies[2] == "354 Start mail input; end with <CRLF>.<CRLF>"
@@ -351,3 +366,44 @@ def test_lab_server_keeps_settings_per_persona():
         assert server.settings["smtpd_delay_reject"] is False  # earlier changes stay
         server.configure(persona="generic")  # generic has no such settings: they go
         assert dict(server.settings) == {} and server.policy.message_size_limit == 10_240_000
+
+
+# --- limits under each program's own names (issue 11) -------------------------------
+
+
+@pytest.mark.parametrize(
+    "persona, stock",
+    [
+        # postconf -d: default_process_limit = 100, smtpd_client_connection_count_limit = 50
+        ("postfix", {"max_connections": 100, "max_connections_per_client": 50}),
+        # exim -bP: smtp_accept_max = 20, smtp_accept_max_per_host unset, recipients_max 50000
+        ("exim", {"max_connections": 20, "max_connections_per_client": 0, "max_recipients": 50000}),
+        ("clamsmtpd", {"max_connections": 64, "idle_timeout": 180.0}),
+    ],
+)
+def test_stock_limits_are_the_programs(persona, stock):
+    policy = LabServer(persona=persona).policy
+    assert {name: getattr(policy, name) for name in stock} == stock
+
+
+def test_a_limit_takes_the_programs_name_and_its_time_units():
+    exim = get_persona("exim")
+    assert exim.parse_setting("smtp_receive_timeout", "5m") == ("idle_timeout", 300.0)
+    assert exim.parse_setting("smtp_accept_max", "7") == ("max_connections", 7)
+    postfix = get_persona("postfix")
+    assert postfix.parse_setting("smtpd_timeout", "300s") == ("idle_timeout", 300.0)
+    assert LabServer(persona="postfix", default_process_limit=3).policy.max_connections == 3
+    with pytest.raises(LabValueError, match="one setting"):
+        postfix.configure(default_process_limit=3, max_connections=4)
+    with pytest.raises(LabValueError, match="time such as"):
+        postfix.parse_setting("smtpd_timeout", "soon")
+
+
+def test_a_programs_own_setting_wins_over_a_limit_of_the_same_name():
+    # If a persona models smtpd_recipient_limit itself (its own setting), the name is
+    # that setting, not the shared max_recipients.
+    p = _with_settings()
+    policy, settings = p.configure(smtpd_recipient_limit=5)
+    assert settings["smtpd_recipient_limit"] == 5 and policy.max_recipients == 1000
+    assert p.setting_names()["smtpd_recipient_limit"] == "its own setting"
+    assert p.setting_names()["default_process_limit"] == "= max_connections"

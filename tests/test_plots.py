@@ -98,16 +98,19 @@ def test_ladder_without_a_session_explains(server):
         plots.ladder(server)
 
 
-def test_state_diagram_is_drawn_from_the_table(server):
-    fig = plots.state_diagram()
+@pytest.mark.parametrize("chunking", [False, True])
+def test_state_diagram_is_drawn_from_the_table(server, chunking):
+    fig = plots.state_diagram(chunking=chunking)
     ax = fig.axes[0]
-    pairs = {(s, t) for s, _, t in states.edges()}
+    table = states.edges(chunking=chunking)
+    pairs = {(s, t) for s, _, t in table}
     edges = [p for p in ax.patches if isinstance(p, FancyArrowPatch)]
     assert len(edges) == len(pairs)
     text = " ".join(t.get_text() for t in ax.texts)
     for cmd in states.Command:
-        if any(c is cmd for _, c, _ in states.edges()) and cmd is not states.Command.END_OF_DATA:
+        if any(c is cmd for _, c, _ in table) and cmd is not states.Command.END_OF_DATA:
             assert cmd.value in text
+    assert ("chunking" in text) == chunking and ("BDAT" in text) == chunking
 
 
 def test_state_diagram_highlights_a_session_path(server):
@@ -244,6 +247,10 @@ def _every_plot(server):
             ["connected", "greeted", "connected", "greeted", "mail", "rcpt", "data", "greeted"]
         ),
     )
+    yield (
+        "state diagram with BDAT",
+        plots.state_diagram(["connected", "greeted", "mail", "rcpt", "chunking", "greeted"]),
+    )
     yield "usual replies", plots.legal_replies()
     table = compare_steps(timeout=2.0)
     yield "comparison grid", plots.plot_comparison(table)
@@ -264,7 +271,7 @@ def _every_plot(server):
 
 def test_every_plot_is_readable_unclipped_and_fits_the_column(server):
     problems = {name: layout_problems(fig) for name, fig in _every_plot(server)}
-    assert len(problems) == 11
+    assert len(problems) == 12
     bad = {name: found for name, found in problems.items() if found}
     assert not bad, bad
 

@@ -6,7 +6,7 @@ and a persona that supplies its own gets its program's behaviour (issue 11).
 - ``Grammar``: how much of a line is read, its text, verb and argument, lines that name no
   command (and may end the session), the HELO name, a path's own refusal;
 - ``Checks``: where the restrictions are applied (HELO, RCPT, VRFY, the greeting);
-- ``Persona.policy_aliases``: a program's own names for the shared Policy switches.
+- ``Persona.policy_names``: a program's own names for the shared Policy switches.
 """
 
 from __future__ import annotations
@@ -190,7 +190,7 @@ def test_greeting_check_can_refuse_and_leaves_the_session_refused():
 
 def test_a_program_may_name_a_shared_switch_its_own_way():
     persona = dataclasses.replace(
-        get_persona("generic"), policy_aliases={"smtpd_recipient_limit": "max_recipients"}
+        get_persona("generic"), policy_names={"smtpd_recipient_limit": "max_recipients"}
     )
     policy, _ = persona.configure(smtpd_recipient_limit=2)
     assert policy.max_recipients == 2

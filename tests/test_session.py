@@ -433,7 +433,7 @@ def test_a_421_answer_closes_the_session_through_the_table():
 
 
 def test_clamsmtpd_refuses_a_transaction_without_recipients_only_after_the_dot():
-    p = SessionPair("clamsmtpd", **get_persona("clamsmtpd").platform_policy)
+    p = SessionPair.as_recorded("clamsmtpd")
     p.helo("client.example.org"), p.mail("a@example.org")
     assert p.data().code == 354 and p.server_state is State.DATA
     assert str(p.send_message("Subject: x\r\n\r\nx\r\n")) == "554 5.5.1 Error: no valid recipients"
@@ -450,11 +450,8 @@ def test_clamsmtpd_refuses_a_transaction_without_recipients_only_after_the_dot()
 
 def replay_in_memory(persona: str, script: dict) -> list[tuple[str | None, list | None]]:
     """What record.run_dialogue would see from the persona's session: one reply per line."""
-    p = SessionPair(
-        persona,
-        hostname="mx.lab.example.org",
-        client_ip=script.get("client", "127.0.0.1"),
-        **get_persona(persona).platform_policy,
+    p = SessionPair.as_recorded(
+        persona, hostname="mx.lab.example.org", client_ip=script.get("client", "127.0.0.1")
     )
     waiting = deque([p.greeting])  # replies written but not yet read by the client
     exchanges: list[tuple[str | None, list | None]] = [(None, list(waiting.popleft().lines))]

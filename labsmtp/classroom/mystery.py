@@ -113,12 +113,9 @@ class Mystery:
 
 
 def _server(number: int, persona: str = "postfix", **kw) -> LabServer:
-    return LabServer(
-        name=f"mystery-{number}",
-        persona=persona,
-        hostname="mx.lab.example.org",
-        smtpd_helo_required=True,
-        **kw,
+    """The persona's real program as it was recorded, with this mystery's fault on top."""
+    return LabServer.as_recorded(
+        persona, name=f"mystery-{number}", hostname="mx.lab.example.org", **kw
     ).start()
 
 
@@ -213,10 +210,10 @@ def _m6() -> Mystery:
         "From 127.0.0.1, deliver a message to ada@elsewhere.example.net.",
         s,
         "relay-denied",
-        "454 4.7.1 Relay access denied at RCPT: this server accepts mail only for "
-        "its own domains, and 127.0.0.1 is no longer in its mynetworks. Debian's Postfix "
-        "defers (defer_unauth_destination) rather than refusing with 554, so a sender "
-        "retries for days before the message bounces.",
+        "554 5.7.1 Relay access denied at RCPT: this server accepts mail only for "
+        "its own domains, and 127.0.0.1 is no longer in its mynetworks (this Postfix has "
+        "reject_unauth_destination; Debian's stock defer_unauth_destination would say "
+        "454, and a sender would retry for days before the message bounces).",
         recipient="ada@elsewhere.example.net",
     )
 

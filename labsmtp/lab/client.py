@@ -231,6 +231,9 @@ class StepClient(CommandWriter):
         """After 354: the dot-stuffed message and the final dot; returns the reply to it."""
         return self._send(dot_stuff(message), Command.END_OF_DATA)
 
+    def send_chunk(self, data: bytes, cmd: Command) -> Reply:
+        return self._send(data, cmd, label="BDAT")
+
     def starttls(self, verify: bool = True, *, server_name: str | None = None, trust=None) -> Reply:
         """STARTTLS (RFC 3207): on 220, a TLS handshake that checks the server's certificate.
 

@@ -266,3 +266,37 @@ def read_dsn(message: Any) -> DsnReport:
         original,
         {k: str(v) for k, v in msg.items()},
     )
+
+
+def delivered_notice(
+    message: Any, recipients: list[str], *, reporting_mta: str, queue_id: str, when: float
+) -> bytes:
+    """The "delivered" DSN (RFC 3464 §2.3.3, ``Action: delivered``) that a server making
+    final delivery owes a sender who asked NOTIFY=SUCCESS for ``recipients`` (RFC 3461
+    §6.2); ``message`` is the StoredMessage delivered."""
+    import email.utils
+
+    request = message.dsn
+    date = email.utils.formatdate(when, usegmt=True)
+    return build_dsn(
+        reporting_mta=reporting_mta,
+        sender=message.mail_from,
+        recipients=[
+            RecipientReport(
+                r,
+                "delivered",
+                "2.0.0",
+                diagnostic="X-Lab; delivered to the lab mailbox",
+                original_recipient=request.orcpt.get(r, ""),
+            )
+            for r in recipients
+        ],
+        original=message.content,
+        arrival_date=email.utils.formatdate(message.received, usegmt=True),
+        date=date,
+        message_id=f"<{queue_id}.dsn@{reporting_mta}>",
+        boundary=f"{queue_id}.{int(when)}/{reporting_mta}",
+        ret=request.ret,
+        envid=request.envid,
+        received_from_mta=message.helo,
+    )

@@ -26,6 +26,7 @@ import random
 import socket
 import ssl
 import threading
+import time
 import warnings
 import weakref
 from collections.abc import Callable, Coroutine, Mapping
@@ -40,8 +41,10 @@ from ..protocol.session import Setup
 from . import peeruid
 from .client import StepClient
 from .dnszone import DEFAULT_ZONE, ZONE_HOOKS, LabZone, zone_hooks
+from .dsn import delivered_notice
 from .faults import FaultEngine
-from .mailbox import Mailbox
+from .limits import Places
+from .mailbox import Mailbox, StoredMessage
 from .server import Admission, Connection
 from .transcript import Line, SessionInfo, Transcript
 
@@ -140,8 +143,12 @@ class Site:
     setup: Callable[[], Setup]  # the server's settings now, for a new connection
     tls_context: Callable[[], ssl.SSLContext]
     admission: Callable[[], Admission | None] = lambda: None
+    # After a message is stored: what final delivery does next (a "delivered" DSN);
+    # returns notes for the transcript.
+    delivered: Callable[[StoredMessage], list[str]] = lambda message: []
     listeners: list[Callable[[Line], None]] = field(default_factory=list)
-    active: set[Connection] = field(default_factory=set)
+    active: set[Connection] = field(default_factory=set)  # every open connection
+    places: Places = field(default_factory=Places)  # the admitted: the limits count these
     internal_errors: list[str] = field(default_factory=list)
     _ids: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -249,8 +256,10 @@ class LabServer:
         if policy is not None and not isinstance(policy, Policy):
             raise LabValueError("policy must be a labsmtp.Policy (or leave it out)")
         self._policy_arg = policy
-        self._switches: dict[str, Any] = dict(policy_switches)  # the lab's changes, by name
-        self.policy, self.settings = self.persona.configure(policy, **policy_switches)
+        # The lab's changes, by the lab's names (a program's own name for a shared
+        # switch, Exim's smtp_accept_max, is stored as max_connections).
+        self._switches: dict[str, Any] = self.persona.canonical(policy_switches)
+        self.policy, self.settings = self.persona.configure(policy, **self._switches)
         self.name = name if name is not None else (f"port {port}" if port else "lab")
         if self.policy.open_relay and mode == "mx":
             mode = "open-relay"  # open_relay=True is the open-relay mode: name it as such
@@ -265,6 +274,9 @@ class LabServer:
             auth_require_tls=auth_require_tls,
         )
         self.mailbox = Mailbox(max_messages)
+        # Mail this server would send to other hosts (a "delivered" DSN for a sender of
+        # another domain): the lab sends nothing off this machine, so it waits here.
+        self.outbox = Mailbox(max_messages)
         self.transcript = Transcript(max_lines, max_sessions)
         self.seed = seed
         self.faults = FaultEngine(seed)  # fault rules; empty until a lesson adds some
@@ -296,6 +308,7 @@ class LabServer:
             self.setup,
             self._server_tls_context,
             admission=self._admission,
+            delivered=self._delivered,
             listeners=self._listeners,
         )
 
@@ -306,12 +319,62 @@ class LabServer:
         other = self.admission
         return lambda ip, port: self._owner_refusal(ip, port) or (other and other(ip, port))
 
+    def _delivered(self, message: StoredMessage) -> list[str]:
+        """Final delivery's duty to a sender who asked NOTIFY=SUCCESS (RFC 3461 §6.2): a
+        "delivered" DSN to the envelope sender, into this server's mailbox when the
+        sender's domain is one of its own, else into ``outbox`` (nothing leaves the machine)."""
+        asked = [r for r in message.rcpt_tos if message.dsn.wants(r, "SUCCESS")]
+        if not asked:
+            return []
+        who = ", ".join(f"<{r}>" for r in asked)
+        sender = message.mail_from
+        if not sender:
+            return [
+                f"NOTIFY=SUCCESS for {who}, but the sender is <>: no notification (RFC 3461 §6.2)"
+            ]
+        queue_id = self.new_queue_id()
+        dsn = delivered_notice(
+            message, asked, reporting_mta=self.hostname, queue_id=queue_id, when=time.time()
+        )
+        notice = StoredMessage(
+            queue_id,
+            None,
+            "",
+            (sender,),
+            "",
+            b"Return-Path: <>\r\n" + dsn,
+            session=message.session,
+            sent=dsn,
+        )
+        if self.policy.is_local_domain(sender.rpartition("@")[2], self.hostname):
+            self.mailbox.add(notice)
+            return [
+                f"NOTIFY=SUCCESS for {who}: a 'delivered' notification (RFC 3464) to <{sender}>, in this server's mailbox"
+            ]
+        self.outbox.add(notice)
+        return [
+            f"NOTIFY=SUCCESS for {who}: a 'delivered' notification (RFC 3464) is due to <{sender}>, "
+            f"whose domain is not this server's; a real server would send it to that domain's MX. "
+            f"The lab sends no mail off this machine: it waits in server.outbox"
+        ]
+
     def _owner_refusal(self, ip: str, port: int) -> str | None:
         # The address the client connected to: where we listen, or on a wildcard
         # bind, its own address (a local client connects to the address it has).
         host = ip if self.host in ("0.0.0.0", "::", "localhost") else self.host
         ports = [p for p in (self._port, self._tls_port) if p]
         return peeruid.check([(host, p) for p in ports], (ip, port))
+
+    @classmethod
+    def as_recorded(cls, persona: str | Persona, **changes: Any) -> LabServer:
+        """A server playing ``persona``'s program as configured in its lab-config
+        recording (``Persona.recorded_configuration()``), with ``changes`` on top.
+
+        ``LabServer(persona="postfix")`` is a stock Postfix; ``LabServer.as_recorded
+        ("postfix")`` is the Postfix of tests/recordings/postfix-3.7.json (HELO required,
+        reject_non_fqdn_helo_hostname, no STARTTLS, ...)."""
+        p = get_persona(persona)
+        return cls(persona=p, **{**p.recorded_configuration(), **changes})
 
     # --- lifecycle ------------------------------------------------------
 
@@ -515,6 +578,7 @@ class LabServer:
         """Change the persona, the mode and/or policy switches; new connections see the change."""
         if persona is not None or policy_switches:
             new = get_persona(persona) if persona is not None else self.persona
+            policy_switches = new.canonical(policy_switches)
             switches = {**self._switches, **policy_switches}
             if persona is not None:  # the old persona's own settings mean nothing to the new one
                 switches = {
@@ -528,12 +592,11 @@ class LabServer:
         if policy_switches:
             if "open_relay" in policy_switches and mode is None:
                 mode = "open-relay" if self.policy.open_relay else "mx"
-        if persona is not None and mode is None:
-            mode = self.mode  # a new persona may offer STARTTLS where the old did not
-        if mode is not None:
+        if mode is not None or (persona is not None and self._tls_asked is None):
+            # A new persona offers STARTTLS as its program does, unless tls= was given.
             self._set_security(
-                mode=mode,
-                tls=self._tls_asked if persona is not None else self.tls,
+                mode=mode or self.mode,
+                tls=self._tls_asked,
                 implicit_tls=self.implicit_tls,
                 users=self.users,
                 auth_require_tls=self.auth_require_tls,
@@ -684,8 +747,9 @@ class LabServer:
                 "mode='submission' refuses MAIL until the client authenticates, so it needs lab "
                 "users to log in as: add users={'alice': 'wonderland'}"
             )
-        if tls is None:  # Debian's Postfix offers STARTTLS out of the box (persona.stock_tls)
-            tls = bool(users) or implicit_tls is not False or self.persona.stock_tls
+        self._tls_asked = tls  # None: as the persona's program offers it, stock
+        if tls is None:
+            tls = self.persona.stock_tls or bool(users) or implicit_tls is not False
         if not tls and implicit_tls is not False:
             raise LabValueError("implicit_tls needs TLS: leave out tls=False")
         if not tls and users and auth_require_tls:

@@ -13,9 +13,51 @@ import mailbox as _stdlib_mailbox
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from ..protocol.events import MessageAccepted
+
+
+def xtext_decode(value: str) -> str:
+    """RFC 3461 §4's xtext: "+" and two hex digits stand for one character."""
+    out, i = [], 0
+    while i < len(value):
+        if value[i] == "+" and _is_hex(value[i + 1 : i + 3]):
+            out.append(chr(int(value[i + 1 : i + 3], 16)))
+            i += 3
+        else:
+            out.append(value[i])
+            i += 1
+    return "".join(out)
+
+
+def _is_hex(text: str) -> bool:
+    return len(text) == 2 and all(c in "0123456789ABCDEFabcdef" for c in text)
+
+
+def _parameters(params: tuple[str, ...]) -> dict[str, str]:
+    """ESMTP parameters by upper-case name: ("RET=HDRS",) -> {"RET": "HDRS"}."""
+    return {k.upper(): v for k, _, v in (p.partition("=") for p in params)}
+
+
+@dataclass(frozen=True)
+class DsnRequest:
+    """What a sender asked of delivery status notifications (RFC 3461), per message."""
+
+    ret: str | None  # FULL or HDRS (RFC 3461 §4.3); None: not said
+    envid: str | None  # the sender's own id for the transaction (§4.4), decoded
+    notify: Mapping[str, tuple[str, ...]]  # per recipient: NEVER, or SUCCESS/FAILURE/DELAY (§4.1)
+    orcpt: Mapping[str, str]  # per recipient: the original recipient, "rfc822;a@b" (§4.2)
+
+    def wants(self, recipient: str, event: str) -> bool:
+        """Whether ``event`` (SUCCESS, FAILURE, DELAY) is to be reported for ``recipient``;
+        without NOTIFY, FAILURE and DELAY are (§4.1)."""
+        asked = self.notify.get(recipient)
+        if asked is None:
+            return event.upper() in ("FAILURE", "DELAY")
+        return event.upper() in asked
 
 
 @dataclass(frozen=True)
@@ -31,6 +73,8 @@ class StoredMessage:
     received: float = field(default_factory=time.time)
     session: int = 0
     sent: bytes = b""  # the text the client sent (after dot-unstuffing), without trace fields
+    mail_parameters: tuple[str, ...] = ()  # MAIL FROM's ESMTP parameters, as sent
+    rcpt_parameters: tuple[tuple[str, ...], ...] = ()  # each recipient's, in rcpt_tos order
 
     @classmethod
     def accepted(cls, event: MessageAccepted, session: int = 0) -> StoredMessage:
@@ -44,6 +88,27 @@ class StoredMessage:
             event.content,
             session=session,
             sent=event.sent,
+            mail_parameters=event.mail_parameters,
+            rcpt_parameters=event.rcpt_parameters,
+        )
+
+    @property
+    def dsn(self) -> DsnRequest:
+        """The delivery status notifications the sender asked for: RET, ENVID, NOTIFY, ORCPT."""
+        mail = _parameters(self.mail_parameters)
+        notify, orcpt = {}, {}
+        for rcpt, params in zip(self.rcpt_tos, self.rcpt_parameters, strict=False):
+            p = _parameters(params)
+            if "NOTIFY" in p:
+                notify[rcpt] = tuple(v.strip().upper() for v in p["NOTIFY"].split(","))
+            if "ORCPT" in p:
+                orcpt[rcpt] = xtext_decode(p["ORCPT"])
+        envid = mail.get("ENVID")
+        return DsnRequest(
+            mail["RET"].upper() if "RET" in mail else None,
+            xtext_decode(envid) if envid is not None else None,
+            MappingProxyType(notify),
+            MappingProxyType(orcpt),
         )
 
     @property

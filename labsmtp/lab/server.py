@@ -113,6 +113,7 @@ class Connection(asyncio.Protocol):
         if self.info.ended is None:
             self.info.ended = time.time()
             self.site.active.discard(self)
+            self.site.places.leave(self)
             by_server = self._closing and not self._closed_by_client
             self._note(
                 "server closed the connection" if by_server else "client closed the connection"
@@ -132,6 +133,11 @@ class Connection(asyncio.Protocol):
     def resume_writing(self) -> None:
         if self._drained is not None and not self._drained.done():
             self._drained.set_result(None)
+
+    @property
+    def closing(self) -> bool:
+        """True once this connection is closing or gone."""
+        return self._closing
 
     # --- the dialogue ----------------------------------------------------------------
 
@@ -156,10 +162,10 @@ class Connection(asyncio.Protocol):
             # 554: the session waits for QUIT and answers the rest 503 (RFC 5321 §3.1)
             self._note(f"connection refused: {why}")
             self._apply(session.refuse("connection_refused", reason=why))
-        elif len(site.active) > self.setup.policy.max_connections:
-            self._apply(session.refuse("too_many_connections"))  # 421: closes at once (§3.8)
-        else:
+        elif await self._admitted():
             await self._at(session.connect())
+        else:
+            return
         while not self._closing:
             turn = session.next_turn()
             if turn is not None:
@@ -172,6 +178,21 @@ class Connection(asyncio.Protocol):
                 self._close()
             else:
                 await self._more()
+
+    async def _admitted(self) -> bool:
+        """A place among the sessions served, or the refusal said (421 closes, §3.8).
+        Only the sessions being served count against the limits: a refused connection
+        never does, so a burst gets every place there is (issue 11)."""
+        session, places = self.session, self.site.places
+        verdict = places.admit(self)
+        if verdict == "full" and self.setup.persona.waits_when_full:
+            self._note("the server is full: the client waits, unanswered, for a free place")
+            verdict = await places.wait_for_room(self)
+        if verdict == "full":
+            self._apply(session.refuse("too_many_connections"))
+        elif verdict == "client":
+            self._apply(session.refuse("too_many_from_client"))
+        return verdict == "ok"  # anything else: refused, or gone while it waited
 
     async def _take(self, turn: Turn) -> None:
         self._touch()
@@ -262,8 +283,11 @@ class Connection(asyncio.Protocol):
             elif isinstance(ev, Greeted):
                 self.info.helo = ev.name
             elif isinstance(ev, MessageAccepted):
-                self.site.mailbox.add(StoredMessage.accepted(ev, self.sid))
+                stored = StoredMessage.accepted(ev, self.sid)
+                self.site.mailbox.add(stored)
                 self.info.messages += 1
+                for text in self.site.delivered(stored):  # NOTIFY=SUCCESS (RFC 3461)
+                    self._note(text)
             elif isinstance(ev, Authenticated):
                 self._note(f"authenticated as {ev.user!r} with {ev.mechanism}")
             elif isinstance(ev, AuthFailed):

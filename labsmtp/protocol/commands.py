@@ -27,6 +27,10 @@ class CommandWriter:
         """After 354: the dot-stuffed message and the final dot; returns the reply to it."""
         raise NotImplementedError
 
+    def send_chunk(self, data: bytes, cmd: Command) -> Reply:
+        """Send a BDAT line and its chunk in one go; returns the one reply to them."""
+        raise NotImplementedError
+
     def check_address(self, address: object, what: str, allow_empty: bool = False) -> None:
         """Refuse an address before it is sent (the step client explains a learner's typo)."""
 
@@ -55,6 +59,13 @@ class CommandWriter:
         if message is None or reply.code != 354:
             return reply
         return self.send_message(message)
+
+    def bdat(self, chunk: str | bytes, last: bool = False) -> Reply:
+        """BDAT <size> [LAST] with the chunk right behind it (RFC 3030 §2): the server
+        counts octets, so nothing is dot-stuffed and no final dot is sent."""
+        data = chunk.encode("utf-8") if isinstance(chunk, str) else bytes(chunk)
+        line = f"BDAT {len(data)}{' LAST' if last else ''}\r\n".encode()
+        return self.send_chunk(line + data, Command.BDAT_LAST if last else Command.BDAT)
 
     def rset(self) -> Reply:
         """RSET: abort the transaction, keep the greeting (§4.1.1.5)."""

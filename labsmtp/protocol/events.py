@@ -78,6 +78,8 @@ class MessageAccepted:
     protocol: str  # RFC 3848: SMTP, ESMTP, ESMTPS, ESMTPA, ESMTPSA
     received: datetime.datetime
     sent: bytes = b""  # the text the client sent, after dot-unstuffing, CRLF line ends
+    mail_parameters: tuple[str, ...] = ()  # MAIL FROM's ESMTP parameters ("RET=HDRS", ...)
+    rcpt_parameters: tuple[tuple[str, ...], ...] = ()  # each RCPT's, in rcpt_tos order
 
 
 @dataclass(frozen=True)

@@ -32,11 +32,12 @@ that reads lines its own way names a subclass in ``Persona.grammar``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from .chunking import BdatCommand, parse_bdat
 from .lines import READ_LIMIT, LineBuffer, MessageText, TooLong
 from .states import Command, State
 
@@ -50,11 +51,31 @@ if TYPE_CHECKING:
 
 AUTH_LINE_LIMIT = 12288  # RFC 4954 §4: AUTH lines may be this long, whatever the command limit
 
-# The ESMTP parameters the lab's EHLO keywords promise (RFC 1870 SIZE, RFC 6152
-# BODY, RFC 6531 SMTPUTF8, RFC 3461 DSN's RET/ENVID/NOTIFY/ORCPT, RFC 4954 AUTH).
+# The ESMTP parameters the lab knows (RFC 1870 SIZE, RFC 6152 BODY, RFC 6531
+# SMTPUTF8, RFC 3461 DSN's RET/ENVID/NOTIFY/ORCPT, RFC 4954 AUTH) ...
 ESMTP_PARAMETERS: dict[Command, frozenset[str]] = {
     Command.MAIL: frozenset({"SIZE", "BODY", "SMTPUTF8", "RET", "ENVID", "AUTH"}),
     Command.RCPT: frozenset({"NOTIFY", "ORCPT"}),
+}
+# ... and the EHLO keyword that offers each: a client may use a parameter only when
+# the server advertised its extension (RFC 5321 §4.1.1.11, RFC 3461 §4).
+PARAMETER_EXTENSIONS: dict[str, str] = {
+    "SIZE": "SIZE",
+    "BODY": "8BITMIME",  # BODY=7BIT and BODY=8BITMIME (RFC 6152 §2)
+    "SMTPUTF8": "SMTPUTF8",
+    "RET": "DSN",
+    "ENVID": "DSN",
+    "NOTIFY": "DSN",
+    "ORCPT": "DSN",
+    # AUTH= (RFC 4954 §5) is known whether AUTH is advertised now or not (no users,
+    # not inside TLS yet), as Postfix compiled with SASL takes it.
+    "AUTH": "",
+}
+# BODY=BINARYMIME is RFC 3030 §3's, offered by its own keyword.
+BODY_EXTENSIONS: dict[str, str] = {
+    "7BIT": "8BITMIME",
+    "8BITMIME": "8BITMIME",
+    "BINARYMIME": "BINARYMIME",
 }
 
 
@@ -140,6 +161,15 @@ class Grammar:
         self.persona = persona
         self.setup = setup  # the server's settings (None: a grammar on its own, in tests)
         self.settings: Mapping[str, Any] = setup.settings if setup else MappingProxyType({})
+
+        # Whether an extension (an EHLO keyword: "DSN", "CHUNKING") is offered to this
+        # client now.  The session plugs in its own answer (``Session.offers``: TLS,
+        # AUTH, keywords hidden by a fault, EHLO or HELO); alone, a grammar takes the
+        # persona's list.
+        self.offers: Callable[[str], bool] = self._listed
+
+    def _listed(self, keyword: str) -> bool:
+        return keyword.upper() in (k.split(" ", 1)[0].upper() for k in self.persona.ehlo_keywords)
 
     def bind(self, setup: Setup, client_ip: str) -> None:
         """Read for one session: its server's setup (settings, host name) and its client."""
@@ -315,13 +345,22 @@ class Grammar:
             cmd = Command(verb)
         except ValueError:
             return None
-        if cmd is Command.END_OF_DATA or verb in self.persona.unsupported_verbs:
+        if (
+            cmd in (Command.END_OF_DATA, Command.BDAT_LAST)
+            or verb in self.persona.unsupported_verbs
+        ):
             return None
+        if cmd is Command.BDAT and not self._listed("CHUNKING"):
+            return None  # a program without CHUNKING does not know BDAT (RFC 3030)
         if self.persona.keyword_is_part_of_verb and cmd in (Command.MAIL, Command.RCPT):
             keyword = "FROM:" if cmd is Command.MAIL else "TO:"
             if not argument.upper().startswith(keyword):
                 return None
         return cmd
+
+    def bdat(self, argument: str) -> BdatCommand | None:
+        """The chunk size and LAST flag of a BDAT line (RFC 3030 §2), or None if malformed."""
+        return parse_bdat(argument)
 
     def refuses_argument(self, command: Command, argument: str) -> bool:
         """True if this server answers an argument on ``command`` with a syntax error."""
@@ -369,6 +408,11 @@ class Grammar:
         for param in path.parameters:
             name, _, value = param.partition("=")
             if name.upper() not in known:
+                return Refusal("mail_param_unknown", name)
+            extension = PARAMETER_EXTENSIONS[name.upper()]
+            if extension and not self.offers(extension):
+                return Refusal("mail_param_unknown", name)
+            if name.upper() == "BODY" and not self.offers(BODY_EXTENSIONS.get(value.upper(), "")):
                 return Refusal("mail_param_unknown", name)
             if name.upper() == "SIZE":  # RFC 1870: SIZE=<octets>
                 if not value.isdigit():

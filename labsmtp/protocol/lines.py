@@ -106,6 +106,12 @@ class LineBuffer:
             return TooLong(size + 1)
         return None
 
+    def take(self, n: int) -> bytes:
+        """Up to ``n`` bytes as they came, line ends and all (a BDAT chunk, RFC 3030 §2)."""
+        data = self._data[self._pos : self._pos + n]
+        self._pos += len(data)
+        return data
+
     def rest(self) -> bytes:
         """The bytes of an unfinished line (what a closed connection leaves behind)."""
         return self._data[self._pos :]

@@ -96,6 +96,13 @@ class SessionPair(CommandWriter):
         self.history.append((b"", (self.greeting,)))
         self._follow(None, self.greeting)
 
+    @classmethod
+    def as_recorded(cls, persona: str | Persona, **changes: object) -> SessionPair:
+        """A pair whose server plays ``persona`` as configured in its lab-config recording
+        (``Persona.recorded_configuration()``), with ``changes`` on top."""
+        p = get_persona(persona)
+        return cls(p, **{**p.recorded_configuration(), **changes})
+
     # --- bytes in, replies out ------------------------------------------------
 
     def send(self, data: bytes | str) -> list[Reply]:
@@ -160,6 +167,12 @@ class SessionPair(CommandWriter):
 
     def send_message(self, message: str | bytes) -> Reply:
         return self.command(dot_stuff(message), Command.END_OF_DATA)
+
+    def send_chunk(self, data: bytes, cmd: Command) -> Reply:
+        replies = self.send(data)
+        assert len(replies) == 1, f"a BDAT chunk got {len(replies)} replies: {replies}"
+        self._follow(cmd, replies[0])
+        return replies[0]
 
     def quit(self) -> Reply:
         return self.command("QUIT", Command.QUIT)

@@ -75,7 +75,11 @@ class Policy:
     text_line_limit: int = 1000  # RFC 5321 §4.5.3.1.6, with CRLF
     hard_error_limit: int = 20  # Postfix smtpd_hard_error_limit: then 421 and close
     idle_timeout: float = 300.0  # RFC 5321 §4.5.3.2.7: at least 5 minutes
-    max_connections: int = 100  # simultaneous sessions; the next gets 421
+    max_connections: int = 100  # sessions served at once (Postfix default_process_limit)
+    # Sessions at once from one client address, trusted clients (mynetworks) exempt, as
+    # Postfix's smtpd_client_connection_count_limit with its exceptions = $mynetworks;
+    # 0: no limit.  The next gets the persona's too_many_from_client (421).
+    max_connections_per_client: int = 0
     _networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = field(
         default=(), repr=False, compare=False
     )
@@ -105,6 +109,9 @@ class Policy:
                     f"mynetworks: {cidr!r} is not an address or network like 127.0.0.1/32"
                 ) from None
         object.__setattr__(self, "_networks", tuple(nets))
+        self._check_numbers()
+
+    def _check_numbers(self) -> None:
         for name in (
             "message_size_limit",
             "max_recipients",
@@ -116,6 +123,11 @@ class Policy:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise LabValueError(f"{name} must be a whole number of at least 1, not {value!r}")
+        per = self.max_connections_per_client
+        if isinstance(per, bool) or not isinstance(per, int) or per < 0:
+            raise LabValueError(
+                f"max_connections_per_client must be a whole number (0: no limit), not {per!r}"
+            )
         if isinstance(self.idle_timeout, bool) or not isinstance(self.idle_timeout, (int, float)):
             raise LabValueError(
                 f"idle_timeout must be a number of seconds, not {self.idle_timeout!r}"

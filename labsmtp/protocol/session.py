@@ -20,10 +20,12 @@ socket, starts a timer or sleeps: ``lab/server.py`` does that, and
 
 Where new behaviour goes: how a server reads lines (its parser, its limits,
 what it does past them) is its ``Grammar``; what the server decides about
-a client is a policy hook of ``Setup`` (``identity``, ``recipients``); a new
-way into message text (BDAT, RFC 3030) is another command that starts a
-``MessageText`` and ends in the same ``Pending`` final-dot stage; a trace
-field for the stored message goes where ``MessageAccepted`` is made.
+a client is a policy hook of ``Setup`` (``identity``, ``recipients``); BDAT
+(RFC 3030) reads a chunk whole (``chunking.py``) before its fault point, and
+its last chunk is stored as the final dot's text is (``_store``); whether an
+extension is offered now is ``offers`` (the grammar asks it about ESMTP
+parameters); a trace field for the stored message goes where
+``MessageAccepted`` is made.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from collections.abc import Callable
 
 from . import auth, states, trace
 from .checks import Checks, checks_of
+from .chunking import Chunk, Chunks, longest_line
 from .events import (
     Answer,
     Authenticated,
@@ -80,6 +83,7 @@ class Session:
         self.checks: Checks = checks_of(setup.persona, setup)
         # A proxy persona (clamsmtpd) relays to a server of its own: it reads every line.
         self.relay: Relay | None = setup.persona.relay(self) if setup.persona.relay else None
+        self.grammar.offers = self.offers
         self.client_ip = client_ip
         self.state = states.opened()
         self.tls = tls  # inside TLS (implicit TLS: from the first byte)
@@ -93,6 +97,7 @@ class Session:
         self.rcpt_tos: list[str] = []
         self._last_rcpt: str | None = None  # the last RCPT's address, accepted or not
         self.rcpt_options: list[str] = []
+        self._rcpt_parameters: list[tuple[str, ...]] = []  # each accepted RCPT's, in order
         self.errors = 0  # failed commands (Policy.hard_error_limit)
         self.unknown = 0  # unknown commands (Persona.unknown_command_limit)
         self.hidden_keywords: frozenset[str] = frozenset()  # EHLO keywords left out (faults)
@@ -103,6 +108,8 @@ class Session:
         self._data_from = State.RCPT  # the state DATA was entered from
         self._dot_refusal: str | None = None  # a proxy's refusal, said after the dot
         self._content = b""
+        self._chunk: Chunk | None = None  # a BDAT chunk being read (RFC 3030)
+        self._chunks = Chunks()  # the transaction's chunks so far
         self._tls_pending = False
         self._closing = False
         self._close_after = False  # a reply the persona closes after was said
@@ -136,6 +143,8 @@ class Session:
             return None
         if self.relay is not None:
             return self.relay.next_turn()
+        if self._chunk is not None:
+            return self._chunk_turn()
         if self._message is not None:
             return self._text_turn()
         if self._auth is not None:
@@ -170,8 +179,10 @@ class Session:
             return self._move(states.after_greeting(code))  # a greeting is not a failed command
         before = self.state
         events = self._advance(pending.command, code)
-        if pending.command is Command.END_OF_DATA:
+        if pending.command in (Command.END_OF_DATA, Command.BDAT_LAST):
             self._reset_transaction()
+        elif pending.command is Command.BDAT:
+            self._chunks.failed = True  # the chunk was not taken, whatever was said
         elif pending.command is Command.DATA and self.state is State.DATA:
             self._begin_message(before)  # a 354 is a 354, whoever said it
         if _counts_as_error(code):
@@ -205,8 +216,9 @@ class Session:
 
     def eof(self) -> Turn:
         """The client closed its side: what was left unfinished."""
-        if self._message is not None or (self.relay is not None and self.relay.collecting):
-            self._message = None
+        collecting = self.relay is not None and self.relay.collecting
+        if self._message is not None or self._chunk is not None or self._chunks.parts or collecting:
+            self._message = self._chunk = None
             return Turn((), (Note("connection lost in the middle of the message; nothing stored"),))
         rest = self._lines.rest()
         if rest:
@@ -266,6 +278,8 @@ class Session:
         if self.grammar.too_long(line, read.text, verb, self.policy):
             return self._said(seen, self._line_reply("line_too_long", verb))
         cmd = self.grammar.command(verb, read.arg)
+        if cmd is Command.BDAT:
+            return self._said(seen, self._bdat_line(read.arg, verb))
         refused = self._refusal(cmd, read)
         if refused is not None:
             return self._said(seen, refused)
@@ -403,6 +417,77 @@ class Session:
         self._content = message.content()
         return Turn(seen, tuple(events), Pending(Stage.DOT, Command.END_OF_DATA, ".", ""))
 
+    # --- BDAT: a chunk read whole, then its reply (RFC 3030 §2) ------------------
+
+    def _bdat_line(self, arg: str, verb: str) -> list[Event]:
+        """A BDAT line: refused at once, or the chunk is read before anything is said."""
+        # Both refusals leave the chunk unread: its bytes come as commands next, unless
+        # the persona's reply is a 521 (Postfix), which closes (RFC 7504 §3).
+        if not self.offers("CHUNKING"):
+            return self._closing_reply("bdat_not_offered", verb)
+        bdat = self.grammar.bdat(arg)
+        if bdat is None:
+            return self._closing_reply("bdat_syntax", verb)
+        command = Command.BDAT_LAST if bdat.last else Command.BDAT
+        self._chunk = Chunk(bdat, arg, keep=self._chunk_refusal(command, bdat.size) is None)
+        return []
+
+    def _chunk_turn(self) -> Turn | None:
+        chunk = self._chunk
+        assert chunk is not None
+        if not chunk.feed(self._lines) and not chunk.complete:
+            return None
+        if not chunk.complete:
+            return Turn(())  # part of the chunk: the idle timer starts over
+        shown, hidden = chunk.lines(self._chunks.budget())
+        self._chunks.shown += len(shown)
+        seen = tuple(ClientLine(ln, None, "BDAT chunk") for ln in shown)
+        notes: list[Event] = []
+        if hidden:
+            notes.append(Note(f"{hidden} more bytes of the BDAT chunk not shown"))
+        command = Command.BDAT_LAST if chunk.command.last else Command.BDAT
+        key = self._chunk_refusal(command, chunk.command.size)
+        if key is None:
+            self._content = bytes(chunk.data)
+            self._chunk = None
+            return Turn(seen, tuple(notes), Pending(Stage.BDAT, command, "BDAT", chunk.argument))
+        self._chunk = None
+        return Turn(seen, (*notes, *self._finish(self._chunk_refused(command, key, chunk))))
+
+    def _chunk_refusal(self, command: Command, size: int) -> str | None:
+        """The reply key refusing a chunk of ``size`` octets, or None to take it."""
+        if size == 0 and command is Command.BDAT and self.persona.refuses_empty_chunk:
+            return "bdat_empty"
+        if self._chunks.failed and self.state is State.CHUNKING:
+            return "bdat_discarded"
+        key = states.refusal(
+            self.state, command, helo_required=self._helo_required, variants=self._variants
+        )
+        if key is not None:
+            return key
+        if not self._chunks.fits(size, self.policy.message_size_limit):
+            return "bdat_too_big"  # RFC 1870 with RFC 3030 §4: the limit spans the chunks
+        return None
+
+    def _chunk_refused(self, command: Command, key: str, chunk: Chunk) -> list[Event]:
+        answer = self._answer(key, "BDAT", size=chunk.command.size, total=self._chunks.size)
+        events: list[Event] = [answer]
+        new = states.after_reply(
+            self.state,
+            command,
+            _code(answer),
+            helo_required=self._helo_required,
+            variants=self._variants,
+        )
+        events += self._move(new)
+        if new is State.CHUNKING:
+            self._chunks.failed = True  # RFC 3030 §2: the rest of the message is discarded
+        elif command is Command.BDAT_LAST and new is not State.CLOSED:
+            self._chunks.reset()
+            if new is State.GREETED:
+                self._reset_transaction()
+        return events
+
     def _auth_turn(self, line: bytes | TooLong) -> Turn:
         if isinstance(line, TooLong):
             seen = ClientLine(b"", None, f"a command line of {line.size} bytes (not shown)")
@@ -479,6 +564,7 @@ class Session:
             return self._own(own, "RCPT", Command.RCPT)
         self.rcpt_tos.append(path.address)
         self.rcpt_options.extend(path.parameters)
+        self._rcpt_parameters.append(tuple(path.parameters))
         fields = {"addr": _echo(path), **(own.fields if own is not None else {})}
         return self._reply(Command.RCPT, "rcpt_ok", "RCPT", **fields)
 
@@ -486,6 +572,8 @@ class Session:
         own = self.grammar.argument_refusal(Command.DATA, arg, self.view())
         if own is not None:
             return self._own(own, "DATA", Command.DATA)
+        if any(p.upper() == "BODY=BINARYMIME" for p in self.mail_options):
+            return self._reply(Command.DATA, "binarymime_needs_bdat", "DATA")  # RFC 3030 §3
         before = self.state
         events = self._reply(Command.DATA, "data_go", "DATA")
         self._begin_message(before)
@@ -504,12 +592,17 @@ class Session:
         )
 
     def _end_of_data(self, arg: str, verb: str) -> list[Event]:
+        return self._store(self._content, Command.END_OF_DATA, "data_ok")
+
+    def _store(self, content: bytes, cmd: Command, key: str, **fields: object) -> list[Event]:
+        """Store the message ``content`` with its trace fields, then reply ``key`` (250)."""
         queue_id = self._new_queue_id()
         stored = self.accepted(
-            queue_id, self.mail_from or "", tuple(self.rcpt_tos), self._content, self._last_rcpt
+            queue_id, self.mail_from or "", tuple(self.rcpt_tos), content, self._last_rcpt
         )
         events: list[Event] = [stored]  # stored before its 250 goes out
-        events += self._reply(Command.END_OF_DATA, "data_ok", ".", queue_id=queue_id)
+        label = "." if cmd is Command.END_OF_DATA else "BDAT"
+        events += self._reply(cmd, key, label, queue_id=queue_id, **fields)
         self._reset_transaction()
         return events
 
@@ -556,7 +649,29 @@ class Session:
             protocol=self._protocol_keyword(),
             received=now,
             sent=content,
+            mail_parameters=tuple(self.mail_options),
+            rcpt_parameters=tuple(self._rcpt_parameters),
         )
+
+    def _bdat(self, arg: str, verb: str) -> list[Event]:
+        """A chunk that passed every check (and its fault point): take it, more to come."""
+        self._chunks.add(self._content)
+        size, total = len(self._content), self._chunks.size
+        return self._reply(Command.BDAT, "bdat_ok", "BDAT", size=size, total=total)
+
+    def _bdat_last(self, arg: str, verb: str) -> list[Event]:
+        """The last chunk: the message is complete, and stored as a DATA message is."""
+        self._chunks.add(self._content)
+        size, total = len(self._content), self._chunks.size
+        content = self._chunks.content()
+        self._chunks.reset()
+        binary = any(p.upper() == "BODY=BINARYMIME" for p in self.mail_options)
+        if not binary and longest_line(content) > self.policy.text_line_limit:
+            # §4.5.3.1.6 holds for BDAT too, unless the body is binary (RFC 3030 §3).
+            events = self._reply(Command.BDAT_LAST, "text_line_too_long", "BDAT")
+            self._reset_transaction()
+            return events
+        return self._store(content, Command.BDAT_LAST, "bdat_last_ok", size=size, total=total)
 
     def _rset(self, arg: str, verb: str) -> list[Event]:
         own = self.grammar.argument_refusal(Command.RSET, arg, self.view())
@@ -640,6 +755,8 @@ class Session:
         Command.RCPT: _rcpt,
         Command.DATA: _data,
         Command.END_OF_DATA: _end_of_data,
+        Command.BDAT: _bdat,
+        Command.BDAT_LAST: _bdat_last,
         Command.RSET: _rset,
         Command.NOOP: _noop,
         Command.VRFY: _vrfy,
@@ -714,12 +831,13 @@ class Session:
             events.append(HangUp())
         return events
 
-    def _closing_reply(self, key: str) -> list[Event]:
+    def _closing_reply(self, key: str, label: str | None = None) -> list[Event]:
+        """Reply ``key``; the state changes only if it is a reply that closes (421, 521)."""
         if key in self.persona.closes_silently:  # the program just hangs up
             why = {"timeout": "idle too long", "shutdown": "the server stops"}.get(key, key)
             note = Note(f"{why}: {self.persona.software} closes without a reply")
             return [note, *self.hang_up()]
-        answer = self._answer(key, None)
+        answer = self._answer(key, label)
         return [answer, *self._move(states.after_reply(self.state, None, _code(answer)))]
 
     def _finish(self, events: list[Event], count: bool = True) -> list[Event]:
@@ -745,8 +863,9 @@ class Session:
     def _reset_transaction(self) -> None:
         self.grammar.reset()
         self.mail_from, self.mail_options = None, []
-        self.rcpt_tos, self.rcpt_options = [], []
+        self.rcpt_tos, self.rcpt_options, self._rcpt_parameters = [], [], []
         self._last_rcpt = None
+        self._chunks.reset()  # RFC 3030 §2: RSET (and a new transaction) drop the chunks
 
     @property
     def _helo_required(self) -> bool:
@@ -772,6 +891,15 @@ class Session:
         if self._rng is None:
             self._rng = random.Random()
         return self.persona.new_queue_id(self._rng)
+
+    def offers(self, keyword: str) -> bool:
+        """Whether the extension ``keyword`` ("CHUNKING", "DSN", ...) is offered to this
+        client now: in this session's EHLO list (TLS, AUTH, faults' hidden keywords
+        counted) and, for a persona whose program sets it only then, after EHLO."""
+        if self.persona.extensions_need_ehlo and not self.extended:
+            return False
+        wanted = keyword.upper()
+        return any(k.split(" ", 1)[0].upper() == wanted for k in self.ehlo_keywords())
 
     def ehlo_keywords(self) -> list[str]:
         """The EHLO keywords for this session: STARTTLS before TLS, AUTH inside it."""

@@ -82,8 +82,11 @@ class Setup:
         """The EHLO keywords a session offers: STARTTLS before TLS, AUTH inside it
         (or outside too, with auth_require_tls=False), less any ``hidden`` (faults)."""
         words = [k.format(size=self.policy.message_size_limit) for k in self.persona.ehlo_keywords]
+        starttls = self.tls_offered and not tls
         extra = []
-        if self.tls_offered and not tls:
+        if "STARTTLS" in words:  # the persona says where its program lists it
+            words = [w for w in words if w != "STARTTLS" or starttls]
+        elif starttls:
             extra.append("STARTTLS")
         if self.users and (tls or not self.auth_require_tls):
             extra.append("AUTH " + " ".join(auth.MECHANISMS))

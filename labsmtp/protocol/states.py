@@ -40,6 +40,7 @@ class State(str, enum.Enum):
     RCPT = "rcpt"  # at least one RCPT accepted (§4.1.1.3)
     DATA = "data"  # 354 sent; message text until <CRLF>.<CRLF> (§4.1.1.4)
     REFUSED = "refused"  # 554 greeting sent: only QUIT is served, the rest gets 503 (§3.1)
+    CHUNKING = "chunking"  # BDAT chunks taken, no BDAT LAST yet (RFC 3030 §2)
     CLOSED = "closed"  # 221 or 421 sent, or the connection is gone (§3.8)
 
     def __str__(self) -> str:
@@ -55,6 +56,8 @@ class Command(str, enum.Enum):
     RCPT = "RCPT"
     DATA = "DATA"
     END_OF_DATA = "."  # the line holding only a dot (§4.1.1.4)
+    BDAT = "BDAT"  # RFC 3030: one chunk of the message, more to come
+    BDAT_LAST = "BDAT LAST"  # RFC 3030: the last chunk; the message is complete
     RSET = "RSET"
     NOOP = "NOOP"
     VRFY = "VRFY"
@@ -78,6 +81,7 @@ class Stage(str, enum.Enum):
     RCPT = "rcpt"
     DATA = "data"  # DATA and its 354
     DOT = "dot"  # the final dot: the reply that says whether the message is taken
+    BDAT = "bdat"  # a BDAT chunk (RFC 3030), read whole before its reply; LAST included
     RSET = "rset"
     NOOP = "noop"
     VRFY = "vrfy"
@@ -132,10 +136,12 @@ _STAGE_OF_NAME: dict[str, Stage] = {
     ".": Stage.DOT,
     "eod": Stage.DOT,
     "end": Stage.DOT,
+    "BDAT LAST": Stage.BDAT,
+    "chunk": Stage.BDAT,
 }
 
 S, C = State, Command
-_OPEN = (S.CONNECTED, S.GREETED, S.MAIL, S.RCPT)  # states that read commands
+_OPEN = (S.CONNECTED, S.GREETED, S.MAIL, S.RCPT, S.CHUNKING)  # states that read commands
 
 # Commands that may come "at any time during a session, or without
 # previously initializing a session" and do not change it (§4.1.4).
@@ -170,6 +176,8 @@ _TABLE: dict[State, dict[Command, State]] = {
         C.EHLO: S.GREETED,
         C.RCPT: S.RCPT,  # §3.3: one or more RCPT
         C.DATA: S.DATA,  # §4.1.1.4: 354 moves to message text
+        C.BDAT: S.CHUNKING,  # RFC 3030 §2: the first of several chunks
+        C.BDAT_LAST: S.GREETED,  # RFC 3030 §2: the whole message in one chunk
         C.RSET: S.GREETED,
         C.QUIT: S.CLOSED,
     },
@@ -178,6 +186,14 @@ _TABLE: dict[State, dict[Command, State]] = {
     },
     S.REFUSED: {
         C.QUIT: S.CLOSED,  # §3.1: after a 554 greeting the server "MUST wait for QUIT"
+    },
+    S.CHUNKING: {
+        C.BDAT: S.CHUNKING,  # RFC 3030 §2: chunks follow one another
+        C.BDAT_LAST: S.GREETED,  # the message is complete
+        C.HELO: S.GREETED,  # §4.1.4: HELO/EHLO abort the transaction, chunks and all
+        C.EHLO: S.GREETED,
+        C.RSET: S.GREETED,  # RFC 3030 §2: RSET discards the chunks received
+        C.QUIT: S.CLOSED,
     },
     S.CLOSED: {},
 }
@@ -192,12 +208,21 @@ TRANSITIONS: Mapping[State, Mapping[Command, State]] = MappingProxyType(
 # transaction ends whatever the reply (§4.1.1.4, §3.3).
 FAILURE_TRANSITIONS: Mapping[tuple[State, Command], State] = {
     (S.DATA, C.END_OF_DATA): S.GREETED,
+    # RFC 3030 §2: a refused chunk fails the transaction; the server keeps reading
+    # (and discarding) the chunks a pipelining client already sent, until BDAT LAST
+    # or RSET.  A refused LAST chunk ends the transaction, as a refused final dot.
+    (S.RCPT, C.BDAT): S.CHUNKING,
+    (S.RCPT, C.BDAT_LAST): S.GREETED,
+    (S.CHUNKING, C.BDAT_LAST): S.GREETED,
 }
 
 # §3.8: "421 <domain> Service not available, closing transmission channel" may
 # answer any command (or come unasked), and the session is over.  The client
 # and the server both read this: a 421 moves any state to CLOSED.
 CLOSING_CODES: frozenset[int] = frozenset({421})
+# RFC 7504 §3: 521 says the server does not accept mail (here: it cannot stay in step
+# with the client, Postfix's BDAT without a size) and closes, for good.
+NO_MAIL_CODES: frozenset[int] = frozenset({521})
 
 # Postfix's smtpd_helo_required = no (its default) lets MAIL open a
 # transaction before any greeting.  RFC 5321 §4.1.4 says a session with
@@ -226,6 +251,17 @@ SEQUENCE_ERRORS: Mapping[tuple[State, Command], str] = {
     (S.RCPT, C.STARTTLS): "starttls_in_transaction",
     # §3.1: "SHOULD respond to any command other than QUIT with 503" after a 554 greeting.
     **{(S.REFUSED, c): "access_denied" for c in C if c not in (C.QUIT, C.END_OF_DATA)},
+    # RFC 3030 §2: BDAT is DATA's alternative, with the same preconditions.
+    **{(s, c): "need_rcpt" for s in (S.CONNECTED, S.GREETED) for c in (C.BDAT, C.BDAT_LAST)},
+    (S.MAIL, C.BDAT): "no_valid_recipients",
+    (S.MAIL, C.BDAT_LAST): "no_valid_recipients",
+    # RFC 3030 §3: "DATA and BDAT commands cannot be used in the same transaction"
+    # (503); a new MAIL or RCPT waits until the chunks are done, too.
+    (S.CHUNKING, C.DATA): "after_bdat",
+    (S.CHUNKING, C.MAIL): "after_bdat",
+    (S.CHUNKING, C.RCPT): "after_bdat",
+    (S.CHUNKING, C.AUTH): "auth_in_transaction",
+    (S.CHUNKING, C.STARTTLS): "starttls_in_transaction",
 }
 
 
@@ -239,6 +275,11 @@ class Variant:
     reply_key: str = "bad_sequence"
     # (state, command) -> state: edges the variant adds
     allows: Mapping[tuple[State, Command], State] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    # (state, command) -> state: where a failing reply leads, also for a command
+    # refused as out of order
+    fails_to: Mapping[tuple[State, Command], State] = field(
         default_factory=lambda: MappingProxyType({})
     )
 
@@ -281,6 +322,32 @@ VARIANTS: Mapping[str, Variant] = {
     "data_spooled_first": Variant(
         "DATA gets 354 even without recipients; the refusal comes after the dot (clamsmtpd)",
         allows=MappingProxyType({(S.GREETED, C.DATA): S.DATA, (S.MAIL, C.DATA): S.DATA}),
+    ),
+    # Postfix 3.7 (smtpd.c, skip_bdat): a refused BDAT that is not LAST, even one
+    # refused for want of recipients, puts the session in its "discard" state: later
+    # chunks are read and refused ("551 5.0.0 Discarded N bytes after earlier
+    # error") until BDAT LAST or RSET; MAIL, RCPT and DATA meanwhile get 503.
+    "chunks_discarded_after_refusal": Variant(
+        "a refused BDAT starts discarding later chunks until BDAT LAST or RSET (Postfix)",
+        fails_to=MappingProxyType(
+            {
+                (S.GREETED, C.BDAT): S.CHUNKING,
+                (S.MAIL, C.BDAT): S.CHUNKING,
+                (S.MAIL, C.BDAT_LAST): S.GREETED,  # mail_reset(): the transaction is over
+            }
+        ),
+    ),
+    # Exim 4.96 (smtp_in.c, bdat_getc): after a non-LAST chunk only BDAT, NOOP,
+    # RSET and QUIT are read; anything else is "503 only BDAT permissible after
+    # non-LAST BDAT".
+    "only_bdat_after_chunk": Variant(
+        "after a non-LAST BDAT only BDAT, NOOP, RSET and QUIT are taken (Exim)",
+        forbids=frozenset(
+            (S.CHUNKING, c)
+            for c in (C.HELO, C.EHLO, C.MAIL, C.RCPT, C.DATA, C.VRFY, C.EXPN, C.HELP)
+            + (C.STARTTLS, C.AUTH)
+        ),
+        reply_key="after_bdat",
     ),
 }
 
@@ -384,11 +451,15 @@ def after_reply(
     it was (the 503 changed nothing); otherwise ``next_state`` with the reply's
     first digit.  The server's session and the step client both ask this.
     """
-    if code in CLOSING_CODES:
+    if code in CLOSING_CODES or code in NO_MAIL_CODES:
         return S.CLOSED
     if command is None:
         return State(state)
     ok = code is not None and 200 <= code < 400
+    if not ok:
+        for v in _variants(variants):
+            if (state, command) in v.fails_to:
+                return v.fails_to[(state, command)]
     try:
         return next_state(state, command, ok=ok, helo_required=helo_required, variants=variants)
     except SequenceError:
@@ -440,6 +511,16 @@ def after_final_dot(entered_from: State, *, ok: bool, refused: bool = False) -> 
     return next_state(S.DATA, C.END_OF_DATA, ok=ok)
 
 
-def edges() -> list[tuple[State, Command, State]]:
-    """Every (from, command, to) edge of the table: what the state diagram draws."""
-    return [(s, c, t) for s, moves in TRANSITIONS.items() for c, t in moves.items()]
+def edges(*, chunking: bool = True) -> list[tuple[State, Command, State]]:
+    """Every (from, command, to) edge of the table: what the state diagram draws.
+
+    ``chunking=False`` leaves out RFC 3030's BDAT edges and the CHUNKING state: the
+    dialogue of RFC 5321 alone.
+    """
+    bdat = (C.BDAT, C.BDAT_LAST)
+    return [
+        (s, c, t)
+        for s, moves in TRANSITIONS.items()
+        for c, t in moves.items()
+        if chunking or not (c in bdat or S.CHUNKING in (s, t))
+    ]

@@ -49,6 +49,21 @@ fetch_extract() {
 # deb_version DIR PKG: the Debian version of a downloaded package.
 deb_version() { dpkg-deb -f "$1"/debs/"$2"_*.deb Version; }
 
+# exim_extract DIR: Debian 12's Exim 4.96 (exim4-daemon-light) unpacked into
+# DIR/root, binary DIR/root/usr/sbin/exim4.  Installs the libraries it links
+# (ordinary packages) and creates the system user "Debian-exim" that the binary
+# looks up at start-up if it is missing (the only change outside DIR).  Shared
+# by record_exim.sh (Exim as a server) and tests/mta_clients.py (as a client).
+exim_extract() {
+    local dir=$1
+    apt_install libdb5.3 libgnutls-dane0 libgnutls30 libidn12 libidn2-0 \
+        libnsl2 libpcre2-8-0 libcrypt1
+    fetch_extract "$dir" exim4-daemon-light exim4-base
+    getent passwd Debian-exim >/dev/null || \
+        useradd --system --user-group --no-create-home --home-dir /var/spool/exim4 \
+            --shell /usr/sbin/nologin Debian-exim
+}
+
 port_open() {
     python3 - "$1" <<'EOF'
 import socket, sys

@@ -25,8 +25,7 @@ if [[ ${CONFIG:-lab} == stock ]]; then exec "$HERE/record_stock.sh" exim; fi
 
 need_root
 [[ $PORT =~ ^[0-9]+$ ]] || die "PORT must be a number"
-apt_install python3 libdb5.3 libgnutls-dane0 libgnutls30 libidn12 libidn2-0 \
-    libnsl2 libpcre2-8-0 libcrypt1
+apt_install python3
 port_open "$PORT" && die "something already listens on 127.0.0.1:$PORT"
 
 WORK="$(mktemp -d /tmp/labsmtp-exim.XXXXXX)"
@@ -46,12 +45,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-fetch_extract "$WORK" exim4-daemon-light exim4-base
+exim_extract "$WORK"
 EXIM="$WORK/root/usr/sbin/exim4"
 DEBVER="$(deb_version "$WORK" exim4-daemon-light)"
-getent passwd Debian-exim >/dev/null || \
-    useradd --system --user-group --no-create-home --home-dir /var/spool/exim4 \
-        --shell /usr/sbin/nologin Debian-exim
 
 mkdir -p "$WORK/spool" "$WORK/log"
 chown Debian-exim:Debian-exim "$WORK/spool" "$WORK/log"

@@ -155,24 +155,28 @@ _POS = {
     State.RCPT: (7.5, 0.0),
     State.DATA: (10.0, 0.0),
     State.REFUSED: (0.0, -3.6),  # after a 554 greeting: only QUIT (§3.1)
+    State.CHUNKING: (10.0, -2.0),
     State.CLOSED: (5.0, -3.6),
 }
 _HIGHLIGHT = "#0072B2"
 
 
-def state_diagram(path=None) -> Figure:
+def state_diagram(path=None, *, chunking: bool | None = None) -> Figure:
     """The SMTP states and the commands that move between them; ``path`` highlights a session.
 
     Drawn from the state table itself (``states.TRANSITIONS``), so picture and
     server cannot disagree.  ``path`` is a list of state names
-    (``SessionInfo.states``) or a SessionInfo.
+    (``SessionInfo.states``) or a SessionInfo.  ``chunking`` adds BDAT (RFC 3030)
+    and its CHUNKING state; by default they are drawn only when ``path`` went there.
     """
     if path is not None and hasattr(path, "states"):
         path = path.states
     path = [State(s) for s in path] if path else []
+    if chunking is None:
+        chunking = State.CHUNKING in path
     walked = {(a, b) for a, b in zip(path, path[1:], strict=False)}
     grouped: dict[tuple[State, State], list[str]] = {}
-    for s, c, t in states.edges():
+    for s, c, t in states.edges(chunking=chunking):
         grouped.setdefault((s, t), []).append(
             "final ." if c is states.Command.END_OF_DATA else c.value
         )
@@ -245,6 +249,8 @@ def state_diagram(path=None) -> Figure:
             bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.2, "alpha": 0.9},
         )
     for st, (x, y) in _POS.items():
+        if st is State.CHUNKING and not chunking:
+            continue
         visited = st in path
         ax.text(
             x,

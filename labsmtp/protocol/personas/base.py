@@ -70,6 +70,7 @@ REPLY_KEYS = (
     "too_many_errors",  # 421 after the hard error limit (§3.8 allows 421 + close)
     "timeout",  # 421 before closing an idle connection (§4.5.3.2)
     "too_many_connections",  # 421 instead of 220 when full
+    "too_many_from_client",  # 421 instead of 220: max_connections_per_client from {client}
     "shutdown",  # 421 when the lab server is stopped under a live session
     "starttls_not_offered",
     "starttls_go",
@@ -100,6 +101,16 @@ REPLY_KEYS = (
     "connection_refused",  # a connection the server's admission check refuses
     "access_denied",  # 503 to anything but QUIT after a 554 greeting (RFC 5321 §3.1)
     "user_unknown",  # local_recipient_maps: no such user in the server's own domain
+    # BDAT (RFC 3030 CHUNKING), for personas whose program offers it.
+    "bdat_ok",  # a chunk taken, more to come: {size} octets, {total} so far
+    "bdat_last_ok",  # the last chunk taken and the message queued: {size}, {total}, {queue_id}
+    "bdat_syntax",  # BDAT without a valid size (a 521 closes: the chunk cannot be skipped)
+    "bdat_not_offered",  # BDAT where CHUNKING is not advertised (a 521 closes)
+    "bdat_discarded",  # a chunk after a refused one, read and thrown away: {size}
+    "bdat_too_big",  # the chunks would pass message_size_limit
+    "bdat_empty",  # BDAT 0 without LAST, for a persona that refuses it
+    "after_bdat",  # {verb} (MAIL, RCPT, DATA, ...) between chunks (RFC 3030 §3: 503)
+    "binarymime_needs_bdat",  # DATA after MAIL ... BODY=BINARYMIME (RFC 3030 §3: 503)
 )
 
 
@@ -114,6 +125,10 @@ class Persona:
     ehlo_keywords: tuple[str, ...]
     source: str = ""
     recorded: bool = True  # False: built from documentation, not from the real program
+    # The stock program offers STARTTLS (Debian's Postfix and Exim do, with a snakeoil or
+    # self-signed certificate): LabServer(persona=...) offers it too, with the lab CA's
+    # certificate, unless tls=False.  "STARTTLS" in ehlo_keywords says where it goes.
+    stock_tls: bool = False
     # How real servers differ in what they do, not only in what they say.  Each
     # field is consulted in exactly one place: the session (session.py) or the
     # grammar that reads command lines (grammar.py), named after it.
@@ -128,16 +143,18 @@ class Persona:
     closes_after: tuple[str, ...] = ()  # reply keys after which the server hangs up
     closes_silently: tuple[str, ...] = ()  # "timeout", "shutdown": no 421, it just hangs up
     extensions_before: str = "ENHANCEDSTATUSCODES"  # where EHLO lists STARTTLS and AUTH
-    # The stock program offers STARTTLS (Exim 4.96 makes itself a certificate): a lab
-    # server with tls left unset offers it too.
-    stock_tls: bool = False
+    # ESMTP extensions count as offered only once EHLO listed them (Exim: BDAT and
+    # ESMTP parameters after HELO are refused); False: whatever the greeting (Postfix).
+    extensions_need_ehlo: bool = False
+    refuses_empty_chunk: bool = False  # "BDAT 0" without LAST gets bdat_empty (Postfix)
     backend_client_ip: str | None = None  # a proxy's server sees this address, not the client's
     date_format: str = "{d:%a, %d %b %Y %H:%M:%S} +0000"  # {date} in templates (UTC)
     queue_id_format: str = "###########"  # each "#" is one character of queue_id_alphabet
     queue_id_alphabet: str = "0123456789ABCDEF"
-    # Policy switches that configure the lab like the real server was configured
-    # when it was recorded (Exchange: its documented defaults).  LabServer(persona=p,
-    # **p.platform_policy) plays the platform; compare() uses them.
+    # The lab's changes that configure the persona like the real server was configured
+    # in its lab-config recording (tests/recordings/<program>-*.json; Exchange: its
+    # documented defaults): Policy switches and the program's own settings.  Read it
+    # through recorded_configuration() (LabServer.as_recorded, SessionPair.as_recorded).
     platform_policy: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     # The program's own parameters that the lab models, under the program's own
     # names, with the values its stock (Debian) configuration has: Postfix's
@@ -149,6 +166,20 @@ class Persona:
     # Stock values of the lab's shared Policy switches where the program's differ
     # from Policy's defaults (Postfix's), e.g. Exim's message_size_limit of 50 MB.
     policy_defaults: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    # The program's own names for shared Policy switches (Exim's smtp_accept_max is
+    # max_connections): LabServer(persona="exim", smtp_accept_max=20) and
+    # `serve --set smtp_accept_max=20` take them.
+    policy_names: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # Stock values of the limits (max_connections, max_connections_per_client, ...)
+    # where the program's differ from Policy's; applied before policy_defaults.
+    limit_defaults: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    # At max_connections the program does not answer 421 but leaves the new client
+    # waiting, unanswered, until a session ends (Postfix: master's process limit).
+    waits_when_full: bool = False
+    # Trusted clients (mynetworks) are exempt from max_connections_per_client, as
+    # Postfix's smtpd_client_event_limit_exceptions = $mynetworks; Exim's
+    # smtp_accept_max_per_host applies to every host.
+    per_client_limit_spares_trusted: bool = True
     # How this server reads command lines (verbs, paths, parameters); None: the
     # standard Grammar steered by the flags above.  A persona whose program parses
     # differently supplies its own (issue 11: one grammar per real program).
@@ -172,9 +203,6 @@ class Persona:
     checks: Callable[[Persona, Setup | None], Checks] | None = None
     # A proxy in front of another server (clamsmtpd): it reads every line (relay.py).
     relay: Callable[[Session], Relay] | None = None
-    # The program's own names for Policy switches (Postfix's smtpd_recipient_limit is
-    # Policy.max_recipients): LabServer(persona=p, smtpd_recipient_limit=3) sets it.
-    policy_aliases: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     # The names a list-valued setting may hold (Postfix's restriction names); a typo
     # gets a LabValueError naming them.
     setting_choices: Mapping[str, tuple[str, ...]] = field(
@@ -192,17 +220,21 @@ class Persona:
         one of ``settings``; anything else is a LabValueError naming both lists."""
         from ..policy import Policy  # a leaf of protocol/, imported late: no cycle
 
-        switches = {self.policy_aliases.get(k, k): v for k, v in switches.items()}
+        switches = self.canonical(switches)
         own = {k: v for k, v in switches.items() if k in self.settings}
         shared = {k: v for k, v in switches.items() if k not in self.settings}
-        base = policy if policy is not None else Policy().with_(**self.policy_defaults)
+        stock = {**self.limit_defaults, **self.policy_defaults}
+        base = policy if policy is not None else Policy().with_(**stock)
         try:
             configured = base.with_(**shared) if shared else base
         except LabValueError as exc:
-            if not self.settings:
+            if not self.settings and not self.policy_names:
                 raise
+            named = [", ".join(sorted(self.settings))] if self.settings else []
+            if self.policy_names:
+                named.append(f"its names for limits: {', '.join(sorted(self.policy_names))}")
             raise LabValueError(
-                f"{exc}; and {self.name}'s own settings: {', '.join(sorted(self.settings))}"
+                f"{exc}; and {self.name}'s own settings: {'; '.join(named)}"
             ) from None
         merged = dict(self.settings)
         for name, value in own.items():
@@ -223,6 +255,57 @@ class Persona:
             }
             configured = configured.with_(**derived) if derived else configured
         return configured, MappingProxyType(merged)
+
+    def canonical(self, switches: Mapping[str, Any]) -> dict[str, Any]:
+        """``switches`` with the program's names for shared switches turned into the
+        lab's (``smtp_accept_max`` -> ``max_connections``); OpenSMTPD-style names may
+        be written with "-" or "_"."""
+        out: dict[str, Any] = {}
+        for name, value in switches.items():
+            key = None  # a name the program's own settings have is that setting
+            if name not in self.settings:
+                key = self.policy_names.get(name) or self.policy_names.get(name.replace("_", "-"))
+            target = key or name
+            if target in out and out[target] != value:
+                raise LabValueError(f"{name} and {target} are one setting: give it once")
+            out[target] = value
+        return out
+
+    def parse_setting(self, name: str, text: str) -> tuple[str, Any]:
+        """A setting given as text (``serve --set NAME=VALUE``): its lab name and its
+        value, typed as the setting's stock value is (yes/no, a number, a list)."""
+        from ..policy import Policy
+
+        [(key, _)] = self.canonical({name: text}).items()
+        if key in self.settings:
+            return key, coerce_setting(key, text, self.settings[key])
+        fields = Policy.__dataclass_fields__
+        if key not in fields or key.startswith("_"):
+            known = sorted(
+                {*self.settings, *self.policy_names, *(f for f in fields if f[0] != "_")}
+            )
+            raise LabValueError(f"{self.name} has no setting {name!r}; known: {', '.join(known)}")
+        default = getattr(Policy(), key)
+        if key == "smtpd_helo_required":  # None: the persona's default
+            default = False
+        if isinstance(default, float):
+            return key, _seconds(name, text)
+        return key, coerce_setting(name, text, default)
+
+    def setting_names(self) -> dict[str, str]:
+        """The names this persona's program gives its settings, each with what it sets
+        in the lab (for ``serve --help``): its own settings and its names for limits."""
+        names = {n: "its own setting" for n in self.settings}
+        names.update(
+            {n: f"= {lab}" for n, lab in self.policy_names.items() if n not in self.settings}
+        )
+        return names
+
+    def recorded_configuration(self) -> dict[str, Any]:
+        """Every LabServer / SessionPair argument that makes this persona its program as
+        configured in its lab-config recording: ``platform_policy``, and TLS as it was
+        (every one of those recordings was made without STARTTLS)."""
+        return {"tls": False, **self.platform_policy}
 
     def template(self, key: str) -> str:
         try:
@@ -248,6 +331,19 @@ class Persona:
         """A queue id shaped like this server's (Postfix: 11 hex digits), drawn from ``rng``."""
         alphabet = self.queue_id_alphabet
         return "".join(rng.choice(alphabet) if ch == "#" else ch for ch in self.queue_id_format)
+
+
+_TIME_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _seconds(name: str, text: str) -> float:
+    """A time as Postfix and Exim write one: seconds, or a number and a unit (5m, 1h)."""
+    text = text.strip().lower()
+    unit = _TIME_UNITS.get(text[-1:], 0)
+    try:
+        return float(text[:-1]) * unit if unit else float(text)
+    except ValueError:
+        raise LabValueError(f"{name} is a time such as 300, 300s or 5m, not {text!r}") from None
 
 
 def coerce_setting(name: str, value: Any, default: Any) -> Any:

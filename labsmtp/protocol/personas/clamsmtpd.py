@@ -293,6 +293,8 @@ CLAMSMTPD = dict(
         "line_too_long": "500 Line too long",
         "xclient_refused": "554 Insufficient authorization",
         "relay_failed": "451 Local Error",
+        # clamsmtpd's own, at MaxConnections (smtppass.c's busy response)
+        "too_many_connections": "421 Server busy, too many connections",
     },
 )
 
@@ -316,17 +318,22 @@ register(
             "XFILTERED",
         ),
         source="tests/recordings/clamsmtpd-1.10.json",  # and generated/clamsmtpd.json
+        # clamsmtpd.conf: MaxConnections (64) and TimeOut (180 s), as recorded; the rest
+        # are the Postfix behind it.
+        policy_names=MappingProxyType(
+            {"MaxConnections": "max_connections", "TimeOut": "idle_timeout"}
+        ),
+        limit_defaults=MappingProxyType({"max_connections": 64, "idle_timeout": 180.0}),
         requires_brackets=False,
         helo_required_default=False,  # Postfix's default; the recording turned it on
         sequence_variants=("data_spooled_first",),
         no_argument_verbs=("RSET",),  # DATA is clamsmtpd's; RSET goes to Postfix
         backend_client_ip=BACKEND_IP,
-        stock_tls=True,  # the Postfix behind offers it (clamsmtpd hides it and says 502)
+        stock_tls=True,  # the Postfix behind lists STARTTLS; clamsmtpd passes the list on, but says 502
         platform_policy=RECORDED_POLICY,  # the Postfix behind it, as recorded
         settings=SETTINGS,  # the Postfix behind it
         setting_choices=get_persona("postfix").setting_choices,
         policy_defaults=get_persona("postfix").policy_defaults,
-        policy_aliases=get_persona("postfix").policy_aliases,
         relay=ClamsmtpdRelay,
     )
 )

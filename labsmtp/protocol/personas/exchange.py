@@ -83,6 +83,16 @@ EXCHANGE = dict(
         "connection_refused": "554 5.7.1 Service unavailable; Client host [{client}] blocked",
         "access_denied": "503 5.5.1 Bad sequence of commands: Client host [{client}] blocked",
         "user_unknown": "550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup",
+        # BDAT: "CHUNK received OK" as Exchange's protocol logs show it; the rest is the
+        # lab's wording in Exchange's style.
+        "bdat_ok": "250 2.6.0 CHUNK received OK",
+        "bdat_last_ok": "250 2.6.0 <{queue_id}@{hostname}> [Hostname={hostname}] Queued mail for delivery",
+        "bdat_syntax": "501 5.5.4 Invalid arguments",
+        "bdat_not_offered": "500 5.3.3 Unrecognized command 'BDAT'",
+        "bdat_discarded": "503 5.5.1 Bad sequence of commands",
+        "bdat_too_big": "552 5.3.4 Message size exceeds fixed maximum message size",
+        "after_bdat": "503 5.5.1 Bad sequence of commands",
+        "binarymime_needs_bdat": "503 5.5.1 Bad sequence of commands",
     },
 )
 
@@ -94,21 +104,37 @@ register(
         about="Microsoft Exchange, built from Microsoft's published reply formats, not "
         "recorded: Exchange cannot run here.",
         replies=MappingProxyType(EXCHANGE),
-        # Exchange Online / 2019's list without STARTTLS: the lab adds STARTTLS itself
-        # when the server has TLS (LabServer(tls=True)), as Exchange advertises it.
+        # Exchange 2019's default receive connector offers STARTTLS (a self-signed
+        # certificate made at setup), after ENHANCEDSTATUSCODES.
         ehlo_keywords=(
             "SIZE {size}",
             "PIPELINING",
             "DSN",
             "ENHANCEDSTATUSCODES",
+            "STARTTLS",
             "8BITMIME",
             "BINARYMIME",
             "CHUNKING",
             "SMTPUTF8",
         ),
+        # Receive connector parameters (Set-ReceiveConnector) and their defaults.
+        policy_names=MappingProxyType(
+            {
+                "MaxInboundConnection": "max_connections",
+                "MaxInboundConnectionPerSource": "max_connections_per_client",
+                "MaxRecipientsPerMessage": "max_recipients",
+                "MaxMessageSize": "message_size_limit",
+                "ConnectionInactivityTimeout": "idle_timeout",
+            }
+        ),
+        limit_defaults=MappingProxyType(
+            {"max_connections": 5000, "max_connections_per_client": 20, "max_recipients": 200}
+        ),
+        per_client_limit_spares_trusted=False,
         source="Microsoft Learn: 'Use Telnet to test SMTP communication on Exchange servers'; "
         "'Email non-delivery reports and SMTP errors in Exchange Online' (not recorded)",
         recorded=False,
+        stock_tls=True,
         requires_brackets=False,
         helo_required_default=True,
         date_format="{d:%a}, {d.day} {d:%b %Y %H:%M:%S} +0000",

@@ -32,7 +32,8 @@ EXIM = dict(
         "helo_unknown": "550 HELO/EHLO argument does not resolve",
         "need_helo": "503 HELO or EHLO required",
         "need_mail": "503 sender not yet given",
-        "need_rcpt": "503 valid RCPT command must precede DATA",
+        # {verb}: DATA or BDAT, the command refused (smtp_in.c, DATA_BDAT)
+        "need_rcpt": "503 valid RCPT command must precede {verb}",
         "no_valid_recipients": "503 valid RCPT command must precede {verb}",
         "nested_mail": "503 sender already given",
         "bad_sequence": "503 Bad sequence of commands",
@@ -78,7 +79,10 @@ EXIM = dict(
         # these are the lab's, in Exim's style.
         "too_many_errors": "421 {hostname} too many syntax or protocol errors",
         "timeout": "421 {hostname} SMTP incoming data timeout - closing connection.",
-        "too_many_connections": "421 {hostname} Too many concurrent SMTP connections; please try again later.",
+        # daemon.c: smtp_accept_max and smtp_accept_max_per_host, said before the banner.
+        "too_many_connections": "421 Too many concurrent SMTP connections; please try again later.",
+        "too_many_from_client": "421 Too many concurrent SMTP connections from this IP address; "
+        "please try again later.",
         "shutdown": "421 {hostname} lost input connection",
         "starttls_not_offered": "503 STARTTLS command used when not advertised",
         "starttls_go": "220 TLS go ahead",
@@ -123,6 +127,17 @@ EXIM = dict(
         "exim_bdat_not_offered": "503 BDAT command used when CHUNKING not advertised",
         "exim_bdat_size": "501 missing size for BDAT command",
         "access_denied": "503 Access denied for [{client}]: only QUIT is served",
+        # BDAT, recorded (generated/exim.json) and after smtp_in.c (bdat_getc, BDAT_CMD)
+        # and receive.c: the last chunk's reply names the chunk and the total.
+        "bdat_ok": "250 {size} byte chunk received",
+        "bdat_last_ok": "250- {size} byte chunk, total {total}\n250 OK id={queue_id}",
+        "bdat_syntax": "501 missing size for BDAT command",
+        "bdat_not_offered": "503 BDAT command used when CHUNKING not advertised",
+        "bdat_discarded": "503 only RSET accepted now",
+        "bdat_too_big": "552 Message size exceeds maximum permitted",
+        "bdat_empty": "504 zero size for BDAT command",
+        "after_bdat": "503 only BDAT permissible after non-LAST BDAT",
+        "exim_lost_connection": "421 Lost incoming connection",
     },
 )
 
@@ -199,7 +214,21 @@ register(
         helo_required_default=True,  # hosts_require_helo = *
         unknown_command_limit=3,  # smtp_max_unknown_commands (exim_smtp.py counts them)
         no_argument_verbs=(),
-        stock_tls=True,  # 4.96: tls_advertise_hosts = *, a self-signed certificate at start  # "unexpected argument data" is decided in exim_commands.py
+        stock_tls=True,  # 4.96: tls_advertise_hosts = *, a self-signed certificate at start
+        extensions_need_ehlo=True,  # smtp_in.c: *_advertised flags are set by EHLO only
+        # Exim's names for the lab's limits, and 4.96's defaults (exim -bP: 20, unset,
+        # 50000, 5m).
+        policy_names=MappingProxyType(
+            {
+                "smtp_accept_max": "max_connections",
+                "smtp_accept_max_per_host": "max_connections_per_client",
+                "recipients_max": "max_recipients",
+                "smtp_receive_timeout": "idle_timeout",
+            }
+        ),
+        limit_defaults=MappingProxyType({"max_connections": 20, "max_recipients": 50000}),
+        per_client_limit_spares_trusted=False,  # smtp_accept_max_per_host: every host
+        sequence_variants=("only_bdat_after_chunk",),
         keyword_is_part_of_verb=True,
         date_format="{d:%a, %d %b %Y %H:%M:%S} +0000",
         queue_id_format="######-######-##",  # Exim 4.96's base-62 message id
@@ -209,7 +238,6 @@ register(
             dict(
                 mydestination=("localhost", "lab.example.org"),  # local_domains = @:localhost:...
                 message_size_limit=52428800,  # Exim's default message_size_limit (50M)
-                max_recipients=2**31 - 1,  # recipients_max: no limit in 4.96
                 hard_error_limit=2**31 - 1,  # no such limit: see smtp_max_synprot_errors
                 text_line_limit=2**31 - 1,  # no limit while reading; Debian's data ACL checks 998
                 command_line_limit=2**31 - 1,  # the 16 KiB buffer is exim_smtp.py's

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from ..events import Answer, ClientLine, Event
 from ..lines import TooLong
-from ..states import Command
+from ..states import Command, State
 from . import exim_acl as acl
 from .exim_parse import check_helo, extract_option, parse_extract_address
 
@@ -100,6 +100,10 @@ def screen(
     seen = ClientLine(line, verb or None)
     if g.closedown:
         return seen, _closedown(g, s, name or "")
+    if s.state is State.CHUNKING or g.rset_only:
+        between = _between_chunks(g, s, name or "", verb)
+        if between is not None:
+            return seen, between
     if "\x00" in text:  # NULs are shown as '?' in the log and refused
         counted = g.count_only(s)
         return seen, [g.emit(s, s.answer("exim_nul", None).lines, None), *counted]
@@ -128,8 +132,30 @@ def _closedown(g: EximGrammar, s: Session, name: str) -> list[Event]:
     return [s.answer("exim_closedown", None, message=g.closedown)]
 
 
+def _between_chunks(g: EximGrammar, s: Session, name: str, verb: str) -> list[Event] | None:
+    """bdat_getc(): after a chunk that was not the last, Exim reads the next command
+    itself.  BDAT goes on, NOOP is answered, RSET and QUIT work; anything else is
+    "only BDAT permissible after non-LAST BDAT", and from then on (repeat_until_rset)
+    everything but RSET gets "only RSET accepted now".  A QUIT there ends the message
+    read too: 221, then receive_msg's "421 Lost incoming connection"."""
+    if name == "rset":
+        return None
+    if name == "quit":
+        if not g.rset_only:
+            return None
+        lost = s.answer("exim_lost_connection", None)
+        return [s.answer("quit", "QUIT"), lost, *s.advance(Command.QUIT, 221)]
+    if g.rset_only:
+        return g.synprot(s, "bdat_discarded", verb)
+    if name in ("bdat", "noop"):
+        return None
+    g.rset_only = True
+    return g.synprot(s, "after_bdat", verb)
+
+
 def _rset(g: EximGrammar, s: Session, verb: str, data: str) -> list[Event] | None:
     g.free.discard("rset")
+    g.rset_only = False
     g.reset()
     return None  # the session's RSET: "250 Reset OK", the transaction forgotten
 

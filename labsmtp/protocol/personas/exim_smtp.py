@@ -75,6 +75,7 @@ class EximGrammar(Grammar):
         self.rcpt_count = 0
         self.message_size = -1
         self.prdr = False
+        self.rset_only = False  # bdat_getc's repeat_until_rset: only RSET is served
 
     # --- state --------------------------------------------------------------------
 

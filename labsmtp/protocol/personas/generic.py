@@ -53,6 +53,7 @@ GENERIC = {
     "too_many_errors": "421 4.7.0 {hostname} Too many errors, closing connection",
     "timeout": "421 4.4.2 {hostname} Timeout exceeded, closing connection",
     "too_many_connections": "421 4.7.0 {hostname} Too many connections, try again later",
+    "too_many_from_client": "421 4.7.0 {hostname} Too many connections from {client}, try again later",
     "shutdown": "421 4.3.2 {hostname} Service shutting down",
     "starttls_not_offered": "502 5.5.1 STARTTLS not available",
     "starttls_go": "220 2.0.0 Ready to start TLS",
@@ -84,6 +85,17 @@ GENERIC = {
     "connection_refused": "554 5.7.1 Service unavailable; client [{client}] may not connect here",
     "access_denied": "503 5.7.0 Bad sequence of commands: this server refused the session (554); only QUIT is served",
     "user_unknown": "550 5.1.1 <{addr}>: Recipient address rejected: User unknown in local recipient table",
+    # BDAT (RFC 3030): the generic persona does not offer CHUNKING; the personas built
+    # on it that do (and a fault that hides it) word it so.
+    "bdat_ok": "250 2.0.0 {size} octets received",
+    "bdat_last_ok": "250 2.0.0 OK: {total} octets queued as {queue_id}",
+    "bdat_syntax": "501 5.5.4 Syntax: BDAT chunk-size [LAST]",
+    "bdat_not_offered": "502 5.5.1 BDAT not available: CHUNKING was not offered",
+    "bdat_discarded": "554 5.5.1 Transaction failed: {size} octets discarded after an earlier error; send RSET",
+    "bdat_too_big": "552 5.3.4 Message size exceeds fixed limit",
+    "bdat_empty": "501 5.5.4 Syntax: an empty chunk must be the LAST",
+    "after_bdat": "503 5.5.1 Bad sequence of commands: {verb} after BDAT (RFC 3030)",
+    "binarymime_needs_bdat": "503 5.5.1 Bad sequence of commands: BODY=BINARYMIME needs BDAT (RFC 3030)",
 }
 
 # Postfix 3.7 (smtpd.c, smtpd_check.c), checked against tests/recordings/postfix-3.7.json.

@@ -360,7 +360,14 @@ register(
         replies=MappingProxyType(OPENSMTPD),
         ehlo_keywords=("8BITMIME", "ENHANCEDSTATUSCODES", "SIZE {size}", "DSN", "HELP"),
         source="tests/recordings/opensmtpd-6.8.0.json",
+        # smtpd.conf(5): "smtp max-message-size", "smtp limit max-rcpt".
+        policy_names=MappingProxyType(
+            {"max-message-size": "message_size_limit", "max-rcpt": "max_recipients"}
+        ),
         helo_required_default=True,
+        # smtp.c: out of file descriptors, smtpd pauses its listening sockets ("fd
+        # exhaustion"); new clients wait, unanswered.  There is no setting for it.
+        waits_when_full=True,
         sequence_variants=("helo_once", "rset_needs_helo"),
         keyword_is_part_of_verb=True,
         unsupported_verbs=("VRFY", "EXPN"),

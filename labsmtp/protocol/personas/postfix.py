@@ -74,6 +74,9 @@ POSTFIX = dict(
         "too_many_errors": "421 4.7.0 {hostname} Error: too many errors",
         "timeout": "421 4.4.2 {hostname} Error: timeout exceeded",
         "too_many_connections": "421 4.7.0 {hostname} Error: too many connections from {client}",
+        # smtpd.c, smtpd_client_connection_count_limit (anvil); the process limit has no
+        # reply: the client waits (waits_when_full).
+        "too_many_from_client": "421 4.7.0 {hostname} Error: too many connections from {client}",
         "shutdown": "421 4.3.2 {hostname} Service shutting down",
         "starttls_not_offered": "502 5.5.1 Error: command not implemented",
         "starttls_go": "220 2.0.0 Ready to start TLS",
@@ -130,6 +133,16 @@ POSTFIX = dict(
         "etrn_unavailable": "459 <{arg}>: service unavailable",
         "xclient_syntax": "501 5.5.4 Syntax: {arg} attribute=value...",
         "xclient_denied": "550 5.7.0 Error: insufficient authorization",
+        # BDAT, recorded (generated/postfix.json) and after smtpd.c's bdat_cmd/skip_bdat.
+        # The two 521s are followed by a hang-up: the chunk cannot be skipped.
+        "bdat_ok": "250 2.0.0 Ok: {size} bytes",
+        "bdat_last_ok": "250 2.0.0 Ok: {total} bytes queued as {queue_id}",
+        "bdat_syntax": "521 5.5.4 Syntax: BDAT count [LAST]",
+        "bdat_not_offered": "521 5.5.1 Error: command not implemented",
+        "bdat_discarded": "551 5.0.0 Discarded {size} bytes after earlier error",
+        "bdat_too_big": "552 5.3.4 Chunk exceeds message size limit",
+        "bdat_empty": "551 5.7.1 Null BDAT request",
+        "after_bdat": "503 5.5.1 Error: {verb} after BDAT",
     },
 )
 
@@ -201,6 +214,18 @@ RECORDED_POLICY = MappingProxyType(
     }
 )
 
+# Postfix's names for the lab's limits (postconf(5)), and its stock values where they
+# differ from Policy's: 50 connections per client, $mynetworks exempt.
+LIMITS = MappingProxyType(
+    {
+        "default_process_limit": "max_connections",  # master.cf maxproc, default 100
+        "smtpd_client_connection_count_limit": "max_connections_per_client",
+        "smtpd_recipient_limit": "max_recipients",
+        "smtpd_hard_error_limit": "hard_error_limit",
+        "smtpd_timeout": "idle_timeout",
+    }
+)
+
 
 register(
     Persona(
@@ -215,6 +240,7 @@ register(
             "SIZE {size}",
             "VRFY",
             "ETRN",
+            "STARTTLS",  # stock: smtpd_tls_security_level = may, Debian's snakeoil cert
             "ENHANCEDSTATUSCODES",
             "8BITMIME",
             "DSN",
@@ -225,10 +251,14 @@ register(
         requires_brackets=False,
         helo_required_default=False,
         # STARTTLS inside a transaction is fine (it resets it); EXPN and HELP do not exist.
-        sequence_variants=("starttls_anytime",),
+        sequence_variants=("starttls_anytime", "chunks_discarded_after_refusal"),
         unsupported_verbs=("EXPN", "HELP"),
         stock_tls=True,  # smtpd_tls_security_level = may, with the snakeoil certificate
         tls_needs_new_helo=False,  # smtpd_helo_required = no holds after STARTTLS too
+        policy_names=LIMITS,
+        limit_defaults=MappingProxyType({"max_connections_per_client": 50}),
+        waits_when_full=True,  # master(8): "service smtp has reached its process limit"
+        refuses_empty_chunk=True,
         platform_policy=RECORDED_POLICY,
         settings=SETTINGS,
         setting_choices=RESTRICTION_NAMES,
@@ -237,12 +267,6 @@ register(
                 "mydestination": MYDESTINATION,
                 # Long message lines are taken (cleanup splits them), not refused.
                 "text_line_limit": 10_240_000,
-            }
-        ),
-        policy_aliases=MappingProxyType(
-            {
-                "smtpd_recipient_limit": "max_recipients",
-                "smtpd_hard_error_limit": "hard_error_limit",
             }
         ),
         grammar=PostfixGrammar,

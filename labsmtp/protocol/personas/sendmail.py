@@ -88,7 +88,13 @@ SENDMAIL = dict(
         "too_many_unknown": "421 4.7.0 {hostname} Too many bad commands; closing connection",
         "too_many_errors": "421 4.7.0 {hostname} Too many bad commands; closing connection",
         "timeout": "421 4.4.1 {hostname} Lost input channel from {authinfo}",
+        # At MaxDaemonChildren (unset in Debian: no limit) Sendmail closes its listening
+        # socket for a while, so the client's connect() fails: there is no reply.  The
+        # lab answers in FEATURE(conncontrol)'s words instead.
         "too_many_connections": "421 4.3.2 {hostname} Too many open connections",
+        # FEATURE(conncontrol, nodelay, terminate), the access map's ClientConn: limit
+        # (cf/m4/proto.m4), said instead of the greeting.
+        "too_many_from_client": "421 4.3.2 Too many open connections.",
         "shutdown": "421 4.3.2 {hostname} Shutting down",
         "starttls_not_offered": "454 4.3.3 TLS not available after start",
         "starttls_go": "220 2.0.0 Ready to start TLS",
@@ -255,6 +261,17 @@ register(
             "HELP",
         ),
         source="tests/recordings/sendmail-8.17.json",
+        # sendmail.cf's option names for the lab's limits (Debian: none set), and the
+        # access map's ClientConn (Debian: 10, but ClientConn:127 0 spares loopback).
+        policy_names=MappingProxyType(
+            {
+                "MaxDaemonChildren": "max_connections",
+                "ClientConn": "max_connections_per_client",
+                "MaxRecipientsPerMessage": "max_recipients",
+                "MaxMessageSize": "message_size_limit",
+                "Timeout.command": "idle_timeout",
+            }
+        ),
         requires_brackets=False,
         helo_required_default=True,  # PrivacyOptions=needmailhelo (derive keeps it in step)
         unknown_command_limit=25,  # MAXBADCOMMANDS
