@@ -5,7 +5,8 @@ reply; ``compare_steps()`` plays the platform lesson's short dialogues (a HELO
 with a fully-qualified name, a HELO without one, MAIL with no HELO, relaying
 from a client outside mynetworks) and keeps the reply that matters in each.
 Each persona runs on its own short-lived ``LabServer`` (real sockets, loopback)
-configured like the real server it imitates (``Persona.platform_policy``).
+configured as its real program was in its lab-config recording
+(``LabServer.as_recorded``: the persona's own ``recorded_configuration()``).
 
 ``plots.plot_comparison(table)`` draws the table as a grid;
 ``compare_html(table)`` renders it for a notebook.
@@ -175,9 +176,10 @@ def _run(personas, dialogues, timeout, policy_switches):
     """Play every (client, lines) dialogue against every persona; persona -> list of exchanges."""
     out = {}
     for name in personas:
-        persona = get_persona(name)
-        switches = {**persona.platform_policy, **policy_switches}
-        with LabServer(persona=persona, name=f"compare-{name}-{next(_RUNS)}", **switches) as server:
+        server = LabServer.as_recorded(
+            name, name=f"compare-{name}-{next(_RUNS)}", **policy_switches
+        )
+        with server:
             out[name] = [_talk(server.port, client, lines, timeout) for client, lines in dialogues]
     return out
 
@@ -194,7 +196,7 @@ def compare(
 
     ``dialogue_lines``: the command lines to send, e.g. ``["HELO client", "QUIT"]``.
     ``personas``: names (default: the platform lesson's six).  Each persona's server
-    is configured like its real program (``platform_policy``); ``policy_switches``
+    is its program as recorded (``LabServer.as_recorded``); ``policy_switches``
     change that for every persona, e.g. ``smtpd_helo_required=False``.
     """
     if isinstance(dialogue_lines, str):
