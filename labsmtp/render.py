@@ -1,8 +1,11 @@
-"""HTML views for notebooks: transcripts, replies and the mailbox as readable tables."""
+"""Views for notebooks: transcripts, replies and the mailbox as readable tables, and
+what ``stop_all()`` stopped."""
 
 from __future__ import annotations
 
 import html
+import textwrap
+from collections.abc import Iterable
 
 from .style import CLASS_COLOURS, CLIENT_COLOUR, INJECTED_COLOUR
 
@@ -141,3 +144,29 @@ class TextReport:
 
     def _repr_html_(self) -> str:
         return f"<pre>{html.escape(str(self))}</pre>"
+
+
+class StoppedServers(int):
+    """How many lab servers ``stop_all()`` stopped (an int), shown with their names."""
+
+    names: tuple[str, ...]
+
+    def __new__(cls, names: Iterable[str]) -> StoppedServers:
+        stopped = tuple(names)
+        self = super().__new__(cls, len(stopped))
+        self.names = stopped
+        return self
+
+    def __repr__(self) -> str:
+        # A notebook cell ending in stop_all() shows this, not a lone number.
+        if not self.names:
+            return "No lab server was running."
+        servers = "lab server" if len(self.names) == 1 else "lab servers"
+        text = (
+            f"Stopped {len(self.names)} {servers}: {', '.join(self.names)}. "
+            f"Using one again starts it again."
+        )
+        return textwrap.fill(text, width=88)  # no output wider than the notebook column
+
+    def __str__(self) -> str:
+        return str(int(self))  # in f-strings and print(), still the plain count

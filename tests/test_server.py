@@ -75,6 +75,27 @@ def _finished_dialogue(c):
     return c.quit().code
 
 
+def test_stop_all_shows_what_it_stopped_and_is_still_the_count():
+    from IPython.lib.pretty import pretty  # what a notebook cell ending in stop_all() shows
+
+    stop_all()
+    a = LabServer(name="stop-all-a").start()
+    b = LabServer(name="stop-all-b").start()
+    stopped = stop_all()
+    assert stopped == 2 and stopped and stopped + 1 == 3 and f"{stopped} servers" == "2 servers"
+    assert not a.running and not b.running
+    shown = pretty(stopped)
+    assert shown.startswith("Stopped 2 lab servers: ") and shown == repr(stopped)
+    assert sorted(stopped.names) == ["stop-all-a", "stop-all-b"]
+    assert all(name in shown for name in stopped.names)
+    nothing = stop_all()
+    assert nothing == 0 and not nothing and pretty(nothing) == "No lab server was running."
+    many = [LabServer(name=f"a-rather-long-server-name-{n}").start() for n in range(8)]
+    lines = pretty(stop_all()).splitlines()
+    assert len(lines) > 1 and max(map(len, lines)) <= 88  # wrapped for the notebook column
+    assert not any(s.running for s in many)
+
+
 def test_client_of_a_stopped_server_starts_it_again_on_its_port_and_says_so(capsys):
     s = LabServer(name="run-all-then-exercise").start()
     port = s.port

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 Hint = str | tuple[str, ...]  # one hint, or hints from gentle to specific
+Checker = Callable[..., Hint | None]  # returns None when solved, else a hint
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class Exercise:
     """One exercise: how to check it, and a solution that passes the check."""
 
     id: str
-    checker: Callable[..., Hint | None]  # returns None when solved, else a hint
+    checker: Checker
     solution_code: str
     needs: tuple[str, ...] = ()  # the learner's answer names (placeholder: None)
     given: tuple[str, ...] = ()  # what the lesson passes in (a server, a zone, ...)
@@ -57,7 +58,7 @@ def exercise(
 ):
     """Register a self-check: a function returning None when solved, else a hint."""
 
-    def register(fn: Callable[..., Hint | None]) -> Callable[..., Hint | None]:
+    def register(fn: Checker) -> Checker:
         if id in _EXERCISES:
             raise ValueError(f"exercise {id} is defined twice")
         _EXERCISES[id] = Exercise(

@@ -57,12 +57,14 @@ _registry_lock = threading.Lock()
 
 
 def stop_all() -> int:
-    """Stop every lab server this kernel started; returns how many were running."""
+    """Stop every lab server this kernel started; returns how many, shown with their names."""
+    from ..render import StoppedServers
+
     with _registry_lock:
         servers = list(_registry.values())
     for s in servers:
         s.stop()
-    return len(servers)
+    return StoppedServers(s.name for s in servers)
 
 
 def running_servers() -> list[LabServer]:
