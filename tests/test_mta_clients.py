@@ -106,9 +106,15 @@ def lab_servers():
         for persona in PERSONAS:
             for tls in (False, True):
                 stock = tls and get_persona(persona).stock_tls
+                settings = get_persona(persona).settings
+                users = {}  # a mailbox for the UTF-8 recipient where the program checks users
+                if "local_recipient_maps" in settings:
+                    local = UTF8_RECIPIENT.split("@")[0]
+                    users["local_recipient_maps"] = (*settings["local_recipient_maps"], local)
                 servers[persona, tls] = LabServer(
                     persona=persona,
                     **({} if stock else {"tls": tls}),
+                    **users,
                     name=f"mta-clients-{persona}-{'tls' if tls else 'plain'}-{os.getpid()}",
                 ).start()
                 assert servers[persona, tls].tls is tls
@@ -208,7 +214,9 @@ def test_real_mta_delivers_the_message_intact(mta, persona, lab_servers, offered
     assert bool(sent(server, "DATA")) == (not chunked)
 
 
-@pytest.mark.parametrize("persona", PERSONAS)
+# clamsmtpd 1.10 cannot relay TLS: it answers STARTTLS 502, so a client delivers in
+# clear text (test_real_mta_delivers_the_message_intact covers it).
+@pytest.mark.parametrize("persona", [p for p in PERSONAS if get_persona(p).relay is None])
 @pytest.mark.parametrize("mta", MTAS)
 def test_real_mta_delivers_inside_starttls(mta, persona, lab_servers, request):
     # Debian's clients try STARTTLS whenever it is offered and do not verify the

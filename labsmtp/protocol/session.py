@@ -613,9 +613,11 @@ class Session:
         recipients: tuple[str, ...],
         content: bytes,
         last_rcpt: str | None = None,
+        parameters: tuple[tuple[str, ...], tuple[tuple[str, ...], ...]] | None = None,
     ) -> MessageAccepted:
         """The message this session's server takes, stamped with its trace fields
-        (a relay calls it for what the server behind it accepted)."""
+        (a relay calls it for what the server behind it accepted, with the ESMTP
+        ``parameters`` of MAIL and of each RCPT it passed on)."""
         now = self.setup.clock()
         ptr, confirmed = self.setup.reverse_of(self.client_ip)
         facts = trace.TraceFacts(
@@ -649,8 +651,8 @@ class Session:
             protocol=self._protocol_keyword(),
             received=now,
             sent=content,
-            mail_parameters=tuple(self.mail_options),
-            rcpt_parameters=tuple(self._rcpt_parameters),
+            mail_parameters=parameters[0] if parameters else tuple(self.mail_options),
+            rcpt_parameters=parameters[1] if parameters else tuple(self._rcpt_parameters),
         )
 
     def _bdat(self, arg: str, verb: str) -> list[Event]:

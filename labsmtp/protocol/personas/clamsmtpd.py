@@ -136,7 +136,10 @@ class ClamsmtpdRelay(Relay):
         # What Postfix accepted, stamped as the chain does (trace.py "clamsmtpd").
         self.session.helo = self.backend.helo
         self.session.extended = self.backend.extended
-        return self.session.accepted(ev.queue_id, ev.mail_from, ev.rcpt_tos, ev.sent)
+        parameters = (ev.mail_parameters, ev.rcpt_parameters)  # DSN's RET, ENVID, NOTIFY
+        return self.session.accepted(
+            ev.queue_id, ev.mail_from, ev.rcpt_tos, ev.sent, parameters=parameters
+        )
 
     # --- to the client ---------------------------------------------------------------
 
