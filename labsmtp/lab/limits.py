@@ -13,9 +13,15 @@ Everything here runs on the server's event loop thread.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Protocol
 
 from ..protocol.session import Setup
+
+# Asked once per accepted connection with (client IP, client port): None admits
+# it, a reason refuses it (the persona's connection_refused reply, and the reason
+# in the transcript).  Asked before the limits: a refused client takes no place.
+Admission = Callable[[str, int], "str | None"]
 
 
 class Client(Protocol):

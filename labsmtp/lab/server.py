@@ -11,7 +11,7 @@ and at each fault point lets the ``FaultEngine`` answer instead
 (``Connection`` is the ``faults.Link`` the rules act through).  No rule of
 the dialogue lives here.
 
-What one running server's connections share is a ``labserver.Site``; its
+What one running server's connections share is a ``listening.Site``; its
 ``admission`` is the one hook that may refuse a connection before its greeting.
 """
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ..protocol.events import (
@@ -44,12 +44,7 @@ from .tls import summary, tls_info
 from .transcript import CLIENT, EVENT, SERVER, Line, SessionInfo
 
 if TYPE_CHECKING:
-    from .labserver import Site
-
-# Asked once per accepted connection with (client IP, client port): None admits
-# it, a reason refuses it (the persona's connection_refused reply, and the reason
-# in the transcript).
-Admission = Callable[[str, int], "str | None"]
+    from .listening import Site
 
 
 class Connection(asyncio.Protocol):
