@@ -4,7 +4,7 @@
 - ``listening``: its loop thread, its listening sockets and the ``Site`` they share;
 - ``security``: who may connect and how (loopback, owner-only, mode, TLS, AUTH);
 - ``server``: one connection, an asyncio protocol around a ``protocol.Session``;
-- ``limits``: the connection limits;
+- ``limits``: the connection limits and the idle timeout;
 - ``faults`` and ``fault_actions``: rules that make the server misbehave on purpose;
 - ``client``: the step client and the one reader of SMTP replies;
 - ``transcript``, ``mailbox``, ``tls``, ``dnszone``, ``trials``.
