@@ -63,6 +63,17 @@ DEFAULT_REPLIES: dict[int, tuple[str, str]] = {
     556: ("5.1.10", "Domain does not accept mail"),
 }
 
+# Where the default above names the recipient (RFC 3463 X.1.1 "bad destination mailbox",
+# X.1.3 "bad destination mailbox address syntax"), a fault at another point says what
+# that point refuses: the sender at MAIL (X.1.8, X.1.7), the message itself later (X.7.1).
+STAGE_REPLIES: dict[tuple[int, Stage], tuple[str, str]] = {
+    (550, Stage.MAIL): ("5.1.8", "Requested action not taken: sender address rejected"),
+    (553, Stage.MAIL): ("5.1.7", "Requested action not taken: sender address not allowed"),
+    (550, Stage.DATA): ("5.7.1", "Requested action not taken: message refused"),
+    (550, Stage.DOT): ("5.7.1", "Requested action not taken: message refused"),
+    (550, Stage.BDAT): ("5.7.1", "Requested action not taken: message refused"),
+}
+
 
 # --- what a connection offers the rules ----------------------------------------
 
@@ -270,9 +281,12 @@ class ReplyWith(Action):
     def lines(self, ctx: FaultContext) -> list[str]:
         if self.text:  # the learner's own words, verbatim (with or without an enhanced code)
             return [f"{self.code} {self.text}"]
-        enhanced, text = DEFAULT_REPLIES.get(
-            self.code,
-            (f"{self.code // 100}.0.0", CODES.get(self.code, "Fault injected by the lab")),
+        enhanced, text = STAGE_REPLIES.get(
+            (self.code, ctx.stage),
+            DEFAULT_REPLIES.get(
+                self.code,
+                (f"{self.code // 100}.0.0", CODES.get(self.code, "Fault injected by the lab")),
+            ),
         )
         greeting = ctx.stage is Stage.CONNECT
         # No enhanced codes before EHLO (RFC 2034); §4.2: these replies name the host.
