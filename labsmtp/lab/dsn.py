@@ -17,7 +17,8 @@ FROM, not the From: header) with a null reverse-path, ``MAIL FROM:<>``
 (RFC 5321 §4.5.5, §6.1), so that a bounce can never cause another bounce.
 
 ``build_dsn`` writes one; ``read_dsn`` takes one apart for a lesson to show.
-Neither does any I/O.
+Neither does any I/O.  ``notify_delivered`` is the other kind, the "delivered"
+notice a server making final delivery owes a sender who asked NOTIFY=SUCCESS.
 """
 
 from __future__ import annotations
@@ -25,11 +26,14 @@ from __future__ import annotations
 import email
 import email.message
 import email.policy
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import LabValueError
 from ..render import TextReport
+from .mailbox import Mailbox, StoredMessage
 
 ACTIONS = ("failed", "delayed", "delivered", "relayed", "expanded")  # RFC 3464 §2.3.3
 RETURN_LIMIT = 50_000  # Postfix's bounce_size_limit: a bigger original comes back as headers only
@@ -300,3 +304,50 @@ def delivered_notice(
         envid=request.envid,
         received_from_mta=message.helo,
     )
+
+
+def notify_delivered(
+    message: StoredMessage,
+    *,
+    reporting_mta: str,
+    queue_id: Callable[[], str],
+    is_local: Callable[[str], bool],
+    mailbox: Mailbox,
+    outbox: Mailbox,
+) -> list[str]:
+    """Final delivery's duty to a sender who asked NOTIFY=SUCCESS (RFC 3461 §6.2): a
+    "delivered" DSN to the envelope sender, into ``mailbox`` when ``is_local`` says the
+    sender's domain is the server's own, else into ``outbox`` (nothing leaves the
+    machine).  Returns what to note in the transcript."""
+    asked = [r for r in message.rcpt_tos if message.dsn.wants(r, "SUCCESS")]
+    if not asked:
+        return []
+    who = ", ".join(f"<{r}>" for r in asked)
+    sender = message.mail_from
+    if not sender:
+        return [f"NOTIFY=SUCCESS for {who}, but the sender is <>: no notification (RFC 3461 §6.2)"]
+    qid = queue_id()
+    dsn = delivered_notice(
+        message, asked, reporting_mta=reporting_mta, queue_id=qid, when=time.time()
+    )
+    notice = StoredMessage(
+        qid,
+        None,
+        "",
+        (sender,),
+        "",
+        b"Return-Path: <>\r\n" + dsn,
+        session=message.session,
+        sent=dsn,
+    )
+    if is_local(sender.rpartition("@")[2]):
+        mailbox.add(notice)
+        return [
+            f"NOTIFY=SUCCESS for {who}: a 'delivered' notification (RFC 3464) to <{sender}>, in this server's mailbox"
+        ]
+    outbox.add(notice)
+    return [
+        f"NOTIFY=SUCCESS for {who}: a 'delivered' notification (RFC 3464) is due to <{sender}>, "
+        f"whose domain is not this server's; a real server would send it to that domain's MX. "
+        f"The lab sends no mail off this machine: it waits in server.outbox"
+    ]

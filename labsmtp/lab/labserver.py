@@ -1,10 +1,11 @@
 """``LabServer``: a real SMTP server on loopback, in a background thread of this kernel.
 
 Theory of operation.  ``LabServer`` holds the settings a lesson changes
-(persona, policy, mode, TLS, users) and the records it reads (transcript,
-mailbox, fault rules).  ``start()`` runs an asyncio loop on a daemon thread
-of its own and listens there (and on an implicit-TLS port if asked); each
-connection is a ``server.Connection`` around a sans-IO ``Session``.
+(persona, policy, mode, TLS, users; checked in ``security.py``) and the
+records it reads (transcript, mailbox, fault rules).  ``start()`` runs an
+asyncio loop on a daemon thread of its own and listens there (and on an
+implicit-TLS port if asked; ``listening.py``); each connection is a
+``server.Connection`` around a sans-IO ``Session``.
 ``stop()`` says 421 to live sessions, closes every socket, stops the loop and
 joins the thread, so a server can start and stop as often as a cell is run.
 A process-wide registry stops an earlier server of the same name first.
@@ -19,37 +20,27 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import errno
-import ipaddress
-import os
 import random
-import socket
-import ssl
 import threading
-import time
-import warnings
 import weakref
-from collections.abc import Callable, Coroutine, Mapping
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from ..errors import LabValueError, PortInUseError
-from ..protocol import auth as _auth
 from ..protocol.personas import Persona, get_persona
-from ..protocol.policy import MODE_ABOUT, IdentityCheck, Policy, RecipientCheck, check_mode
+from ..protocol.policy import MODE_ABOUT, IdentityCheck, Policy, RecipientCheck
 from ..protocol.session import Setup
-from . import peeruid
+from . import peeruid, security
 from .client import StepClient
 from .dnszone import DEFAULT_ZONE, ZONE_HOOKS, LabZone, zone_hooks
-from .dsn import delivered_notice
+from .dsn import notify_delivered
 from .faults import FaultEngine
-from .limits import Places
+from .limits import Admission
+from .listening import LoopThread, Site, goodbye, listen, port_is_free
 from .mailbox import Mailbox, StoredMessage
-from .server import Admission, Connection
 from .transcript import Line, SessionInfo, Transcript
 
 DEFAULT_HOSTNAME = "mx.lab.example.org"
-T = TypeVar("T")
 
 _registry: dict[str, LabServer] = {}  # the running servers, by name
 _latest: dict[str, weakref.ref[LabServer]] = {}  # the server most recently started under each name
@@ -74,122 +65,6 @@ def running_servers() -> list[LabServer]:
 
 
 atexit.register(stop_all)
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
-
-
-def _port_is_free(host: str, port: int) -> bool:
-    """True if a listener could bind ``host:port`` now (SO_REUSEADDR, as asyncio does)."""
-    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(fam, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-        return True
-
-
-def _port_error(host: str, port: int, exc: OSError) -> PortInUseError:
-    """What a failed bind means, and what to do about it (in a notebook's terms; the
-    command line words its own advice from ``reason``)."""
-    if exc.errno == errno.EADDRINUSE:
-        return PortInUseError(
-            f"port {port} on {host} is already in use by another program or server. "
-            f"Leave out port= to let the lab pick a free one, choose another port, "
-            f"or stop the other server (labsmtp.stop_all() stops every lab server "
-            f"in this notebook).",
-            host=host,
-            port=port,
-            reason="in use",
-        )
-    if exc.errno in (errno.EACCES, errno.EPERM):
-        return PortInUseError(
-            f"not allowed to listen on port {port} (ports below 1024 need root). "
-            f"Use a port such as 2525, or leave out port= to let the lab pick one.",
-            host=host,
-            port=port,
-            reason="not allowed",
-        )
-    return PortInUseError(
-        f"cannot listen on {host}:{port}: {exc.strerror or exc}", host=host, port=port
-    )
-
-
-def _owner_only(asked: bool | None) -> bool:
-    """Whether to refuse other users' connections: on by default under JupyterHub, on Linux."""
-    if asked is None:
-        return "JUPYTERHUB_USER" in os.environ and peeruid.available()
-    if not isinstance(asked, bool):
-        raise LabValueError(f"owner_only must be True, False or left out, not {asked!r}")
-    if asked and not peeruid.available():
-        raise LabValueError(
-            "owner_only=True needs Linux (it reads who opened each connection from "
-            "/proc/net/tcp); leave it out on this system"
-        )
-    return asked
-
-
-@dataclass
-class Site:
-    """What the connections of one running server share (LabServer builds it)."""
-
-    transcript: Transcript
-    mailbox: Mailbox
-    faults: FaultEngine
-    setup: Callable[[], Setup]  # the server's settings now, for a new connection
-    tls_context: Callable[[], ssl.SSLContext]
-    admission: Callable[[], Admission | None] = lambda: None
-    # After a message is stored: what final delivery does next (a "delivered" DSN);
-    # returns notes for the transcript.
-    delivered: Callable[[StoredMessage], list[str]] = lambda message: []
-    listeners: list[Callable[[Line], None]] = field(default_factory=list)
-    active: set[Connection] = field(default_factory=set)  # every open connection
-    places: Places = field(default_factory=Places)  # the admitted: the limits count these
-    internal_errors: list[str] = field(default_factory=list)
-    _ids: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def new_session_id(self) -> int:
-        with self._lock:
-            self._ids += 1
-            return self._ids
-
-
-class _LoopThread:
-    """An asyncio event loop on a daemon thread: where a running server lives."""
-
-    def __init__(self, name: str) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self._run, name=f"labsmtp {name}", daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        try:
-            self.loop.run_forever()
-        finally:
-            # Cancel what is left (connections waiting for a client) and close the
-            # loop here, on its own thread: a notebook's thread runs a loop already.
-            tasks = asyncio.all_tasks(self.loop)
-            for task in tasks:
-                task.cancel()
-            self.loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
-            self.loop.close()
-
-    def call(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
-        """Run ``coro`` on the loop and wait for its result."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join()
 
 
 class LabServer:
@@ -229,18 +104,7 @@ class LabServer:
             raise LabValueError(f"port must be a whole number from 1 to 65535, not {port!r}")
         if port is not None and not 0 <= port <= 65535:
             raise LabValueError(f"port must be from 1 to 65535 (or left out), not {port}")
-        if not isinstance(host, str) or not host:
-            raise LabValueError(f"host must be an address such as '127.0.0.1', not {host!r}")
-        if not _is_loopback(host):
-            if not allow_non_loopback:
-                raise LabValueError(
-                    f"the lab server listens on loopback only (127.0.0.1); {host!r} would "
-                    f"let other machines talk to it. Pass allow_non_loopback=True if you "
-                    f"really mean it."
-                )
-            warnings.warn(
-                f"labsmtp: listening on {host}, which other machines may reach", stacklevel=2
-            )
+        security.check_host(host, allow_non_loopback)
         if not isinstance(hostname, str) or not hostname or " " in hostname:
             raise LabValueError(
                 f"hostname must be a name such as 'mx.lab.example.org', not {hostname!r}"
@@ -294,10 +158,11 @@ class LabServer:
         self._follow_lab_dns()
         self.addresses: Callable[[str], list[str]] | None = None  # a name's A/AAAA (use_zone)
         self.admission: Admission | None = None  # may refuse a connection before its greeting
-        self.owner_only = _owner_only(owner_only)  # other users' connections: 554 (peeruid.py)
+        # Other users' connections on a shared host: 554 (peeruid.py).
+        self.owner_only = security.owner_only(owner_only)
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
-        self._thread: _LoopThread | None = None
+        self._thread: LoopThread | None = None
         self._servers: list[asyncio.Server] = []
         self._port: int | None = None
         self._last_tls_port: int | None = None  # a restart listens there again if it can
@@ -322,43 +187,15 @@ class LabServer:
         return lambda ip, port: self._owner_refusal(ip, port) or (other and other(ip, port))
 
     def _delivered(self, message: StoredMessage) -> list[str]:
-        """Final delivery's duty to a sender who asked NOTIFY=SUCCESS (RFC 3461 §6.2): a
-        "delivered" DSN to the envelope sender, into this server's mailbox when the
-        sender's domain is one of its own, else into ``outbox`` (nothing leaves the machine)."""
-        asked = [r for r in message.rcpt_tos if message.dsn.wants(r, "SUCCESS")]
-        if not asked:
-            return []
-        who = ", ".join(f"<{r}>" for r in asked)
-        sender = message.mail_from
-        if not sender:
-            return [
-                f"NOTIFY=SUCCESS for {who}, but the sender is <>: no notification (RFC 3461 §6.2)"
-            ]
-        queue_id = self.new_queue_id()
-        dsn = delivered_notice(
-            message, asked, reporting_mta=self.hostname, queue_id=queue_id, when=time.time()
+        """A "delivered" DSN for a sender who asked NOTIFY=SUCCESS (RFC 3461 §6.2)."""
+        return notify_delivered(
+            message,
+            reporting_mta=self.hostname,
+            queue_id=self.new_queue_id,
+            is_local=lambda domain: self.policy.is_local_domain(domain, self.hostname),
+            mailbox=self.mailbox,
+            outbox=self.outbox,
         )
-        notice = StoredMessage(
-            queue_id,
-            None,
-            "",
-            (sender,),
-            "",
-            b"Return-Path: <>\r\n" + dsn,
-            session=message.session,
-            sent=dsn,
-        )
-        if self.policy.is_local_domain(sender.rpartition("@")[2], self.hostname):
-            self.mailbox.add(notice)
-            return [
-                f"NOTIFY=SUCCESS for {who}: a 'delivered' notification (RFC 3464) to <{sender}>, in this server's mailbox"
-            ]
-        self.outbox.add(notice)
-        return [
-            f"NOTIFY=SUCCESS for {who}: a 'delivered' notification (RFC 3464) is due to <{sender}>, "
-            f"whose domain is not this server's; a real server would send it to that domain's MX. "
-            f"The lab sends no mail off this machine: it waits in server.outbox"
-        ]
 
     def _owner_refusal(self, ip: str, port: int) -> str | None:
         # The address the client connected to: where we listen, or on a wildcard
@@ -398,7 +235,7 @@ class LabServer:
         # A restart keeps its ports when they are free, so ports printed earlier stay right.
         again = self._port if self._port and not self._requested_port else None
         again_tls = self._last_tls_port if self.implicit_tls is True else None
-        thread = _LoopThread(self.name)
+        thread = LoopThread(self.name)
         try:
             try:
                 ports = thread.call(self._listen(again, again_tls), 5.0)
@@ -421,38 +258,19 @@ class LabServer:
     async def _listen(
         self, again: int | None = None, again_tls: int | None = None
     ) -> tuple[int, int | None]:
-        loop, site = asyncio.get_running_loop(), self._site
-        self._servers = []
-        main = self._requested_port or (again if again and _port_is_free(self.host, again) else 0)
-        tls_port = self._implicit_port()
-        if tls_port == 0 and again_tls and _port_is_free(self.host, again_tls):
+        host = self.host
+        main = self._requested_port or (again if again and port_is_free(host, again) else 0)
+        tls_port = security.implicit_port(self.implicit_tls)
+        if tls_port == 0 and again_tls and port_is_free(host, again_tls):
             tls_port = again_tls
-        for port, tls in ((main, False), (tls_port, True)):
-            if port is None:
-                continue
-            try:
-                server = await loop.create_server(
-                    lambda: Connection(site),
-                    self.host,
-                    port,
-                    reuse_address=True,
-                    ssl=self._server_tls_context() if tls else None,
-                    ssl_handshake_timeout=min(60.0, self.policy.idle_timeout) if tls else None,
-                )
-            except OSError as exc:
-                for s in self._servers:
-                    s.close()
-                raise _port_error(self.host, port, exc) from None
-            self._servers.append(server)
+        wanted = [(main, None)]
+        if tls_port is not None:
+            wanted.append((tls_port, self._server_tls_context()))
+        handshake = min(60.0, self.policy.idle_timeout)
+        self._servers = await listen(self._site, host, wanted, handshake)
         ports = [s.sockets[0].getsockname()[1] for s in self._servers]
         self._tls_listener = self._servers[1] if len(ports) > 1 else None
         return ports[0], (ports[1] if len(ports) > 1 else None)
-
-    def _implicit_port(self) -> int | None:
-        """The implicit-TLS port to listen on (0: any free one), None for none (RFC 8314 §3.3)."""
-        if self.implicit_tls is False:
-            return None
-        return 0 if self.implicit_tls is True else int(self.implicit_tls)
 
     def stop(self) -> None:
         """Stop the server; open sessions get 421 first.  Safe to call twice."""
@@ -463,23 +281,11 @@ class LabServer:
             if _registry.get(self.name) is self:
                 del _registry[self.name]
         try:
-            thread.call(self._goodbye(), 2.0)
+            thread.call(goodbye(self._servers, self._site), 2.0)
         except Exception:
             pass  # a stuck goodbye must not keep the server (and its thread) alive
         thread.stop()
         self._tls_listener, self._tls_port = None, None
-
-    async def _goodbye(self) -> None:
-        for server in self._servers:
-            server.close()  # the listening sockets close at once
-        live = list(self._site.active)
-        for conn in live:
-            conn.shutdown()
-        await asyncio.sleep(0.01)  # let the 421s out
-        for conn in live:
-            if conn.transport is not None:
-                conn.transport.abort()  # a client that never reads must not keep its socket
-        await asyncio.sleep(0)  # connection_lost runs
 
     def ensure_running(self) -> LabServer:
         """Start the server again if it was stopped (and say so in one line); returns it."""
@@ -728,43 +534,20 @@ class LabServer:
         auth_require_tls: bool,
     ) -> None:
         """Check and set mode, TLS and AUTH settings (a learner's typo gets a clear message)."""
-        mode = check_mode(mode)
-        users = _auth.check_users(users)
-        if tls is not None and not isinstance(tls, bool):
-            raise LabValueError(f"tls must be True or False, not {tls!r}")
-        if not isinstance(auth_require_tls, bool):
-            raise LabValueError(f"auth_require_tls must be True or False, not {auth_require_tls!r}")
-        if implicit_tls is not False and implicit_tls is not True:
-            if (
-                isinstance(implicit_tls, bool)
-                or not isinstance(implicit_tls, int)
-                or not 1 <= implicit_tls <= 65535
-            ):
-                raise LabValueError(
-                    f"implicit_tls must be True (pick a free port), False, or a port from 1 to "
-                    f"65535, not {implicit_tls!r}"
-                )
-        if mode == "submission" and not users:
-            raise LabValueError(
-                "mode='submission' refuses MAIL until the client authenticates, so it needs lab "
-                "users to log in as: add users={'alice': 'wonderland'}"
-            )
+        checked = security.check_security(
+            self.persona,
+            mode=mode,
+            tls=tls,
+            implicit_tls=implicit_tls,
+            users=users,
+            auth_require_tls=auth_require_tls,
+        )
         self._tls_asked = tls  # None: as the persona's program offers it, stock
-        if tls is None:
-            tls = self.persona.stock_tls or bool(users) or implicit_tls is not False
-        if not tls and implicit_tls is not False:
-            raise LabValueError("implicit_tls needs TLS: leave out tls=False")
-        if not tls and users and auth_require_tls:
-            raise LabValueError(
-                "AUTH is offered only inside TLS (RFC 4954 §4: passwords travel merely "
-                "base64-encoded). Leave out tls=False, or pass auth_require_tls=False to "
-                "show on purpose why AUTH in the clear is dangerous."
-            )
-        self.mode, self.tls, self.implicit_tls = mode, tls, implicit_tls
-        self.users, self.auth_require_tls = users, auth_require_tls
-        if self.policy.open_relay != (mode == "open-relay"):
-            self.policy = self.policy.with_(open_relay=mode == "open-relay")
-            self._switches["open_relay"] = mode == "open-relay"
+        self.mode, self.tls, self.implicit_tls = checked.mode, checked.tls, checked.implicit_tls
+        self.users, self.auth_require_tls = checked.users, checked.auth_require_tls
+        if self.policy.open_relay != (self.mode == "open-relay"):
+            self.policy = self.policy.with_(open_relay=self.mode == "open-relay")
+            self._switches["open_relay"] = self.mode == "open-relay"
 
     @property
     def mode_about(self) -> str:
@@ -779,21 +562,15 @@ class LabServer:
     @property
     def ca_file(self) -> str:
         """Path of the lab CA certificate (PEM): give it to swaks, curl or smtplib to trust the lab."""
-        from .tls import lab_ca  # trustme is costly: only TLS lessons pay for it
-
-        return lab_ca().ca_file
+        return security.ca_file()
 
     def client_ssl_context(self, verify: bool = True) -> Any:
         """An ``ssl.SSLContext`` that trusts the lab CA, for smtplib's starttls(context=...)."""
-        from .tls import lab_ca
-
-        return lab_ca().client_context(verify=verify)
+        return security.client_ssl_context(verify)
 
     def _server_tls_context(self) -> Any:
         ctx = getattr(self, "_server_ctx", None)
         if ctx is None or ctx[0] != self.hostname:
-            from .tls import lab_ca
-
-            ctx = (self.hostname, lab_ca().server_context(self.hostname))
+            ctx = (self.hostname, security.server_ssl_context(self.hostname))
             self._server_ctx = ctx
         return ctx[1]

@@ -6,12 +6,13 @@ on a thread of its own and listens.  Every accepted connection gets a
 sans-IO ``Session`` (``protocol/session.py``) and acts on what the session
 decides.  It writes replies, records both directions in the ``Transcript``,
 stores accepted messages in the ``Mailbox`` before their 250 goes out,
-switches to TLS after STARTTLS (``loop.start_tls``), keeps the idle timer,
-and at each fault point lets the ``FaultEngine`` answer instead
-(``Connection`` is the ``faults.Link`` the rules act through).  No rule of
-the dialogue lives here.
+switches to TLS after STARTTLS (``loop.start_tls``), and at each fault point
+lets the ``FaultEngine`` answer instead (``Connection`` is the ``faults.Link``
+the rules act through).  No rule of the dialogue lives here, and neither do
+the limits (``limits.py``: places, the idle timer) nor the recording
+(``transcript.Recorder``).
 
-What one running server's connections share is a ``labserver.Site``; its
+What one running server's connections share is a ``listening.Site``; its
 ``admission`` is the one hook that may refuse a connection before its greeting.
 """
 
@@ -19,14 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ..protocol.events import (
     Answer,
     Authenticated,
     AuthFailed,
-    ClientLine,
     Event,
     Greeted,
     HangUp,
@@ -39,17 +39,13 @@ from ..protocol.events import (
 from ..protocol.replies import Reply, reply_from_lines
 from ..protocol.session import Session
 from .faults import FaultContext, SessionFaults
+from .limits import REFUSALS, IdleTimer
 from .mailbox import StoredMessage
 from .tls import summary, tls_info
-from .transcript import CLIENT, EVENT, SERVER, Line, SessionInfo
+from .transcript import Recorder, SessionInfo
 
 if TYPE_CHECKING:
-    from .labserver import Site
-
-# Asked once per accepted connection with (client IP, client port): None admits
-# it, a reason refuses it (the persona's connection_refused reply, and the reason
-# in the transcript).
-Admission = Callable[[str, int], "str | None"]
+    from .listening import Site
 
 
 class Connection(asyncio.Protocol):
@@ -67,8 +63,6 @@ class Connection(asyncio.Protocol):
         self._rate = 0  # bytes per second on a slowed link (0: full speed)
         self._slow = bytearray()
         self._slow_handle: asyncio.TimerHandle | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._last = 0.0
 
     # --- asyncio's side ----------------------------------------------------------
 
@@ -80,6 +74,7 @@ class Connection(asyncio.Protocol):
         self.ip, self.port, self.client = ip, port, f"{ip}:{port}"
         setup = site.setup()
         self.setup, self.idle = setup, setup.policy.idle_timeout
+        self.idle_timer = IdleTimer(self.loop, self.idle, self._idle)
         ssl_object = transport.get_extra_info("ssl_object")
         self.session = Session(setup, ip, tls=ssl_object is not None, tls_info=tls_info(ssl_object))
         self.sid = site.new_session_id()
@@ -87,17 +82,18 @@ class Connection(asyncio.Protocol):
             self.sid, self.client, time.time(), states=[self.session.state.value]
         )
         site.transcript.open_session(self.info)
+        self.pen = Recorder(site.transcript, site.listeners, self.sid, self.client)
         site.active.add(self)
         self.fault_state: SessionFaults = site.faults.open_session(ip)
-        self._note(f"connection from {self.client}")
+        self.pen.note(f"connection from {self.client}")
         if self.session.tls:
-            self._note(f"implicit TLS (RFC 8314): {self._tls_summary()}")
+            self.pen.note(f"implicit TLS (RFC 8314): {self._tls_summary()}")
         if setup.mode == "open-relay":
-            self._note(
+            self.pen.note(
                 "WARNING: this lab server is a deliberately misconfigured OPEN RELAY: "
                 "it accepts mail for any domain from anyone"
             )
-        self._touch()
+        self.idle_timer.touch()
         self.task = self.loop.create_task(self._run())
 
     def data_received(self, data: bytes) -> None:
@@ -115,15 +111,15 @@ class Connection(asyncio.Protocol):
             self.site.active.discard(self)
             self.site.places.leave(self)
             by_server = self._closing and not self._closed_by_client
-            self._note(
+            self.pen.note(
                 "server closed the connection" if by_server else "client closed the connection"
             )
             self._apply(self.session.closed())
         self._closing = True
         self.transport = None
-        for handle in (self._timer, self._slow_handle):
-            if handle is not None:
-                handle.cancel()
+        self.idle_timer.cancel()
+        if self._slow_handle is not None:
+            self._slow_handle.cancel()
         self._wake()
         self.resume_writing()
 
@@ -160,7 +156,7 @@ class Connection(asyncio.Protocol):
         why = check(self.ip, self.port) if check is not None else None
         if why:
             # 554: the session waits for QUIT and answers the rest 503 (RFC 5321 §3.1)
-            self._note(f"connection refused: {why}")
+            self.pen.note(f"connection refused: {why}")
             self._apply(session.refuse("connection_refused", reason=why))
         elif await self._admitted():
             await self._at(session.connect())
@@ -180,22 +176,14 @@ class Connection(asyncio.Protocol):
                 await self._more()
 
     async def _admitted(self) -> bool:
-        """A place among the sessions served, or the refusal said (421 closes, §3.8).
-        Only the sessions being served count against the limits: a refused connection
-        never does, so a burst gets every place there is (issue 11)."""
-        session, places = self.session, self.site.places
-        verdict = places.admit(self)
-        if verdict == "full" and self.setup.persona.waits_when_full:
-            self._note("the server is full: the client waits, unanswered, for a free place")
-            verdict = await places.wait_for_room(self)
-        if verdict == "full":
-            self._apply(session.refuse("too_many_connections"))
-        elif verdict == "client":
-            self._apply(session.refuse("too_many_from_client"))
+        """A place among the sessions served, or the refusal said (421 closes, §3.8)."""
+        verdict = await self.site.places.enter(self, self.pen.note)
+        if verdict in REFUSALS:
+            self._apply(self.session.refuse(REFUSALS[verdict]))
         return verdict == "ok"  # anything else: refused, or gone while it waited
 
     async def _take(self, turn: Turn) -> None:
-        self._touch()
+        self.idle_timer.touch()
         self._record(turn)
         if turn.pending is not None and not self._closing:
             await self._at(turn.pending)
@@ -256,20 +244,22 @@ class Connection(asyncio.Protocol):
             # A client that rejects our certificate aborts the handshake; that is a
             # lesson, not a server error.  The TLS layer never told us we were
             # connected, so it will not say the connection is gone: we do.
-            self._note(f"TLS handshake failed: {exc}")
+            self.pen.note(f"TLS handshake failed: {exc}")
             self._apply(self.session.hang_up())
             self.connection_lost(None)
             return
         ssl_object = self.transport.get_extra_info("ssl_object") if self.transport else None
         self._apply(self.session.tls_started(tls_info(ssl_object)))
-        self._note(f"TLS started: {self._tls_summary()}; the session starts over (RFC 3207 §4.2)")
-        self._touch()
+        self.pen.note(
+            f"TLS started: {self._tls_summary()}; the session starts over (RFC 3207 §4.2)"
+        )
+        self.idle_timer.touch()
 
     # --- acting on the session's events -------------------------------------------
 
     def _record(self, turn: Turn) -> None:
         for seen in turn.received:
-            self._line_from_client(seen)
+            self.pen.client_line(seen, self.session.tls)
         self._apply(turn.events)
 
     def _apply(self, events: Sequence[Event]) -> Reply | None:
@@ -287,13 +277,13 @@ class Connection(asyncio.Protocol):
                 self.site.mailbox.add(stored)
                 self.info.messages += 1
                 for text in self.site.delivered(stored):  # NOTIFY=SUCCESS (RFC 3461)
-                    self._note(text)
+                    self.pen.note(text)
             elif isinstance(ev, Authenticated):
-                self._note(f"authenticated as {ev.user!r} with {ev.mechanism}")
+                self.pen.note(f"authenticated as {ev.user!r} with {ev.mechanism}")
             elif isinstance(ev, AuthFailed):
-                self._note(f"AUTH {ev.mechanism} failed for user {ev.user!r}")
+                self.pen.note(f"AUTH {ev.mechanism} failed for user {ev.user!r}")
             elif isinstance(ev, Note):
-                self._note(ev.text)
+                self.pen.note(ev.text)
             elif isinstance(ev, HangUp):
                 self._close()
         return reply
@@ -306,26 +296,9 @@ class Connection(asyncio.Protocol):
         self.send_raw(raw, reply, injected, answers=False)
         return reply
 
-    def _line_from_client(self, seen: ClientLine) -> None:
-        tls = self.session.tls
-        at = time.time()
-        self._emit(
-            Line(self.sid, at, CLIENT, seen.raw, self.client, seen.command, tls=tls, note=seen.note)
-        )
-
-    def _note(self, text: str) -> None:
-        self._emit(Line(self.sid, time.time(), EVENT, b"", self.client, note=text))
-
-    def _emit(self, line: Line) -> None:
-        self.site.transcript.add(line)
-        for listener in self.site.listeners:
-            try:
-                listener(line)
-            except Exception:  # a broken printer must not break the server
-                pass
-
     def _close(self) -> None:
         self._closing = True
+        self.idle_timer.cancel()  # a closing session is not idle (it never reopens)
         if self.transport is not None:
             self.transport.close()
 
@@ -341,11 +314,7 @@ class Connection(asyncio.Protocol):
         return reply
 
     def send_raw(self, raw: bytes, reply: Reply, injected: str | None, answers: bool) -> None:
-        # Record before writing: a client that has read a reply finds it in the transcript.
-        tls, now = self.session.tls, time.time()
-        self._emit(
-            Line(self.sid, now, SERVER, raw, self.client, reply.command, reply, tls, injected)
-        )
+        self.pen.server_line(raw, reply, self.session.tls, injected)  # before the client reads it
         self._write(raw)
         if answers and self._pending is not None:
             self._apply(self.session.answered(self._pending, reply.code))
@@ -371,9 +340,9 @@ class Connection(asyncio.Protocol):
                 pass
 
     def note(self, text: str) -> None:
-        self._note(text)
+        self.pen.note(text)
 
-    # --- the wire: writing, a slowed link, the idle timer -----------------------------
+    # --- the wire: writing, a slowed link, the idle timeout -----------------------------
 
     def _write(self, raw: bytes) -> None:
         t = self.transport
@@ -397,19 +366,7 @@ class Connection(asyncio.Protocol):
         t.write(chunk)
         self._slow_handle = self.loop.call_later(n / self._rate, self._drip)
 
-    def _touch(self) -> None:
-        # One timer per session that re-arms itself when it fires early costs far
-        # less than a new timer for every line.
-        self._last = self.loop.time()
-        if self._timer is None:
-            self._timer = self.loop.call_later(self.idle, self._idle)
-
     def _idle(self) -> None:
-        idle = self.loop.time() - self._last
-        if idle < self.idle and not self._closing:
-            self._timer = self.loop.call_later(self.idle - idle, self._idle)
-            return
-        self._timer = None
         if not self._closing:
             # RFC 5321 §4.5.3.2: the server may close an idle session, with 421 first.
             self._apply(self.session.timed_out())

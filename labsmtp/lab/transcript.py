@@ -1,17 +1,22 @@
 """Transcripts: every line of every dialogue, in both directions, bounded.
 
-The server thread appends; the notebook thread reads snapshots.  A deque
-with ``maxlen`` keeps memory bounded in a long workshop; ``dropped`` says how
-many of the oldest lines fell off, so nothing disappears silently.
+The server thread appends (each connection through its ``Recorder``, which
+also hands every line to the live listeners, such as ``serve``'s printer);
+the notebook thread reads snapshots.  A deque with ``maxlen`` keeps memory
+bounded in a long workshop; ``dropped`` says how many of the oldest lines
+fell off, so nothing disappears silently.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..protocol.events import ClientLine
 from ..protocol.replies import Reply
 
 CLIENT, SERVER, EVENT = "client", "server", "event"
@@ -202,3 +207,53 @@ class Transcript:
         from ..render import transcript_html
 
         return transcript_html(self.lines(), dropped=self.dropped)
+
+
+class Recorder:
+    """One connection's pen: its lines into the transcript, and to every listener."""
+
+    def __init__(
+        self,
+        transcript: Transcript,
+        listeners: list[Callable[[Line], None]],
+        session: int,
+        client: str,
+    ) -> None:
+        self.transcript, self.listeners = transcript, listeners
+        self.session, self.client = session, client
+
+    def client_line(self, seen: ClientLine, tls: bool) -> None:
+        """A line the client sent (``seen.note``: what the session made of it)."""
+        at = time.time()
+        self.emit(
+            Line(
+                self.session,
+                at,
+                CLIENT,
+                seen.raw,
+                self.client,
+                seen.command,
+                tls=tls,
+                note=seen.note,
+            )
+        )
+
+    def server_line(self, raw: bytes, reply: Reply, tls: bool, injected: str | None) -> None:
+        """A reply the server is about to write (recorded first: a client that has
+        read a reply finds it in the transcript)."""
+        now = time.time()
+        self.emit(
+            Line(self.session, now, SERVER, raw, self.client, reply.command, reply, tls, injected)
+        )
+
+    def note(self, text: str) -> None:
+        """An event of the connection (connect, TLS, a fault, a close), in words."""
+        self.emit(Line(self.session, time.time(), EVENT, b"", self.client, note=text))
+
+    def emit(self, line: Line) -> None:
+        self.transcript.add(line)
+        for listener in self.listeners:
+            try:
+                listener(line)
+            except Exception:  # a broken printer must not break the server
+                pass
