@@ -77,9 +77,16 @@ class MemoryConn(record.Conn):
         self.pair = pair
         self.buf = b"".join(r.raw for r in [pair.greeting])
         self.eof = pair.closed
+        self._wrote_after_eof = False
 
     def send(self, data: bytes) -> None:
         if self.eof:
+            # TCP: the first write after the server's FIN still succeeds (the peer answers
+            # it with RST), so a real client reads what the server said before closing,
+            # e.g. Postfix's 421 right after the 20th error, as the reply to its next line.
+            if self.buf and not self._wrote_after_eof:
+                self._wrote_after_eof = True
+                return
             raise record.Closed("the server has closed the connection")
         for reply in self.pair.send(data):
             self.buf += reply.raw

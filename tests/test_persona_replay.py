@@ -64,3 +64,18 @@ def test_every_variant_has_a_floor_and_the_floors_only_rise_to_the_target():
     for key in keys:
         assert FLOORS[key]["codes"] <= target["codes"] and FLOORS[key]["texts"] <= 100.0
     assert set(VARIANT_SETTINGS) <= set(PROGRAMS)
+
+
+def test_a_reply_sent_just_before_closing_is_read_as_the_next_lines_reply():
+    # Postfix answers the 20th error and then, unasked, 421 and closes (smtpd.c).  A real
+    # client's next write still succeeds (TCP), so the recorder reads the 421 as that
+    # line's reply and only then finds the connection closed; the in-memory client too.
+    from persona_replay import memory_talk
+
+    talk = memory_talk("postfix")
+    exchanges = talk({"name": "limit", "lines": ["EHLO client.example.org"] + ["FOO"] * 22})
+    assert [e["reply"] for e in exchanges[2:21]] == [
+        ["500 5.5.2 Error: command not recognized"]
+    ] * 19
+    assert exchanges[22]["reply"] == ["421 4.7.0 mx.lab.example.org Error: too many errors"]
+    assert exchanges[23]["outcome"] == "closed" and len(exchanges) == 24
