@@ -7,6 +7,7 @@ and a persona that supplies its own gets its program's behaviour (issue 11).
   command (and may end the session), the HELO name, a path's own refusal;
 - ``Checks``: where the restrictions are applied (HELO, RCPT, VRFY, the greeting);
 - ``Persona.policy_aliases``: a program's own names for the shared Policy switches.
+- ``Persona.auth_asks_helo_first``: AUTH before a required HELO says so before "not offered".
 """
 
 from __future__ import annotations
@@ -194,3 +195,20 @@ def test_a_program_may_name_a_shared_switch_its_own_way():
     )
     policy, _ = persona.configure(smtpd_recipient_limit=2)
     assert policy.max_recipients == 2
+
+
+def test_a_persona_may_ask_for_helo_before_saying_auth_is_not_offered():
+    # Default: AUTH without lab users is "not offered", whatever the greeting state.
+    generic = get_persona("generic")
+    p = SessionPair(generic, smtpd_helo_required=True)
+    assert "AUTH not available" in p.command("AUTH PLAIN").text
+    # auth_asks_helo_first: where HELO is required, its absence is said first ...
+    asks = dataclasses.replace(generic, auth_asks_helo_first=True)
+    p = SessionPair(asks, smtpd_helo_required=True)
+    assert p.command("AUTH PLAIN").code == 503
+    assert "send EHLO first" in p.command("AUTH PLAIN").text
+    p.command("EHLO client.example.org")
+    assert "AUTH not available" in p.command("AUTH PLAIN").text
+    # ... and where it is not required, AUTH is simply not offered.
+    p = SessionPair(asks, smtpd_helo_required=False)
+    assert "AUTH not available" in p.command("AUTH PLAIN").text

@@ -269,7 +269,7 @@ class Session:
             return [self._answer(cmd.value.lower(), verb, arg=arg)]
         if cmd is Command.STARTTLS and not self.setup.tls_offered:
             return [self._answer("starttls_not_offered", verb)]
-        if cmd is Command.AUTH and not self.setup.users:
+        if cmd is Command.AUTH and not self.setup.users and not self._auth_waits_for_helo:
             return [self._answer("auth_not_offered", verb)]
         key = states.refusal(
             self.state, cmd, helo_required=self._helo_required, variants=self._variants
@@ -629,6 +629,13 @@ class Session:
         self.mail_from, self.mail_options = None, []
         self.rcpt_tos, self.rcpt_options = [], []
         self._last_rcpt = None
+
+    @property
+    def _auth_waits_for_helo(self) -> bool:
+        """AUTH is refused for want of HELO before anything else is asked (the persona's
+        order; the state table words it: need_ehlo_for_auth)."""
+        helo_first = self.persona.auth_asks_helo_first and self._helo_required
+        return helo_first and self.state is State.CONNECTED
 
     @property
     def _helo_required(self) -> bool:
