@@ -619,3 +619,14 @@ def test_what_arrives_inside_tls_before_the_session_hears_of_the_handshake_is_ke
     turn = s.next_turn()
     assert turn is not None and turn.received[0].raw == b"EHLO a.example.org\r\n"
     assert s.next_turn() is None  # and the injected MAIL is gone
+
+
+def test_postfix_with_helo_required_says_send_helo_first_to_auth_before_anything_else():
+    # smtpd_sasl_proto.c: smtpd_helo_required is asked before whether SASL is enabled
+    # (recorded: AUTH before EHLO under smtpd_helo_required = yes).
+    p = SessionPair("postfix", smtpd_helo_required=True)
+    assert str(p.command("AUTH PLAIN")) == "503 5.5.1 Error: send HELO/EHLO first"
+    p.command("EHLO client.example.org")
+    assert str(p.command("AUTH PLAIN")) == "503 5.5.1 Error: authentication not enabled"
+    stock = SessionPair("postfix")  # smtpd_helo_required = no: only "not enabled"
+    assert str(stock.command("AUTH PLAIN")) == "503 5.5.1 Error: authentication not enabled"

@@ -229,6 +229,7 @@ register(
         unsupported_verbs=("EXPN", "HELP"),
         stock_tls=True,  # smtpd_tls_security_level = may, with the snakeoil certificate
         tls_needs_new_helo=False,  # smtpd_helo_required = no holds after STARTTLS too
+        auth_asks_helo_first=True,  # smtpd_sasl_proto.c: smtpd_helo_required before SASL
         platform_policy=RECORDED_POLICY,
         settings=SETTINGS,
         setting_choices=RESTRICTION_NAMES,
