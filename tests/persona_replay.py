@@ -14,6 +14,7 @@ waiting on its backend).
     .venv/bin/python tests/persona_replay.py postfix            # figures and differences
     .venv/bin/python tests/persona_replay.py exim --show 50
     .venv/bin/python tests/persona_replay.py postfix --variant delay_reject_no
+    .venv/bin/python tests/persona_replay.py postfix --variant beyond   # dialogues beyond the corpus
 
 Used by tests/test_persona_replay.py and by benchmarks/README figures.
 """
@@ -133,7 +134,14 @@ def nondeterministic(program: str) -> set[str]:
     return set(data["checked"].get(program, []))
 
 
+# Dialogues outside the corpus (generated/beyond.json), recorded per program: a check
+# on what nobody tuned a persona on.  Replayed in the stock configuration.
+BEYOND = "beyond"
+
+
 def recording_path(program: str, variant: str | None = None) -> pathlib.Path:
+    if variant == BEYOND:
+        return RECORDINGS / "generated" / BEYOND / f"{program}.json"
     if variant is None:
         return RECORDINGS / "generated" / f"{program}.json"
     return RECORDINGS / "generated" / "variants" / f"{program}-{variant}.json"
@@ -144,7 +152,8 @@ def run(
 ) -> replay.Report:
     """The persona against one recording of its real program, in memory."""
     if settings is None:
-        settings = VARIANT_SETTINGS.get(program, {}).get(variant or "stock", {})
+        stock = variant is None or variant == BEYOND
+        settings = VARIANT_SETTINGS.get(program, {}).get("stock" if stock else variant, {})
     skip = nondeterministic(program)
     return replay.replay(
         recording_path(program, variant),
@@ -156,7 +165,9 @@ def run(
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("program", choices=PROGRAMS)
-    ap.add_argument("--variant", help="a setting variant, e.g. delay_reject_no")
+    ap.add_argument(
+        "--variant", help=f"a setting variant, e.g. delay_reject_no; {BEYOND}: generated/beyond/"
+    )
     ap.add_argument("--show", type=int, default=20, help="print this many differences")
     ap.add_argument("--codes", action="store_true", help="show only differences in reply codes")
     args = ap.parse_args(argv)

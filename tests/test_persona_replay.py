@@ -20,7 +20,7 @@ import json
 import pathlib
 
 import pytest
-from persona_replay import PROGRAMS, RECORDINGS, VARIANT_SETTINGS, run
+from persona_replay import BEYOND, PROGRAMS, RECORDINGS, VARIANT_SETTINGS, run
 
 FLOORS = json.loads((RECORDINGS / "replay-floors.json").read_text())
 ARTIFACT = pathlib.Path(__file__).resolve().parent.parent / "test-artifacts" / "persona-replay.json"
@@ -28,6 +28,8 @@ VARIANTS = sorted(
     (p.stem.split("-", 1)[0], p.stem.split("-", 1)[1])
     for p in (RECORDINGS / "generated" / "variants").glob("*.json")
 )
+# The programs recorded on generated/beyond.json, dialogues outside the corpus.
+BEYOND_PROGRAMS = sorted(p.stem for p in (RECORDINGS / "generated" / BEYOND).glob("*.json"))
 _figures: dict[str, dict[str, float]] = {}
 
 
@@ -56,8 +58,14 @@ def test_persona_answers_like_the_program_under_each_setting(program, variant):
     _check(f"{program}-{variant}", run(program, variant))
 
 
+@pytest.mark.parametrize("program", BEYOND_PROGRAMS)
+def test_persona_answers_like_the_program_beyond_the_corpus(program):
+    _check(f"{program}-{BEYOND}", run(program, BEYOND))
+
+
 def test_every_variant_has_a_floor_and_the_floors_only_rise_to_the_target():
     keys = set(PROGRAMS) | {f"{p}-{v}" for p, v in VARIANTS}
+    keys |= {f"{p}-{BEYOND}" for p in BEYOND_PROGRAMS}
     assert keys == set(FLOORS) - {"about", "target"}
     target = FLOORS["target"]
     assert target == {"codes": 100.0, "texts": 99.0}
