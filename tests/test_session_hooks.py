@@ -5,7 +5,7 @@ and a persona that supplies its own gets its program's behaviour (issue 11).
   a 421 closes at once (§3.8);
 - ``Grammar``: how much of a line is read, its text, verb and argument, lines that name no
   command (and may end the session), the HELO name, a path's own refusal;
-- ``Checks``: where the restrictions are applied (HELO, RCPT, VRFY, the greeting);
+- ``Checks``: where the restrictions are applied (HELO, RCPT, VRFY, the greeting, the dot);
 - ``Persona.policy_aliases``: a program's own names for the shared Policy switches.
 - ``Persona.auth_asks_helo_first``: AUTH before a required HELO says so before "not offered".
 """
@@ -212,3 +212,24 @@ def test_a_persona_may_ask_for_helo_before_saying_auth_is_not_offered():
     # ... and where it is not required, AUTH is simply not offered.
     p = SessionPair(asks, smtpd_helo_required=False)
     assert "AUTH not available" in p.command("AUTH PLAIN").text
+
+
+class _NoMessages(Checks):
+    def at_dot(self, session, message):
+        return Refusal("data_too_big")
+
+
+def test_a_checks_hook_may_refuse_a_message_at_the_dot():
+    def deliver(p):
+        p.command("EHLO client.example.org")
+        p.command("MAIL FROM:<a@example.org>")
+        p.command("RCPT TO:<postmaster@lab.example.org>")
+        p.command("DATA")
+        return p.send_message("Subject: small\r\n\r\nhi\r\n")
+
+    # Default: the message's own verdict (size and line limits), so a small one is taken.
+    assert deliver(SessionPair("generic")).code == 250
+    persona = dataclasses.replace(get_persona("generic"), checks=_NoMessages)
+    p = SessionPair(persona)
+    assert deliver(p).code == 552 and not p.messages
+    assert p.command("MAIL FROM:<a@example.org>").code == 250  # the transaction is over
