@@ -630,3 +630,16 @@ def test_postfix_with_helo_required_says_send_helo_first_to_auth_before_anything
     assert str(p.command("AUTH PLAIN")) == "503 5.5.1 Error: authentication not enabled"
     stock = SessionPair("postfix")  # smtpd_helo_required = no: only "not enabled"
     assert str(stock.command("AUTH PLAIN")) == "503 5.5.1 Error: authentication not enabled"
+
+
+def test_an_unreadably_long_line_that_passes_the_size_limit_is_a_message_too_big():
+    # Past the read buffer a line is not kept, but its octets still count (RFC 1870):
+    # the message is too big, as a 20000-octet line under message_size_limit = 2000 is
+    # for Postfix ("552 5.3.4 Error: message file too big").
+    p = SessionPair("postfix", message_size_limit=2000)
+    p.command("EHLO client.example.org")
+    p.command("MAIL FROM:<a@example.org>")
+    p.command("RCPT TO:<postmaster@lab.example.org>")
+    p.command("DATA")
+    reply = p.send_message("Subject: x\r\n\r\n" + "y" * 20000 + "\r\n")
+    assert str(reply) == "552 5.3.4 Error: message file too big"
