@@ -109,7 +109,9 @@ def memory_talk(persona: str, **settings: Any) -> Callable[[dict[str, Any]], lis
 
     def talk(dialogue: dict[str, Any]) -> list[dict[str, Any]]:
         client = dialogue.get("client", "127.0.0.1")
-        pair = SessionPair(persona, client_ip=client, resolves=ZONE.resolves, **settings)
+        pair = SessionPair(
+            persona, client_ip=client, resolves=ZONE.resolves, reverse=ZONE.reverse, **settings
+        )
         run = record._Replay(MemoryConn(pair), timeout=1.0, after_timeout=1.0, settle=0.0)
         run.reply(None)
         try:

@@ -54,6 +54,7 @@ class SessionPair(CommandWriter):
         auth_require_tls: bool = True,
         identity: IdentityCheck | None = None,
         resolves: Callable[[str], bool] | None = None,
+        reverse: Callable[[str], tuple[str | None, bool]] | None = None,
         seed: int = 0,
         **policy_switches: object,
     ) -> None:
@@ -72,6 +73,7 @@ class SessionPair(CommandWriter):
             auth_require_tls=auth_require_tls,
             identity=identity,
             resolves=resolves,
+            reverse=reverse,  # the client's reverse name and FCrDNS (LabZone.reverse)
             queue_id=lambda: persona.new_queue_id(rng),
             settings=settings,
         )
