@@ -14,6 +14,7 @@ waiting on its backend).
     .venv/bin/python tests/persona_replay.py postfix            # figures and differences
     .venv/bin/python tests/persona_replay.py exim --show 50
     .venv/bin/python tests/persona_replay.py postfix --variant delay_reject_no
+    .venv/bin/python tests/persona_replay.py postfix --variant beyond   # dialogues beyond the corpus
 
 Used by tests/test_persona_replay.py and by benchmarks/README figures.
 """
@@ -105,9 +106,16 @@ class MemoryConn(record.Conn):
         self.pair = pair
         self.buf = b"".join(r.raw for r in [pair.greeting])
         self.eof = pair.closed
+        self._wrote_after_eof = False
 
     def send(self, data: bytes) -> None:
         if self.eof:
+            # TCP: the first write after the server's FIN still succeeds (the peer answers
+            # it with RST), so a real client reads what the server said before closing,
+            # e.g. Postfix's 421 right after the 20th error, as the reply to its next line.
+            if self.buf and not self._wrote_after_eof:
+                self._wrote_after_eof = True
+                return
             raise record.Closed("the server has closed the connection")
         for reply in self.pair.send(data):
             self.buf += reply.raw
@@ -156,7 +164,14 @@ def nondeterministic(program: str) -> set[str]:
     return set(data["checked"].get(program, []))
 
 
+# Dialogues outside the corpus (generated/beyond.json), recorded per program: a check
+# on what nobody tuned a persona on.  Replayed in the stock configuration.
+BEYOND = "beyond"
+
+
 def recording_path(program: str, variant: str | None = None) -> pathlib.Path:
+    if variant == BEYOND:
+        return RECORDINGS / "generated" / BEYOND / f"{program}.json"
     if variant is None:
         return RECORDINGS / "generated" / f"{program}.json"
     return RECORDINGS / "generated" / "variants" / f"{program}-{variant}.json"
@@ -167,7 +182,8 @@ def run(
 ) -> replay.Report:
     """The persona against one recording of its real program, in memory."""
     if settings is None:
-        settings = VARIANT_SETTINGS.get(program, {}).get(variant or "stock", {})
+        stock = variant is None or variant == BEYOND
+        settings = VARIANT_SETTINGS.get(program, {}).get("stock" if stock else variant, {})
     skip = nondeterministic(program)
     return replay.replay(
         recording_path(program, variant),
@@ -179,7 +195,9 @@ def run(
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("program", choices=PROGRAMS)
-    ap.add_argument("--variant", help="a setting variant, e.g. delay_reject_no")
+    ap.add_argument(
+        "--variant", help=f"a setting variant, e.g. delay_reject_no; {BEYOND}: generated/beyond/"
+    )
     ap.add_argument("--show", type=int, default=20, help="print this many differences")
     ap.add_argument("--codes", action="store_true", help="show only differences in reply codes")
     args = ap.parse_args(argv)

@@ -100,19 +100,25 @@ def test_serve_with_postfix_switches_answers_like_postfix(serve):
         "127.0.0.1/32",
         "--message-size-limit",
         "1048576",
-        "--set",
-        "smtpd_delay_reject=no",  # the verdict at HELO itself (stock Postfix: at RCPT)
     )
     s = socket.create_connection(("127.0.0.1", port), timeout=5)
     f = s.makefile("rwb")
     assert f.readline() == b"220 mx.lab.example.org ESMTP Postfix (Debian/GNU)\r\n"
+    # Stock smtpd_delay_reject = yes: the HELO verdict is said at RCPT.
     for line, want in [
         (b"MAIL FROM:<a@example.org>", b"503 5.5.1 Error: send HELO/EHLO first"),
+        (b"HELO client", b"250 mx.lab.example.org"),
+        (b"MAIL FROM:<a@example.org>", b"250 2.1.0 Ok"),
         (
-            b"HELO client",
+            b"RCPT TO:<postmaster@lab.example.org>",
             b"504 5.5.2 <client>: Helo command rejected: need fully-qualified hostname",
         ),
-        (b"HELO bad_host!", b"501 5.5.2 <bad_host!>: Helo command rejected: Invalid name"),
+        (b"HELO bad_host!", b"250 mx.lab.example.org"),
+        (b"MAIL FROM:<a@example.org>", b"250 2.1.0 Ok"),
+        (
+            b"RCPT TO:<postmaster@lab.example.org>",
+            b"501 5.5.2 <bad_host!>: Helo command rejected: Invalid name",
+        ),
         (b"QUIT", b"221 2.0.0 Bye"),
     ]:
         f.write(line + b"\r\n")

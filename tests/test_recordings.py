@@ -66,6 +66,18 @@ def test_recordings_saw_the_current_lab_zone(program):
     assert seen == now
 
 
+def test_beyond_recordings_were_made_from_the_beyond_dialogues():
+    """generated/beyond.json: dialogues outside the corpus, recorded against stock programs."""
+    beyond = json.loads((HERE / "generated" / "beyond.json").read_text())["dialogues"]
+    files = sorted((HERE / "generated" / "beyond").glob("*.json"))
+    assert files and {f.stem for f in files} <= set(PROGRAMS)
+    for f in files:
+        rec = json.loads(f.read_text())
+        assert rec["software"].startswith(PROGRAMS[f.stem])
+        assert rec["dialogues_sha256"] == record.dialogues_digest(beyond)
+        assert rec["settings"] == (HERE / "stock" / f"{f.stem}.conf").read_text().rstrip("\n")
+
+
 def test_variant_recordings_name_their_variant():
     files = sorted((HERE / "generated" / "variants").glob("*.json"))
     assert {f.name.split("-")[0] for f in files} == set(PROGRAMS) - {"clamsmtpd"}

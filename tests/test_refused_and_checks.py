@@ -194,3 +194,41 @@ def test_a_program_may_name_a_shared_switch_its_own_way():
     )
     policy, _ = persona.configure(smtpd_recipient_limit=2)
     assert policy.max_recipients == 2
+
+
+def test_a_persona_may_ask_for_helo_before_saying_auth_is_not_offered():
+    # Default: AUTH without lab users is "not offered", whatever the greeting state.
+    generic = get_persona("generic")
+    p = SessionPair(generic, smtpd_helo_required=True)
+    assert "AUTH not available" in p.command("AUTH PLAIN").text
+    # auth_asks_helo_first: where HELO is required, its absence is said first ...
+    asks = dataclasses.replace(generic, auth_asks_helo_first=True)
+    p = SessionPair(asks, smtpd_helo_required=True)
+    assert p.command("AUTH PLAIN").code == 503
+    assert "send EHLO first" in p.command("AUTH PLAIN").text
+    p.command("EHLO client.example.org")
+    assert "AUTH not available" in p.command("AUTH PLAIN").text
+    # ... and where it is not required, AUTH is simply not offered.
+    p = SessionPair(asks, smtpd_helo_required=False)
+    assert "AUTH not available" in p.command("AUTH PLAIN").text
+
+
+class _NoMessages(Checks):
+    def at_dot(self, session, message):
+        return Refusal("data_too_big")
+
+
+def test_a_checks_hook_may_refuse_a_message_at_the_dot():
+    def deliver(p):
+        p.command("EHLO client.example.org")
+        p.command("MAIL FROM:<a@example.org>")
+        p.command("RCPT TO:<postmaster@lab.example.org>")
+        p.command("DATA")
+        return p.send_message("Subject: small\r\n\r\nhi\r\n")
+
+    # Default: the message's own verdict (size and line limits), so a small one is taken.
+    assert deliver(SessionPair("generic")).code == 250
+    persona = dataclasses.replace(get_persona("generic"), checks=_NoMessages)
+    p = SessionPair(persona)
+    assert deliver(p).code == 552 and not p.messages
+    assert p.command("MAIL FROM:<a@example.org>").code == 250  # the transaction is over

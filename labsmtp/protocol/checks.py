@@ -1,4 +1,4 @@
-"""Where a server applies its restrictions: at connect, at HELO, at RCPT, at VRFY.
+"""Where a server applies its restrictions: at connect, at HELO, at RCPT, at VRFY, at the dot.
 
 RFC 5321 fixes the dialogue; *when* a server says no is its own business.
 Postfix, for one, keeps every client and HELO restriction until RCPT TO by
@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from .grammar import Refusal
 
 if TYPE_CHECKING:
+    from .lines import MessageText
     from .personas import Persona
     from .session import Session
     from .setup import Setup
@@ -60,6 +61,11 @@ class Checks:
         if known is not None and not known.knows(address):
             return Refusal("user_unknown")
         return None
+
+    def at_dot(self, session: Session, message: MessageText) -> Refusal | None:
+        """The refusal of a message whose final dot has come, or None to store it: too big
+        (message_size_limit, RFC 1870) or a line too long (§4.5.3.1.6)."""
+        return Refusal(message.refusal) if message.refusal is not None else None
 
     def vrfy(self, session: Session, argument: str) -> Refusal:
         """The reply to ``VRFY argument``: vrfy_ok (252: §3.5.3) unless it is refused."""

@@ -154,6 +154,7 @@ class MessageText:
         if isinstance(line, TooLong):
             self.size += line.size
             self.too_long = True
+            self.too_big = self.too_big or self.size > self.size_limit  # as for any line
             self.kept.clear()
             return False
         show = self._show(len(line))

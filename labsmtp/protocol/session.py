@@ -300,7 +300,7 @@ class Session:
             return [self._answer(cmd.value.lower(), verb, arg=arg)]
         if cmd is Command.STARTTLS and not self.setup.tls_offered:
             return [self._answer("starttls_not_offered", verb)]
-        if cmd is Command.AUTH and not self.setup.users:
+        if cmd is Command.AUTH and not self.setup.users and not self._auth_waits_for_helo:
             return [self._answer("auth_not_offered", verb)]
         key = states.refusal(
             self.state, cmd, helo_required=self._helo_required, variants=self._variants
@@ -409,8 +409,9 @@ class Session:
             events += self._move(states.after_final_dot(entered_from, ok=False, refused=True))
             self.errors += 1
             return Turn(seen, tuple(self._finish(events, count=False)))
-        if message.refusal is not None:
-            events.append(self._answer(message.refusal, "."))
+        refused = self.checks.at_dot(self, message)
+        if refused is not None:
+            events.append(self._answer(refused.key, ".", arg=refused.arg))
             events += self._move(states.after_final_dot(self._data_from, ok=False))
             self._reset_transaction()
             return Turn(seen, tuple(self._finish(events)))
@@ -606,6 +607,31 @@ class Session:
         self._reset_transaction()
         return events
 
+    def trace_facts(
+        self,
+        queue_id: str,
+        sender: str,
+        recipients: tuple[str, ...],
+        last_rcpt: str | None = None,
+    ) -> trace.TraceFacts:
+        """What this server knows about a message it takes now (its Received: field)."""
+        ptr, confirmed = self.setup.reverse_of(self.client_ip)
+        return trace.TraceFacts(
+            helo_verb=("EHLO" if self.extended else "HELO") if self.helo else None,
+            helo_name=self.helo,
+            client_ip=self.client_ip,
+            client_ptr=ptr,
+            client_ptr_confirmed=confirmed,
+            server_name=self.setup.hostname,
+            queue_id=queue_id,
+            recipients=recipients,
+            sender=sender,
+            date=self.setup.clock(),
+            tls=self.tls_info,
+            auth_user=self.user,
+            last_rcpt=last_rcpt,
+        )
+
     def accepted(
         self,
         queue_id: str,
@@ -618,23 +644,8 @@ class Session:
         """The message this session's server takes, stamped with its trace fields
         (a relay calls it for what the server behind it accepted, with the ESMTP
         ``parameters`` of MAIL and of each RCPT it passed on)."""
-        now = self.setup.clock()
-        ptr, confirmed = self.setup.reverse_of(self.client_ip)
-        facts = trace.TraceFacts(
-            helo_verb=("EHLO" if self.extended else "HELO") if self.helo else None,
-            helo_name=self.helo,
-            client_ip=self.client_ip,
-            client_ptr=ptr,
-            client_ptr_confirmed=confirmed,
-            server_name=self.setup.hostname,
-            queue_id=queue_id,
-            recipients=recipients,
-            sender=sender,
-            date=now,
-            tls=self.tls_info,
-            auth_user=self.user,
-            last_rcpt=last_rcpt,
-        )
+        facts = self.trace_facts(queue_id, sender, recipients, last_rcpt)
+        now, ptr, confirmed = facts.date, facts.client_ptr, facts.client_ptr_confirmed
         # RFC 5321 §4.4: a Received: field on top, in the persona's own format; the lab's
         # mailbox is final delivery, so Return-Path: (and the program's other delivery
         # fields) too.
@@ -868,6 +879,13 @@ class Session:
         self.rcpt_tos, self.rcpt_options, self._rcpt_parameters = [], [], []
         self._last_rcpt = None
         self._chunks.reset()  # RFC 3030 §2: RSET (and a new transaction) drop the chunks
+
+    @property
+    def _auth_waits_for_helo(self) -> bool:
+        """AUTH is refused for want of HELO before anything else is asked (the persona's
+        order; the state table words it: need_ehlo_for_auth)."""
+        helo_first = self.persona.auth_asks_helo_first and self._helo_required
+        return helo_first and self.state is State.CONNECTED
 
     @property
     def _helo_required(self) -> bool:

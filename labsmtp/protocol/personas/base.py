@@ -211,6 +211,9 @@ class Persona:
     # After STARTTLS, MAIL needs a new EHLO (RFC 3207 §4.2); Postfix (smtpd_helo_required
     # = no) accepts MAIL at once.
     tls_needs_new_helo: bool = True
+    # AUTH before HELO/EHLO where HELO is required gets the sequence error even when AUTH
+    # is not offered at all (Postfix's smtpd_sasl_auth_cmd asks smtpd_helo_required first).
+    auth_asks_helo_first: bool = False
 
     def configure(
         self, policy: Policy | None = None, **switches: Any

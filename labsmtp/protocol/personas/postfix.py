@@ -259,6 +259,7 @@ register(
         limit_defaults=MappingProxyType({"max_connections_per_client": 50}),
         waits_when_full=True,  # master(8): "service smtp has reached its process limit"
         refuses_empty_chunk=True,
+        auth_asks_helo_first=True,  # smtpd_sasl_proto.c: smtpd_helo_required before SASL
         platform_policy=RECORDED_POLICY,
         settings=SETTINGS,
         setting_choices=RESTRICTION_NAMES,

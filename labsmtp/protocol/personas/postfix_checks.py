@@ -30,8 +30,10 @@ from .postfix_address import (
     valid_hostname,
     valid_mailhost_addr,
 )
+from .postfix_queue import queue_file_size
 
 if TYPE_CHECKING:
+    from ..lines import MessageText
     from ..session import Session
 
 # Always local users (smtpd_check.c check_rcpt_maps): never "User unknown".
@@ -170,6 +172,18 @@ class PostfixChecks(Checks):
         if len(session.rcpt_tos) >= session.policy.max_recipients:
             return Refusal("too_many_recipients")
         return self.recipient(session, address)
+
+    def at_dot(self, session: Session, message: MessageText) -> Refusal | None:
+        """smtpd counts the text against message_size_limit, then cleanup the whole queue
+        file, envelope and Postfix's own header lines included (postfix_queue.py)."""
+        refused = super().at_dot(session, message)
+        limit = session.policy.message_size_limit
+        if refused is not None or limit <= 0:  # 0: no limit (ENFORCING_SIZE_LIMIT)
+            return refused
+        sender, rcpts = session.mail_from or "", tuple(session.rcpt_tos)
+        if queue_file_size(session, message.content(), sender, rcpts) > limit:
+            return Refusal("data_too_big")
+        return None
 
     def vrfy(self, session: Session, argument: str) -> Refusal:
         if self.settings.get("disable_vrfy_command", False):
