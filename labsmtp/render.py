@@ -45,7 +45,7 @@ def transcript_html(lines, dropped: int = 0, limit: int = 400) -> str:
             style = f"border-left:6px solid {CLASS_COLOURS.get(klass, '#999')}"
             klass = _badge(klass)
             if ln.reply is not None and ln.command and not ln.reply.listed:
-                # §4.3.2 lists *usual* replies: an unlisted one (Postfix's 554 relay
+                # §4.3.2 lists *usual* replies: an unlisted one (a 554 or 454 relay
                 # refusal) is worth a hover, not an alarm.
                 klass = klass.replace(
                     "<span ", f'<span title="{html.escape(ln.reply.explain(detail=True))}" ', 1

@@ -197,7 +197,9 @@ def test_default_text_and_enhanced_code_per_code(server):
 
 def test_a_default_550_at_mail_names_the_sender_not_a_mailbox(server):
     # RFC 3463: X.1.1 is a bad *destination* mailbox; at MAIL the sender is refused.
-    for stage, enhanced in (("mail", "5.1.8"), ("rcpt", "5.1.1"), ("dot", "5.7.1")):
+    # At HELO/EHLO no mailbox is involved yet either: the greeting is refused by policy.
+    stages = (("helo", "5.7.1"), ("mail", "5.1.8"), ("rcpt", "5.1.1"), ("dot", "5.7.1"))
+    for stage, enhanced in stages:
         server.faults.set(f"{stage}:550")
         c, reply = reach(server, stage)
         assert (reply.code, reply.enhanced) == (550, enhanced), stage

@@ -162,3 +162,21 @@ def test_reply_inside_a_tuple_prints_one_reply_line_per_line():
     assert lines[1].strip() == "250-PIPELINING" and lines[1].startswith(" " * 8)
     assert all(len(line) <= 90 for line in lines), text
     assert all(not line.rstrip(">),").endswith("wor") for line in lines)  # wrapped at spaces
+
+
+def test_stock_postfix_relay_deferral_is_explained_as_policy_not_tls():
+    # Postfix >= 2.10 defaults to defer_unauth_destination: 454 4.7.1 at RCPT.  After
+    # RCPT, 454 is a temporary policy refusal, not RFC 3207/4954's TLS or login trouble.
+    from labsmtp import LabServer
+
+    with LabServer(persona="postfix", name="test-replies-454") as s:
+        c = s.client(source="127.0.0.2")
+        c.ehlo("client.example.org")
+        c.mail("learner@example.org")
+        r = c.rcpt("someone@elsewhere.example.net")
+        c.quit()
+    assert (r.code, r.enhanced) == (454, "4.7.1") and "Relay access denied" in r.text
+    assert "relaying deferred" in r.explain() and "allowed to relay" in r.explain()
+    assert "TLS" not in r.explain()
+    tls = parse_reply(b"454 4.7.0 TLS not available due to local problem\r\n", "STARTTLS")
+    assert "TLS or login unavailable" in tls.explain()

@@ -65,8 +65,10 @@ DEFAULT_REPLIES: dict[int, tuple[str, str]] = {
 
 # Where the default above names the recipient (RFC 3463 X.1.1 "bad destination mailbox",
 # X.1.3 "bad destination mailbox address syntax"), a fault at another point says what
-# that point refuses: the sender at MAIL (X.1.8, X.1.7), the message itself later (X.7.1).
+# that point refuses: the client's greeting at HELO/EHLO (X.7.1, policy), the sender at
+# MAIL (X.1.8, X.1.7), the message itself later (X.7.1).
 STAGE_REPLIES: dict[tuple[int, Stage], tuple[str, str]] = {
+    (550, Stage.HELO): ("5.7.1", "Requested action not taken: greeting refused by policy"),
     (550, Stage.MAIL): ("5.1.8", "Requested action not taken: sender address rejected"),
     (553, Stage.MAIL): ("5.1.7", "Requested action not taken: sender address not allowed"),
     (550, Stage.DATA): ("5.7.1", "Requested action not taken: message refused"),

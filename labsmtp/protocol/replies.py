@@ -150,7 +150,9 @@ ENHANCED_DETAIL = {
 # "E" error.  On top of these, §4.3.2 lets any command get 500, 501 or 421.
 # HELO and EHLO share a stage (and a line of §4.3.2).  §4.3.2 lists *usual*
 # replies ("some servers may generate other replies"), so a code outside it is
-# unusual, not forbidden: Postfix refuses relaying with 554.
+# unusual, not forbidden: Postfix refuses relaying with 554 under
+# reject_unauth_destination, and a stock Postfix (defer_unauth_destination,
+# the default since 2.10) defers it with 454.
 ANY_COMMAND = frozenset({421, 500, 501})
 LEGAL_REPLIES: dict[Stage, dict[str, frozenset[int]]] = {
     Stage.CONNECT: {"S": frozenset({220}), "E": frozenset({554})},
@@ -282,6 +284,9 @@ _MEANING: dict[tuple[str | None, int], str] = {
     ("RCPT", 251): "recipient accepted; the server will forward the message",
     ("RCPT", 550): "recipient refused (no such mailbox, or policy); do not repeat unchanged",
     ("RCPT", 554): "recipient refused by policy (relaying denied, say); do not repeat unchanged",
+    # Stock Postfix: 454 4.7.1 Relay access denied (defer_unauth_destination).
+    ("RCPT", 454): "recipient refused for now by policy (relaying deferred, say); retrying "
+    "will not help until this client is allowed to relay",
     ("DATA", 354): "go ahead: send the message, then a line with only a dot",
     ("DATA", 554): "no valid recipient, so no message can follow",
     (".", 250): "message accepted: the server is now responsible for it",
