@@ -78,7 +78,7 @@ EXCHANGE = dict(
         # Exchange's style: Exchange does not greylist.
         "greylisted": "451 4.7.1 <{addr}>: Temporarily rejected, try again in {wait} seconds",
         "client_unknown": "450 4.7.25 The IP address sending this message does not have a PTR record setup [{client}]",
-        "helo_mismatch": "450 4.7.1 Host name {helo} does not match the sending IP [{client}]",
+        "helo_mismatch": "450 4.7.1 Host name {helo} does not match the sending IP [{client}] (the lab's check, against RFC 5321 §4.1.4)",
         "internal_error": "421 4.3.2 Service not available, closing transmission channel",
         "connection_refused": "554 5.7.1 Service unavailable; Client host [{client}] blocked",
         "access_denied": "503 5.5.1 Bad sequence of commands: Client host [{client}] blocked",

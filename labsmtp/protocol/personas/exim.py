@@ -96,7 +96,7 @@ EXIM = dict(
         # "defer"/"deny" message, no enhanced status codes).
         "greylisted": "451 <{addr}>: greylisted, try again in {wait} seconds",
         "client_unknown": "450 Client host [{client}] has no confirmed host name",
-        "helo_mismatch": "450 HELO/EHLO argument {helo} does not match your address [{client}]",
+        "helo_mismatch": "450 HELO/EHLO argument {helo} does not match your address [{client}] (the lab's check, against RFC 5321 §4.1.4)",
         "internal_error": "421 {hostname} Temporary local problem - closing connection",
         "fault_reply": "{code} {text}",
         "fault_reply_host": "{code} {hostname} {text}",

@@ -145,7 +145,7 @@ OPENSMTPD = dict(
         # words in its style ("Invalid ...: reason").
         "greylisted": "451 4.7.1 Temporary failure: <{addr}> greylisted, try again in {wait} seconds",
         "client_unknown": "450 4.7.25 Temporary failure: no reverse DNS for [{client}]",
-        "helo_mismatch": "450 4.7.1 Temporary failure: HELO name {helo} does not match [{client}]",
+        "helo_mismatch": "450 4.7.1 Temporary failure: HELO name {helo} does not match [{client}] (the lab's check, against RFC 5321 §4.1.4)",
         "internal_error": "421 4.3.0 Temporary failure",  # smtp_session.c's own
         "connection_refused": "554 5.7.1 {hostname} Connection refused for [{client}]",
         "user_unknown": _INVALID_RECIPIENT,

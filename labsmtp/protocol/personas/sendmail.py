@@ -117,7 +117,7 @@ SENDMAIL = dict(
         # the greylisting text is milter-greylist's, which Sendmail sites use.
         "greylisted": "451 4.7.1 {addr}... Greylisting in action, please come back in {wait} seconds",
         "client_unknown": "450 4.7.1 [{client}]... Client host name lookup failed",
-        "helo_mismatch": "450 4.7.1 <{helo}>... Host name does not match your address [{client}]",
+        "helo_mismatch": "450 4.7.1 <{helo}>... Host name does not match your address [{client}] (the lab's check, against RFC 5321 §4.1.4)",
         "internal_error": "421 4.3.0 {hostname} Internal software error, closing connection",
         "connection_refused": "554 5.7.1 {hostname} Access denied for [{client}]",
         "user_unknown": "550 5.1.1 {addr}... User unknown",
