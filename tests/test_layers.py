@@ -4,6 +4,7 @@
   module (socket, asyncio, ssl, threading, selectors): it decides what to answer.
 - ``lab/`` imports nothing from ``classroom/`` or the CLI.
 - the leaves (``errors``, ``style``, ``render``) import nothing from the rooms.
+- no module is over 600 lines, the asyncio adapter (``lab/server.py``) over 400.
 
 Imports are read with ``ast``, lazy ones inside functions included, so a wall
 cannot be crossed quietly.
@@ -93,3 +94,17 @@ def test_the_walls_are_checked_on_real_imports():
     # and classroom/widgets.py imports lab (which the lab wall forbids in reverse).
     assert any(n.startswith("labsmtp.protocol") for n in _imports(PACKAGE / "lab" / "server.py"))
     assert any(n.startswith("labsmtp.lab") for n in _imports(PACKAGE / "classroom" / "widgets.py"))
+
+
+# Issue 10: no module over 600 lines (the rooms stay readable), the asyncio adapter at
+# most 400 (it only carries bytes between a socket and the sans-IO session).
+MODULE_LIMIT = 600
+ADAPTER_LIMIT = 400
+
+
+def test_no_module_is_over_the_size_limit():
+    sizes = {p: len(p.read_text().splitlines()) for p in PACKAGE.rglob("*.py")}
+    over = [f"{p.relative_to(PACKAGE.parent)}: {n}" for p, n in sizes.items() if n > MODULE_LIMIT]
+    assert not over, f"over {MODULE_LIMIT} lines: " + ", ".join(sorted(over))
+    adapter = sizes[PACKAGE / "lab" / "server.py"]
+    assert adapter <= ADAPTER_LIMIT, f"lab/server.py has {adapter} lines"
