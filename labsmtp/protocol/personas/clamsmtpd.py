@@ -38,7 +38,9 @@ from ..states import State
 from .base import Persona, get_persona, register
 from .postfix import POSTFIX, RECORDED_POLICY, SETTINGS
 
-LINE_TOO_LONG = 8190  # SP_LINE_LENGTH - 2: such a line (CRLF counted) is refused
+# spio.h: SP_LINE_LENGTH is MAXPATHLEN + 128 (4224 on Linux, where MAXPATHLEN is 4096);
+# LINE_TOO_LONG(l) is l >= SP_LINE_LENGTH - 2: such a line (CRLF counted) is refused.
+LINE_TOO_LONG = 4096 + 128 - 2
 # EHLO keywords clamsmtpd does not pass on (smtppass.c).
 FILTERED = ("PIPELINING", "STARTTLS", "CHUNKING", "BINARYMIME", "CHECKPOINT", "XCLIENT", "XEXCH50")
 BACKEND_IP = "127.0.0.1"  # XClient: off, so Postfix sees clamsmtpd's own address
