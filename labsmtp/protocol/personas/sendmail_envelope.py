@@ -175,13 +175,13 @@ def read_address(
         if focus is None:
             return Envelope(echo, "", "", esmtp_parameters(rest))
         local, host = focus
-        if (problem := _nonprintable(local, host, is_rcpt)) is not None:
-            return problem
         if host is not None:
             local = check_host(local, host)
         routed = _route_here(local, host, here)
     except AddressError as err:
         return Problem(err.code, err.enhanced, err.text, echo)
+    if (problem := _nonprintable(*routed, here, is_rcpt)) is not None:
+        return problem
     domain = "".join(host) if host is not None else None
     return Envelope(echo, cataddr(local), domain, esmtp_parameters(rest), routed)
 
@@ -224,25 +224,21 @@ def _route_here(
     return cataddr(local), ("".join(host) if host is not None else None)
 
 
-def _nonprintable(local: list[str], host: list[str] | None, is_rcpt: bool) -> Problem | None:
-    """A control character outside quotes in the canonified address: a syntax error
-    naming the address with each such character as '?' (BAD_CHAR_REPLACEMENT).
-    8-bit characters pass (only the C1 range is refused, by invalidaddr)."""
-    text = "".join(local) + ("@" + "".join(host) if host is not None else "")
-    out, quoted, bad = [], False, False
-    for c in text:
-        if not quoted and (c < " " or c == "\x7f"):
-            out.append("?")
-            bad = True
-            continue
-        quoted = not quoted if c == '"' else quoted
-        out.append(c)
-    if not bad:
+def _nonprintable(
+    user: str, host: str | None, here: frozenset[str], is_rcpt: bool
+) -> Problem | None:
+    """A control character in the resolved user (the local part, dequoted, for a local
+    address; user@host for another) is a syntax error naming that user, each control
+    character shown as '?' (BAD_CHAR_REPLACEMENT).  8-bit characters pass (only the
+    C1 range is refused, by invalidaddr)."""
+    local = host is None or host.lower().rstrip(".") in here
+    target = user if local else f"{user}@{host}"
+    if not any(c < " " or c == "\x7f" for c in target):
         return None
-    echo = seven_bit("".join(out))
+    shown = seven_bit("".join("?" if c < " " or c == "\x7f" else c for c in target))
     enhanced = "5.1.3" if is_rcpt else "5.1.7"
     return Problem(
-        "501", enhanced, f'Syntax error in mailbox address "{echo}" (non-printable character)'
+        "501", enhanced, f'Syntax error in mailbox address "{shown}" (non-printable character)'
     )
 
 
