@@ -61,8 +61,14 @@ def test_local_users_are_debians_accounts_and_the_postmaster_alias():
     said(p, "EHLO x"), said(p, "MAIL FROM:<a@mail.good.example>")
     assert said(p, "RCPT TO:<www-data+tag@mx>") == "250 2.1.5 <www-data+tag@mx>... Recipient ok"
     assert said(p, "RCPT TO:<alice@lab.example.org>").startswith("550 5.1.1 <alice@")
-    # the same user twice: the reply names the first form (one queue entry)
-    assert said(p, "RCPT TO:<WWW-DATA@localhost>") == "250 2.1.5 <www-data+tag@mx>... Recipient ok"
+    # the same user twice (any case, any local name): the reply names the first form (one
+    # queue entry); +detail makes another address (generated/beyond, b035-rcpt-to)
+    assert said(p, "RCPT TO:<WWW-DATA+TAG@localhost>") == (
+        "250 2.1.5 <www-data+tag@mx>... Recipient ok"
+    )
+    assert (
+        said(p, "RCPT TO:<www-data@localhost>") == "250 2.1.5 <www-data@localhost>... Recipient ok"
+    )
     assert said(p, "RCPT TO:<|/bin/true@lab.example.org>") == (
         "550 5.7.1 <|/bin/true@lab.example.org>... Cannot mail directly to programs"
     )

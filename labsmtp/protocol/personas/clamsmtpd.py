@@ -38,7 +38,9 @@ from ..states import State
 from .base import Persona, get_persona, register
 from .postfix import POSTFIX, RECORDED_POLICY, SETTINGS
 
-LINE_TOO_LONG = 8190  # SP_LINE_LENGTH - 2: such a line (CRLF counted) is refused
+# spio.h: SP_LINE_LENGTH is MAXPATHLEN + 128 (4224 on Linux, where MAXPATHLEN is 4096);
+# LINE_TOO_LONG(l) is l >= SP_LINE_LENGTH - 2: such a line (CRLF counted) is refused.
+LINE_TOO_LONG = 4096 + 128 - 2
 # EHLO keywords clamsmtpd does not pass on (smtppass.c).
 FILTERED = ("PIPELINING", "STARTTLS", "CHUNKING", "BINARYMIME", "CHECKPOINT", "XCLIENT", "XEXCH50")
 BACKEND_IP = "127.0.0.1"  # XClient: off, so Postfix sees clamsmtpd's own address
@@ -87,6 +89,8 @@ class ClamsmtpdRelay(Relay):
         self.crlf = False
         self.stuck = False  # waiting for a reply Postfix will never send
         self.lost = 0  # lines written after Postfix hung up
+        self.gone = False  # Postfix hung up unasked and its last reply has been passed on
+        self.unasked = False  # Postfix's last reply before hanging up answered no line
 
     @property
     def collecting(self) -> bool:
@@ -101,6 +105,8 @@ class ClamsmtpdRelay(Relay):
         b = self.backend
         if not data:
             return []
+        if b.closing and self.gone:
+            return self._own("relay_failed") + self.session.hang_up()
         if b.closing:
             self.lost += 1
             if self.lost < 2:
@@ -109,9 +115,12 @@ class ClamsmtpdRelay(Relay):
             return events + self.session.hang_up()
         b.receive(data)
         while (turn := b.next_turn()) is not None:
-            self._take(list(turn.events))
+            events = list(turn.events)
             if turn.pending is not None:
-                self._take(b.respond(turn.pending))
+                events += b.respond(turn.pending)
+            self._take(events)
+            # two replies to one line, and the end: the last was Postfix's own
+            self.unasked = b.closing and sum(isinstance(e, Answer) for e in events) > 1
         return []
 
     def _take(self, events: list[Event]) -> None:
@@ -157,7 +166,15 @@ class ClamsmtpdRelay(Relay):
             out += self._filter(line)
         events += self._flush(out)
         if hang_up and self.backend.closing and not self.pending:
-            events += self.session.hang_up()  # Postfix hung up: so does clamsmtpd
+            # Postfix hung up.  When it closed in answer to a line (221 to QUIT or to
+            # junk), clamsmtpd's next read is the EOF: it closes too.  When it spoke
+            # unasked first (its 421 after the reply to the 20th error), the client's
+            # next line was already on its way: clamsmtpd writes it to the dead socket,
+            # reads the reset, and says "451 Local Error" (_send).
+            if self.unasked:
+                self.gone = True
+            else:
+                events += self.session.hang_up()
         return events
 
     def _filter(self, line: str) -> list[str]:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from .sendmail_address import (
     MAXNAME,
+    OPERATORS,
     ROUTE_CHARS,
     AddressError,
     canonify,
@@ -31,6 +32,7 @@ from .sendmail_address import (
     prescan,
 )
 
+BLANK_SUB = "."  # O BlankSub=. (cf/m4/proto.m4's default confBLANK_SUB)
 MAXSHORTSTR = 203  # how much of a long string Sendmail shows (head...tail)
 
 # A fresh Debian 12: base-passwd's accounts (name: full name from the GECOS field),
@@ -136,6 +138,11 @@ class Envelope:
         return self.routed[1] if self.routed is not None else self.domain
 
     @property
+    def address_routed(self) -> str:
+        """Where it goes, as user@host (the user alone for a local user)."""
+        return f"{self.user}@{self.host}" if self.host else self.user
+
+    @property
     def null(self) -> bool:
         return self.domain == ""
 
@@ -173,8 +180,23 @@ def read_address(
         routed = _route_here(local, host, here)
     except AddressError as err:
         return Problem(err.code, err.enhanced, err.text, echo)
+    if (problem := _nonprintable(*routed, here, is_rcpt)) is not None:
+        return problem
     domain = "".join(host) if host is not None else None
-    return Envelope(echo, "".join(local), domain, esmtp_parameters(rest), routed)
+    return Envelope(echo, cataddr(local), domain, esmtp_parameters(rest), routed)
+
+
+def cataddr(tokens: list[str]) -> str:
+    """cataddr(): the tokens as one string, with BlankSub ('.' in sendmail.cf) between
+    two adjacent atoms: <post master@here> is the user post.master, not postmaster."""
+    out, atom_before = [], False
+    for token in tokens:
+        atom = bool(token) and token[0] not in OPERATORS and token[0] != '"'
+        if atom and atom_before:
+            out.append(BLANK_SUB)
+        out.append(token)
+        atom_before = atom
+    return "".join(out)
 
 
 def _route_here(
@@ -199,7 +221,25 @@ def _route_here(
         if local in ([], [""]):
             raise AddressError("553", "5.1.3", "User address required")
         break
-    return "".join(local), ("".join(host) if host is not None else None)
+    return cataddr(local), ("".join(host) if host is not None else None)
+
+
+def _nonprintable(
+    user: str, host: str | None, here: frozenset[str], is_rcpt: bool
+) -> Problem | None:
+    """A control character in the resolved user (the local part, dequoted, for a local
+    address; user@host for another) is a syntax error naming that user, each control
+    character shown as '?' (BAD_CHAR_REPLACEMENT).  8-bit characters pass (only the
+    C1 range is refused, by invalidaddr)."""
+    local = host is None or host.lower().rstrip(".") in here
+    target = user if local else f"{user}@{host}"
+    if not any(c < " " or c == "\x7f" for c in target):
+        return None
+    shown = seven_bit("".join("?" if c < " " or c == "\x7f" else c for c in target))
+    enhanced = "5.1.3" if is_rcpt else "5.1.7"
+    return Problem(
+        "501", enhanced, f'Syntax error in mailbox address "{shown}" (non-printable character)'
+    )
 
 
 def _invalid(typed: str, whole: str, is_rcpt: bool) -> Problem | None:
@@ -434,6 +474,15 @@ def names_this_host(typed: str, domain: str) -> bool:
     return text.endswith((*endings, f"@localhost.{domain.lower()}", "@localhost.uucp"))
 
 
+def typed_null(typed: str) -> bool:
+    """Is the address, as check_rcpt's rules see its tokens, literally <> (or nothing)?"""
+    try:
+        tokens, _ = prescan(typed)
+    except AddressError:
+        return False
+    return tokens in ([], ["<", ">"])
+
+
 def sender_problem(sender: Envelope | None, site: Site) -> Problem | None:
     """checkmail: the sender, as check_rcpt asks about it in delay_checks mode."""
     if sender is None or sender.null:
@@ -513,6 +562,8 @@ def sender_mailer_problem(env: Envelope, local: bool) -> Problem | None:
 
 def verify(env: Envelope, expand: bool, hostname: str, site: Site) -> list[str]:
     """VRFY/EXPN: one reply line per address ("250 2.1.5 root <root@host>")."""
+    if env.null:  # <> is <@> to the rulesets: the local mailer, and no such user
+        return [Problem("550", "5.1.1", "User unknown", env.typed).line()]
     if not site.is_local(env.host):
         return [f"252 2.1.5 <{env.address}>"] if not expand else [f"250 2.1.5 <{env.address}>"]
     problem = local_problem(env)

@@ -48,6 +48,7 @@ from .sendmail_envelope import (
     seven_bit,
     shorten,
     skipword,
+    typed_null,
     user_of,
     verify,
 )
@@ -336,24 +337,38 @@ class SendmailGrammar(Grammar):
         assert env is not None
         if not view.recipients:
             self.accepted.clear()  # a new transaction
-        if env.null:
-            return reply(Problem("553", "5.0.0", "User address required", env.typed))
+        null = Problem("553", "5.0.0", "User address required", env.typed)
+        if env.null and typed_null(env.typed):  # Basic_check_rcpt: R<> before all else
+            return reply(null)
         site = self.site(view)
         local = site.is_local(env.host)
-        if not local and standard == "relay_denied":
+        if not local and (standard == "relay_denied" or not self.may_relay(env, view)):
             return Refusal("relay_denied", fields={"addr": env.typed})
         if not (local and user_of(env) in SPAM_FRIENDS):  # delay_checks: the sender now
             problem = sender_problem(self.senders.get(view.sender or ""), site)
             if problem is not None:
                 return reply(Problem(problem.code, problem.enhanced, problem.text, env.typed))
+        if env.null:  # <<>>: canonify made it <@>, the null address, too late for R<>
+            return reply(null)
         if local:
             if view.setup.recipients is not None:
                 if standard == "user_unknown":
                     return Refusal("user_unknown", fields={"addr": env.typed})
             elif (problem := local_problem(env)) is not None:
                 return reply(problem)
-        key = ("local", user_of(env)) if local else ("smtp", env.user, (env.host or "").lower())
+        # sameaddr(): the mailer, host and user; the local mailer lowers the user but
+        # keeps its +detail (a different address until aliasing, after the RCPT).
+        key = ("local", env.user.lower()) if local else ("smtp", env.user, (env.host or "").lower())
         return Refusal("rcpt_ok", fields={"addr": self.accepted.setdefault(key, env.typed)})
+
+    def may_relay(self, env: Envelope, view: View) -> bool:
+        """check_rcpt's relay rule for where the address goes once ruleset 0 rerouted it
+        (user%host@here goes to host): the session's check saw only the typed domain."""
+        if env.routed is None or view.user is not None:
+            return True
+        return view.setup.policy.may_deliver(
+            env.address_routed, view.client_ip, view.setup.hostname
+        )
 
     def site(self, view: View) -> Site:
         """What the checks know of this server and this client."""
