@@ -360,7 +360,7 @@ def meaning(command: str | None, code: int) -> str:
     return f"{CODES[code][0].lower()}{CODES[code][1:]} ({gist})" if code in CODES else gist
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Reply:
     """One SMTP reply: a three-digit code, an optional enhanced code, its text lines."""
 

@@ -65,7 +65,7 @@ _IANA = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TlsInfo:
     """The TLS session a message came over, as ``ssl.SSLObject`` reports it."""
 
@@ -77,7 +77,7 @@ class TlsInfo:
     key_exchange: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TraceFacts:
     """What the server knows when it accepts a message: the input of ``received()``."""
 
@@ -101,7 +101,7 @@ class TraceFacts:
             raise ValueError("TraceFacts.date must be timezone-aware (e.g. datetime.now(UTC))")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Trace:
     """The fields a persona adds to one message: above it on receipt, on delivery, at the end."""
 
@@ -333,7 +333,7 @@ def _fold_words(words: Sequence[str], width: int) -> list[str]:
     return lines
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Options:
     version: str | None = None
     tls_details: bool = False
