@@ -138,6 +138,20 @@ def _date(date: _dt.datetime, *, pad_day: str, zone: str) -> str:
     Exchange: 3).  zone: "offset" (+0000), "offset+name" (+0000 (UTC)) or
     "sendmail" (GMT for a zero offset, else +0100 (CET)).
     """
+    # The text changes once a second; a busy server stamps many messages in one.
+    key = (date.replace(microsecond=0), date.tzname(), date.utcoffset(), pad_day, zone)
+    text = _last_date.get(key)
+    if text is None:
+        if len(_last_date) >= 64:
+            _last_date.clear()
+        text = _last_date[key] = _format_date(date, pad_day, zone)
+    return text
+
+
+_last_date: dict[tuple[object, ...], str] = {}
+
+
+def _format_date(date: _dt.datetime, pad_day: str, zone: str) -> str:
     day = {"0": f"{date.day:02d}", " ": f"{date.day:>2}"}.get(pad_day, str(date.day))
     text = f"{_DAYS[date.weekday()]}, {day} {_MONTHS[date.month - 1]} {date.year} {date:%H:%M:%S}"
     name = date.tzname() or ""
