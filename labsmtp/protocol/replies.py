@@ -510,7 +510,7 @@ def reply_from_lines(
     if (
         code.isdigit()
         and "2" <= code[0] <= "5"
-        and all(ln[:3] == code and ln[3:4] in ("-", " ") for ln in lines[:-1])
+        and (len(lines) == 1 or all(ln[:3] == code and ln[3:4] in ("-", " ") for ln in lines[:-1]))
         and lines[-1][:3] == code
         and lines[-1][3:4] in (" ", "")
     ):
