@@ -92,6 +92,10 @@ class Places:
                 waiter.set_result(None)
 
 
+def _nothing() -> None:
+    pass
+
+
 class IdleTimer:
     """Calls ``expired`` once ``seconds`` pass without a ``touch()``.
 
@@ -114,6 +118,10 @@ class IdleTimer:
     def cancel(self) -> None:
         if self._handle is not None:
             self._handle.cancel()
+            # touch() never re-arms a cancelled timer, so ``expired`` is never called
+            # now: let go of it (a bound method of the connection would keep a cycle
+            # that only the garbage collector frees, once per connection).
+            self.expired = _nothing
 
     def _fire(self) -> None:
         idle = self.loop.time() - self._last

@@ -42,7 +42,7 @@ def _parameters(params: tuple[str, ...]) -> dict[str, str]:
     return {k.upper(): v for k, _, v in (p.partition("=") for p in params)}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DsnRequest:
     """What a sender asked of delivery status notifications (RFC 3461), per message."""
 
@@ -60,7 +60,7 @@ class DsnRequest:
         return event.upper() in asked
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StoredMessage:
     """A message and its SMTP envelope, as the server accepted it."""
 

@@ -291,8 +291,10 @@ class Connection(asyncio.Protocol):
     def _send(
         self, lines: Sequence[str], command: str | None, injected: str | None = None
     ) -> Reply:
-        raw = "".join(ln + "\r\n" for ln in lines).encode("utf-8", "surrogateescape")
-        reply = reply_from_lines(list(lines), raw, command, injected)
+        listed = list(lines)
+        text = "\r\n".join(listed) + "\r\n" if listed else ""
+        raw = text.encode("utf-8", "surrogateescape")
+        reply = reply_from_lines(listed, raw, command, injected)
         self.send_raw(raw, reply, injected, answers=False)
         return reply
 

@@ -22,7 +22,7 @@ from ..protocol.replies import Reply
 CLIENT, SERVER, EVENT = "client", "server", "event"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Line:
     """One line (or one whole reply) of a dialogue, as it crossed the wire."""
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from .states import Command, Stage, State
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ClientLine:
     """A line the client sent, as it crossed the wire (for the transcript)."""
 
@@ -23,7 +23,7 @@ class ClientLine:
     note: str = ""  # "message text", "AUTH response", "a command line of N bytes (not shown)"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Pending:
     """A command that passed the sequence checks and waits for its answer.
 
@@ -37,7 +37,7 @@ class Pending:
     argument: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Answer:
     """A reply to send now (lines without CRLF)."""
 
@@ -45,14 +45,14 @@ class Answer:
     command: str | None  # what it answers: "MAIL", ".", "CONNECT"; None for unasked replies
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StateChanged:
     """The session moved along the state table."""
 
     state: State
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Greeted:
     """HELO or EHLO was accepted."""
 
@@ -60,7 +60,7 @@ class Greeted:
     extended: bool  # EHLO
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MessageAccepted:
     """A message the server takes: store it before its 250 goes out.
 
@@ -82,7 +82,7 @@ class MessageAccepted:
     rcpt_parameters: tuple[tuple[str, ...], ...] = ()  # each RCPT's, in rcpt_tos order
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Authenticated:
     """AUTH succeeded (RFC 4954)."""
 
@@ -90,7 +90,7 @@ class Authenticated:
     mechanism: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AuthFailed:
     """AUTH named a user and a wrong password (or a user that does not exist)."""
 
@@ -98,19 +98,19 @@ class AuthFailed:
     mechanism: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TLSRequested:
     """STARTTLS got 220: the TLS handshake starts once the reply is out (RFC 3207)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Note:
     """Something for the transcript's record that is neither a line nor a reply."""
 
     text: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HangUp:
     """The server closes the connection once the replies before it are out."""
 
@@ -128,7 +128,7 @@ Event = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Turn:
     """What the session made of the next piece of the client's input."""
 

@@ -79,7 +79,7 @@ BODY_EXTENSIONS: dict[str, str] = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Path:
     """The address of ``MAIL FROM:<...>`` or ``RCPT TO:<...>`` and the parameters after it."""
 
@@ -90,7 +90,7 @@ class Path:
     echo: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Refusal:
     """A grammar's answer: a persona reply key and the fields its wording may use.
 
@@ -109,7 +109,7 @@ class Refusal:
     exchange: Exchange | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CommandLine:
     """One command line as a server read it: the text, the verb (upper case), the argument."""
 
@@ -118,7 +118,7 @@ class CommandLine:
     arg: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class View:
     """What a grammar may know of its session when it decides (a snapshot, read-only)."""
 

@@ -360,7 +360,7 @@ def meaning(command: str | None, code: int) -> str:
     return f"{CODES[code][0].lower()}{CODES[code][1:]} ({gist})" if code in CODES else gist
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Reply:
     """One SMTP reply: a three-digit code, an optional enhanced code, its text lines."""
 
@@ -510,7 +510,7 @@ def reply_from_lines(
     if (
         code.isdigit()
         and "2" <= code[0] <= "5"
-        and all(ln[:3] == code and ln[3:4] in ("-", " ") for ln in lines[:-1])
+        and (len(lines) == 1 or all(ln[:3] == code and ln[3:4] in ("-", " ") for ln in lines[:-1]))
         and lines[-1][:3] == code
         and lines[-1][3:4] in (" ", "")
     ):

@@ -158,10 +158,11 @@ class CommandPart(AuthPart, MessagePart):
         if self.setup.mode == "submission" and self.user is None:
             # RFC 6409 §4.3 / RFC 4954 §6: a submission server wants to know who you are.
             return self._reply(Command.MAIL, "auth_required", "MAIL")
-        path = self.grammar.parse_path(Command.MAIL, arg, self.view())
+        view = self.view()  # one snapshot: nothing it holds changes between the two hooks
+        path = self.grammar.parse_path(Command.MAIL, arg, view)
         if isinstance(path, Refusal):
             return self._own(path, "MAIL", Command.MAIL)
-        refused = self.grammar.path_parameters(Command.MAIL, path, self.view())
+        refused = self.grammar.path_parameters(Command.MAIL, path, view)
         if refused is not None:
             return self._own(refused, "MAIL", Command.MAIL)
         self.mail_from, self.mail_options = path.address, list(path.parameters)
@@ -174,11 +175,12 @@ class CommandPart(AuthPart, MessagePart):
             if key is not None:
                 note = Note(f"{identity.name}: refused at RCPT")
                 return [note, *self._reply(Command.RCPT, key, "RCPT", helo=self.helo or "")]
-        path = self.grammar.parse_path(Command.RCPT, arg, self.view())
+        view = self.view()  # one snapshot for both hooks (_last_rcpt is not in it)
+        path = self.grammar.parse_path(Command.RCPT, arg, view)
         if isinstance(path, Refusal):
             return self._own(path, "RCPT", Command.RCPT)
         self._last_rcpt = path.address  # OpenSMTPD's Received: names the last RCPT given
-        refused = self.grammar.path_parameters(Command.RCPT, path, self.view())
+        refused = self.grammar.path_parameters(Command.RCPT, path, view)
         if refused is not None:
             return self._own(refused, "RCPT", Command.RCPT)
         standard = self.checks.at_rcpt(self._session, path.address)

@@ -17,6 +17,8 @@ together as ``Session``, with the driver's side and the hooks for grammars.
 from __future__ import annotations
 
 import random
+import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
 from . import auth, states
@@ -40,6 +42,19 @@ def code_of(answer: Answer) -> int | None:
     return int(first) if first.isdigit() else None
 
 
+def _offers_of(core: SessionCore) -> Callable[[str], bool]:
+    """``core.offers`` for its grammar, through a weak reference: a grammar holding
+    the bound method would make a cycle that only the garbage collector frees, once
+    per connection (the grammar never outlives its session)."""
+    ref = weakref.ref(core)
+
+    def offers(keyword: str) -> bool:
+        session = ref()
+        return session is not None and session.offers(keyword)
+
+    return offers
+
+
 def counts_as_error(code: int | None) -> bool:
     """Whether a ``code`` reply counts as a failed command (Policy.hard_error_limit)."""
     # §3.8 counts failed commands; a 421 is the server closing, not the client failing.
@@ -59,7 +74,7 @@ class SessionCore:
         # A proxy persona (clamsmtpd) relays to a server of its own: it reads every line.
         relay = setup.persona.relay
         self.relay: Relay | None = relay(self._session) if relay else None
-        self.grammar.offers = self.offers
+        self.grammar.offers = _offers_of(self)
         self.client_ip = client_ip
         self.state = states.opened()
         self.tls = tls  # inside TLS (implicit TLS: from the first byte)

@@ -65,7 +65,7 @@ _IANA = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TlsInfo:
     """The TLS session a message came over, as ``ssl.SSLObject`` reports it."""
 
@@ -77,7 +77,7 @@ class TlsInfo:
     key_exchange: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TraceFacts:
     """What the server knows when it accepts a message: the input of ``received()``."""
 
@@ -101,7 +101,7 @@ class TraceFacts:
             raise ValueError("TraceFacts.date must be timezone-aware (e.g. datetime.now(UTC))")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Trace:
     """The fields a persona adds to one message: above it on receipt, on delivery, at the end."""
 
@@ -138,6 +138,20 @@ def _date(date: _dt.datetime, *, pad_day: str, zone: str) -> str:
     Exchange: 3).  zone: "offset" (+0000), "offset+name" (+0000 (UTC)) or
     "sendmail" (GMT for a zero offset, else +0100 (CET)).
     """
+    # The text changes once a second; a busy server stamps many messages in one.
+    key = (date.replace(microsecond=0), date.tzname(), date.utcoffset(), pad_day, zone)
+    text = _last_date.get(key)
+    if text is None:
+        if len(_last_date) >= 64:
+            _last_date.clear()
+        text = _last_date[key] = _format_date(date, pad_day, zone)
+    return text
+
+
+_last_date: dict[tuple[object, ...], str] = {}
+
+
+def _format_date(date: _dt.datetime, pad_day: str, zone: str) -> str:
     day = {"0": f"{date.day:02d}", " ": f"{date.day:>2}"}.get(pad_day, str(date.day))
     text = f"{_DAYS[date.weekday()]}, {day} {_MONTHS[date.month - 1]} {date.year} {date:%H:%M:%S}"
     name = date.tzname() or ""
@@ -333,7 +347,7 @@ def _fold_words(words: Sequence[str], width: int) -> list[str]:
     return lines
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Options:
     version: str | None = None
     tls_details: bool = False
