@@ -17,11 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..protocol.events import ClientLine
+from ..protocol.frozen import fast_init
 from ..protocol.replies import Reply
 
 CLIENT, SERVER, EVENT = "client", "server", "event"
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Line:
     """One line (or one whole reply) of a dialogue, as it crossed the wire."""

@@ -11,9 +11,11 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 
+from .frozen import fast_init
 from .states import Command, Stage, State
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ClientLine:
     """A line the client sent, as it crossed the wire (for the transcript)."""
@@ -23,6 +25,7 @@ class ClientLine:
     note: str = ""  # "message text", "AUTH response", "a command line of N bytes (not shown)"
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Pending:
     """A command that passed the sequence checks and waits for its answer.
@@ -37,6 +40,7 @@ class Pending:
     argument: str
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Answer:
     """A reply to send now (lines without CRLF)."""
@@ -45,6 +49,7 @@ class Answer:
     command: str | None  # what it answers: "MAIL", ".", "CONNECT"; None for unasked replies
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class StateChanged:
     """The session moved along the state table."""
@@ -52,6 +57,7 @@ class StateChanged:
     state: State
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Greeted:
     """HELO or EHLO was accepted."""
@@ -103,6 +109,7 @@ class TLSRequested:
     """STARTTLS got 220: the TLS handshake starts once the reply is out (RFC 3207)."""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Note:
     """Something for the transcript's record that is neither a line nor a reply."""
@@ -110,6 +117,7 @@ class Note:
     text: str
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class HangUp:
     """The server closes the connection once the replies before it are out."""
@@ -128,6 +136,7 @@ Event = (
 )
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Turn:
     """What the session made of the next piece of the client's input."""

@@ -38,6 +38,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from .chunking import BdatCommand, parse_bdat
+from .frozen import fast_init
 from .lines import READ_LIMIT, LineBuffer, MessageText, TooLong
 from .states import Command, State
 
@@ -79,6 +80,7 @@ BODY_EXTENSIONS: dict[str, str] = {
 }
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Path:
     """The address of ``MAIL FROM:<...>`` or ``RCPT TO:<...>`` and the parameters after it."""
@@ -109,6 +111,7 @@ class Refusal:
     exchange: Exchange | None = None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class CommandLine:
     """One command line as a server read it: the text, the verb (upper case), the argument."""
@@ -118,6 +121,7 @@ class CommandLine:
     arg: str
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class View:
     """What a grammar may know of its session when it decides (a snapshot, read-only)."""

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from .frozen import fast_init
 from .states import Stage
 
 # §4.2.1: the first digit.
@@ -360,6 +361,7 @@ def meaning(command: str | None, code: int) -> str:
     return f"{CODES[code][0].lower()}{CODES[code][1:]} ({gist})" if code in CODES else gist
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Reply:
     """One SMTP reply: a three-digit code, an optional enhanced code, its text lines."""
