@@ -95,9 +95,9 @@ class Stage(str, enum.Enum):
     def __str__(self) -> str:
         return self.value
 
-    # Stage.RCPT and "rcpt" are one dict key (Enum hashes the member name otherwise).
-    def __hash__(self) -> int:
-        return str.__hash__(self.value)
+    # Stage.RCPT and "rcpt" are one dict key (Enum hashes the member name otherwise);
+    # str's own hash, not a Python method: the fault engine looks a stage up per command.
+    __hash__ = str.__hash__
 
     @property
     def answers(self) -> str:
@@ -416,7 +416,11 @@ def next_state(
 
     Raises ``SequenceError`` (and changes nothing) if the command is out of order.
     """
-    state, command = State(state), Command(command)
+    # The session passes members already; converting them again costs a Python call each.
+    if type(state) is not State:
+        state = State(state)
+    if type(command) is not Command:
+        command = Command(command)
     target = _target(state, command, helo_required, variants)
     if ok:
         return target
