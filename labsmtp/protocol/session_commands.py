@@ -73,7 +73,7 @@ class CommandPart(AuthPart, MessagePart):
     def _refusal(self, cmd: Command | None, line: CommandLine) -> list[Event] | None:
         """The answer to a command refused before any fault point, or None to go on."""
         arg, verb = line.arg, line.verb
-        own = self.grammar.before(cmd, line, self.view())
+        own = self.grammar.before(cmd, line, self._view_for("before"))
         if own is not None:
             return self._own(own, verb, cmd)
         if cmd is None:
@@ -132,7 +132,7 @@ class CommandPart(AuthPart, MessagePart):
 
     def _helo(self, arg: str, verb: str) -> list[Event]:
         cmd = Command(verb)
-        own = self.grammar.helo(verb, arg, self.view())
+        own = self.grammar.helo(verb, arg, self._view_for("helo"))
         if isinstance(own, Refusal):
             return self._own(own, verb, cmd)
         name = own
@@ -158,7 +158,7 @@ class CommandPart(AuthPart, MessagePart):
         if self.setup.mode == "submission" and self.user is None:
             # RFC 6409 §4.3 / RFC 4954 §6: a submission server wants to know who you are.
             return self._reply(Command.MAIL, "auth_required", "MAIL")
-        view = self.view()  # one snapshot: nothing it holds changes between the two hooks
+        view = self._view_for("parse_path", "path_parameters")  # one for both hooks
         path = self.grammar.parse_path(Command.MAIL, arg, view)
         if isinstance(path, Refusal):
             return self._own(path, "MAIL", Command.MAIL)
@@ -175,7 +175,7 @@ class CommandPart(AuthPart, MessagePart):
             if key is not None:
                 note = Note(f"{identity.name}: refused at RCPT")
                 return [note, *self._reply(Command.RCPT, key, "RCPT", helo=self.helo or "")]
-        view = self.view()  # one snapshot for both hooks (_last_rcpt is not in it)
+        view = self._view_for("parse_path", "path_parameters")  # one for both hooks
         path = self.grammar.parse_path(Command.RCPT, arg, view)
         if isinstance(path, Refusal):
             return self._own(path, "RCPT", Command.RCPT)
@@ -186,7 +186,7 @@ class CommandPart(AuthPart, MessagePart):
         standard = self.checks.at_rcpt(self._session, path.address)
         if standard is not None and standard.key == "too_many_recipients":
             return self._reply(Command.RCPT, standard.key, "RCPT")  # counted before all else
-        own = self.grammar.recipient(path, standard, self.view())
+        own = self.grammar.recipient(path, standard, self._view_for("recipient"))
         if own is not None and own.key != "rcpt_ok":
             return self._own(own, "RCPT", Command.RCPT)
         self.rcpt_tos.append(path.address)
@@ -196,7 +196,7 @@ class CommandPart(AuthPart, MessagePart):
         return self._reply(Command.RCPT, "rcpt_ok", "RCPT", **fields)
 
     def _data(self, arg: str, verb: str) -> list[Event]:
-        own = self.grammar.argument_refusal(Command.DATA, arg, self.view())
+        own = self.grammar.argument_refusal(Command.DATA, arg, self._view_for("argument_refusal"))
         if own is not None:
             return self._own(own, "DATA", Command.DATA)
         if any(p.upper() == "BODY=BINARYMIME" for p in self.mail_options):
@@ -207,20 +207,20 @@ class CommandPart(AuthPart, MessagePart):
         return events
 
     def _rset(self, arg: str, verb: str) -> list[Event]:
-        own = self.grammar.argument_refusal(Command.RSET, arg, self.view())
+        own = self.grammar.argument_refusal(Command.RSET, arg, self._view_for("argument_refusal"))
         if own is not None:
             return self._own(own, "RSET", Command.RSET)
         self._reset_transaction()
         return self._reply(Command.RSET, "rset_ok", "RSET")
 
     def _noop(self, arg: str, verb: str) -> list[Event]:
-        own = self.grammar.argument_refusal(Command.NOOP, arg, self.view())
+        own = self.grammar.argument_refusal(Command.NOOP, arg, self._view_for("argument_refusal"))
         if own is not None:  # §4.1.1.9 says ignore the argument; some servers refuse it
             return self._own(own, "NOOP", Command.NOOP)
         return self._reply(Command.NOOP, "noop_ok", "NOOP")
 
     def _vrfy(self, arg: str, verb: str) -> list[Event]:
-        own = self.grammar.vrfy(arg, self.view())
+        own = self.grammar.vrfy(arg, self._view_for("vrfy"))
         if own is not None:
             return self._own(own, "VRFY", Command.VRFY)
         said = self.checks.vrfy(self._session, arg)

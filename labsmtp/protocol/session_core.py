@@ -55,6 +55,19 @@ def _offers_of(core: SessionCore) -> Callable[[str], bool]:
     return offers
 
 
+# Grammar's hooks that take a View (see SessionCore._view_for).
+_VIEW_HOOKS = (
+    "before",
+    "helo",
+    "keywords",
+    "parse_path",
+    "path_parameters",
+    "recipient",
+    "vrfy",
+    "argument_refusal",
+)
+
+
 def counts_as_error(code: int | None) -> bool:
     """Whether a ``code`` reply counts as a failed command (Policy.hard_error_limit)."""
     # §3.8 counts failed commands; a 421 is the server closing, not the client failing.
@@ -105,6 +118,14 @@ class SessionCore:
         self._closing = False
         self._close_after = False  # a reply the persona closes after was said
         self._rng: random.Random | None = None
+        # The View hooks this persona's grammar overrides get a fresh snapshot each
+        # time; Grammar's own ignore the view (path_parameters reads only its setup,
+        # fixed for the session), so they share one: a View per command saved.
+        kind = type(self.grammar)
+        self._seeing = frozenset(
+            h for h in _VIEW_HOOKS if getattr(kind, h) is not getattr(Grammar, h)
+        )
+        self._first_view = self.view()
 
     @property
     def _session(self) -> Session:
@@ -198,6 +219,11 @@ class SessionCore:
 
     # --- what a grammar may ask of the session now ---------------------------------
 
+    def _view_for(self, *hooks: str) -> View:
+        """The View to pass to ``hooks``: a fresh one if the grammar overrides any."""
+        seeing = self._seeing
+        return self.view() if seeing and not seeing.isdisjoint(hooks) else self._first_view
+
     def view(self) -> View:
         """What the grammar may know of this session now."""
         return View(
@@ -225,4 +251,4 @@ class SessionCore:
     def ehlo_keywords(self) -> list[str]:
         """The EHLO keywords for this session: STARTTLS before TLS, AUTH inside it."""
         words = self.setup.ehlo_keywords(tls=self.tls, hidden=self.hidden_keywords)
-        return self.grammar.keywords(words, self.view())
+        return self.grammar.keywords(words, self._view_for("keywords"))
