@@ -319,7 +319,10 @@ def notify_delivered(
     "delivered" DSN to the envelope sender, into ``mailbox`` when ``is_local`` says the
     sender's domain is the server's own, else into ``outbox`` (nothing leaves the
     machine).  Returns what to note in the transcript."""
-    asked = [r for r in message.rcpt_tos if message.dsn.wants(r, "SUCCESS")]
+    if not any(message.rcpt_parameters):
+        return []  # no NOTIFY at all: SUCCESS is never reported (§4.1); most messages
+    dsn = message.dsn  # parsed once, not per recipient
+    asked = [r for r in message.rcpt_tos if dsn.wants(r, "SUCCESS")]
     if not asked:
         return []
     who = ", ".join(f"<{r}>" for r in asked)
