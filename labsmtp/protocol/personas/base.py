@@ -401,6 +401,9 @@ def _multiline(lines: list[str]) -> list[str]:
     """Give every line but the last a hyphen after the code (§4.2.1)."""
     if not lines:
         return lines
+    if len(lines) == 1:  # most replies: the loop below, for one line
+        ln = lines[0]
+        return [f"{ln[:3]} {ln[4:] if len(ln) >= 4 else ln}"]
     code = lines[0][:3]
     out = []
     for i, ln in enumerate(lines):
