@@ -321,8 +321,8 @@ def notify_delivered(
     machine).  Returns what to note in the transcript."""
     if not any(message.rcpt_parameters):
         return []  # no NOTIFY at all: SUCCESS is never reported (§4.1); most messages
-    dsn = message.dsn  # parsed once, not per recipient
-    asked = [r for r in message.rcpt_tos if dsn.wants(r, "SUCCESS")]
+    request = message.dsn  # parsed once, not per recipient
+    asked = [r for r in message.rcpt_tos if request.wants(r, "SUCCESS")]
     if not asked:
         return []
     who = ", ".join(f"<{r}>" for r in asked)
