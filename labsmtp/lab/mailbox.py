@@ -18,23 +18,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from ..protocol.events import MessageAccepted
-
-
-def xtext_decode(value: str) -> str:
-    """RFC 3461 §4's xtext: "+" and two hex digits stand for one character."""
-    out, i = [], 0
-    while i < len(value):
-        if value[i] == "+" and _is_hex(value[i + 1 : i + 3]):
-            out.append(chr(int(value[i + 1 : i + 3], 16)))
-            i += 3
-        else:
-            out.append(value[i])
-            i += 1
-    return "".join(out)
-
-
-def _is_hex(text: str) -> bool:
-    return len(text) == 2 and all(c in "0123456789ABCDEFabcdef" for c in text)
+from ..protocol.xtext import xtext_decode
 
 
 def _parameters(params: tuple[str, ...]) -> dict[str, str]:

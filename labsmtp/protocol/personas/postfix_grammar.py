@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from ..grammar import Grammar, Path, Refusal
 from ..lines import TooLong
 from ..states import Command, State
+from ..xtext import xtext_decode, xtext_ok
 from .postfix_address import (
     extract,
     is_header,
@@ -41,32 +42,6 @@ if TYPE_CHECKING:
 NON_LETTER = "regexp:{{/^[^A-Z]/ Bogus}}"  # the stock smtpd_forbidden_commands pattern
 MAX_OFF_T = 2**63 - 1  # SIZE beyond this: "file system imposed limit"
 DSN_NOTIFY = ("SUCCESS", "FAILURE", "DELAY", "NEVER")
-
-
-def _xtext_ok(value: str) -> bool:
-    """xtext_unquote() succeeds: every '+' is followed by two hex digits."""
-    i = 0
-    while i < len(value):
-        if value[i] == "+":
-            pair = value[i + 1 : i + 3]
-            if len(pair) != 2 or any(c not in "0123456789abcdefABCDEF" for c in pair):
-                return False
-            i += 3
-        else:
-            i += 1
-    return True
-
-
-def _xtext(value: str) -> str:
-    out, i = [], 0
-    while i < len(value):
-        if value[i] == "+":
-            out.append(chr(int(value[i + 1 : i + 3], 16)))
-            i += 3
-        else:
-            out.append(value[i])
-            i += 1
-    return "".join(out)
 
 
 def _notify_ok(value: str) -> bool:
@@ -236,8 +211,8 @@ class PostfixGrammar(Grammar):
             seen.add(key)
             return None
         if key == "ENVID=":
-            printable = _xtext_ok(value) and value and _xtext(value).isprintable()
-            if "ENVID=" in seen or not printable or not _xtext(value).isascii():
+            printable = xtext_ok(value) and value and xtext_decode(value).isprintable()
+            if "ENVID=" in seen or not printable or not xtext_decode(value).isascii():
                 return Refusal("envid_syntax")
             seen.add(key)
             return None
@@ -253,7 +228,7 @@ class PostfixGrammar(Grammar):
                     return Refusal("notify_syntax")
             elif key == "ORCPT=":
                 kind, semi, coded = value.partition(";")
-                if key in seen or not semi or not kind or not _xtext_ok(coded):
+                if key in seen or not semi or not kind or not xtext_ok(coded):
                     return Refusal("orcpt_syntax")
             else:
                 return Refusal("mail_param_unknown", param)

@@ -257,6 +257,7 @@ register(
             "DSN",
             "ETRN",
             "AUTH",  # DIGEST-MD5 CRAM-MD5 (AuthMechanisms), or the lab's with users
+            "STARTTLS",  # where Sendmail lists it, when it is offered (the lab's tls=True)
             "DELIVERBY",
             "HELP",
         ),

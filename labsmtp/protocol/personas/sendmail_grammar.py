@@ -70,20 +70,6 @@ NOT_IMPLEMENTED = frozenset({"SEND", "SOML", "SAML", "TURN"})  # RFC 821's, neve
 HTTP_VERBS = ("GET", "POST", "CONNECT", "USER")  # an open proxy's first words
 # Commands Sendmail still answers after "SMTP protocol error" (nullserver).
 STILL_ANSWERED = frozenset({Command.QUIT, Command.HELO, Command.EHLO, Command.NOOP, Command.RSET})
-KEYWORD_ORDER = (
-    "ENHANCEDSTATUSCODES",
-    "PIPELINING",
-    "EXPN",
-    "VERB",
-    "8BITMIME",
-    "SIZE",
-    "DSN",
-    "ETRN",
-    "AUTH",
-    "STARTTLS",
-    "DELIVERBY",
-    "HELP",
-)
 HELO_PUNCTUATION = frozenset("[].-_#:")
 SPACES = " \t\n\r\v\f"  # C's isspace()
 
@@ -278,7 +264,7 @@ class SendmailGrammar(Grammar):
             "ETRN": "noetrn" in flags,
         }
         out = []
-        for name in KEYWORD_ORDER:
+        for name in view.setup.persona.ehlo_keywords:  # in the order Sendmail lists them
             if name not in offered or left_out.get(name):
                 continue
             if name == "SIZE":
